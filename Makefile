@@ -1,0 +1,43 @@
+# Two entry points: `make run` (the default suite end to end into reports/) and `make test`.
+# Both create .venv idempotently from requirements.lock (exact pins) and install the project in it.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+CORES  ?= all
+SUITE  ?= quick
+
+.PHONY: run test report dry-run lint lock clean-results
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) --config suite=$(SUITE)
+	$(BIN)/snakemake --cores $(CORES) --config suite=$(SUITE) --report reports/report.html
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+report: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) --config suite=$(SUITE) --report reports/report.html
+
+dry-run: $(STAMP)
+	$(BIN)/snakemake -n --config suite=$(SUITE)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/snakemake --lint
+
+# Re-pin: regenerate requirements.lock from the current venv and environment.yml from the lock.
+lock: $(STAMP)
+	$(BIN)/python -m pip freeze --exclude-editable | sed 's/+cpu$$//' > requirements.lock
+	{ printf 'name: tradeoffs\n# Same pins as requirements.lock (tests/test_install.py checks that they agree). Regenerate both with `make lock`.\nchannels:\n  - conda-forge\ndependencies:\n  - python=3.11\n  - pip\n  - pip:\n'; \
+	  sed 's/^/      - /' requirements.lock; printf '      - -e .\n'; } > environment.yml
+
+clean-results:
+	rm -rf results reports/figures reports/tables reports/report.html

@@ -1,0 +1,31 @@
+# The workflow: conf/ (Hydra) -> plan -> one job per experiment -> results.parquet -> reports/.
+# `snakemake --cores N` runs the suite named in conf/config.yaml; `--config suite=NAME` picks another.
+import sys
+
+from tradeoffs.__main__ import default_suite
+from tradeoffs.plan import load_plan
+from tradeoffs.report import FIGURES, TABLES
+
+
+report: "workflow/report/workflow.rst"
+
+
+PLAN = load_plan(config.get("suite", default_suite()))
+PY = sys.executable
+KINDS = PLAN.kinds()
+REPORT_FIGURES = [name for name, (kind, _) in FIGURES.items() if kind in KINDS]
+REPORT_TABLES = [name for name, (kind, _) in TABLES.items() if kind in KINDS]
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/numerics.smk"
+include: "workflow/rules/collect.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        "results/results.parquet",
+        expand("reports/figures/{name}.png", name=REPORT_FIGURES),
+        expand("reports/tables/{name}.csv", name=REPORT_TABLES),

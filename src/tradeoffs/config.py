@@ -1,0 +1,385 @@
+"""Typed configuration: the schema of every config group and experiment kind, composition through Hydra,
+validation with actionable messages, and the hash that names an experiment.
+
+Each experiment kind has a primary config conf/<kind>.yaml whose defaults list starts with the kind's
+schema (registered here in Hydra's ConfigStore as "<kind>_schema"), so every group option is merged into
+a typed node: an unknown key, a wrong type or an unknown option fails at composition, and impossible
+values fail in the dataclasses' __post_init__ when the config is turned into objects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from typing import Any
+
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from hydra.core.config_store import ConfigStore
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+
+from tradeoffs.errors import ConfigError, check_choice, check_positive
+from tradeoffs.formats.spec import FormatSpec
+from tradeoffs.paths import conf_dir
+
+# Fields marked so describe a value without changing any result (names, citations): the hash skips them.
+DESCRIPTIVE = {"affects_result": False}
+
+
+def descriptive(default: Any = "") -> Any:
+    return field(default=default, metadata=DESCRIPTIVE)
+
+
+# ----------------------------------------------------------------------------------------------- groups
+@dataclass
+class HardwareConfig:
+    """Where an experiment runs, and the peaks its throughput is compared with (conf/hardware/)."""
+
+    name: str = descriptive("cpu")
+    device: str = "cpu"
+    threads: int = 0  # torch intra-op threads; 0 takes the job's allotment (Snakemake threads)
+    peak_tflops: dict[str, float] = field(default_factory=dict)  # dense datasheet peaks per dtype
+    memory_bandwidth_gbs: float = 0.0
+    source: str = descriptive()
+
+    def __post_init__(self) -> None:
+        check_choice("hardware.device", self.device, ("cpu", "cuda"))
+        check_positive("hardware.threads", self.threads, allow_zero=True)
+        check_positive("hardware.memory_bandwidth_gbs", self.memory_bandwidth_gbs, allow_zero=True)
+        for dtype, peak in self.peak_tflops.items():
+            check_positive(f"hardware.peak_tflops.{dtype}", peak)
+
+
+DISTRIBUTIONS = ("gaussian", "laplace", "student_t", "spikes", "channel_outliers")
+
+
+@dataclass
+class DistributionConfig:
+    """A synthetic value distribution for the numerics studies (conf/distribution/)."""
+
+    name: str = descriptive("gaussian")
+    family: str = "gaussian"
+    dof: float = 0.0  # student_t degrees of freedom
+    spike_fraction: float = 0.0  # spikes: share of values replaced by large spikes
+    spike_scale: float = 0.0  # spikes: spike magnitude in standard deviations
+    outlier_channels: int = 0  # channel_outliers: number of channels (columns) scaled up
+    outlier_scale: float = 0.0  # channel_outliers: their scale factor
+
+    def __post_init__(self) -> None:
+        check_choice("distribution.family", self.family, DISTRIBUTIONS)
+        if self.family == "student_t":
+            check_positive("distribution.dof", self.dof)
+        if self.family == "spikes":
+            if not 0 < self.spike_fraction < 1:
+                raise ConfigError(f"distribution.spike_fraction must be in (0, 1), got {self.spike_fraction}")
+            check_positive("distribution.spike_scale", self.spike_scale)
+        if self.family == "channel_outliers":
+            check_positive("distribution.outlier_channels", self.outlier_channels)
+            check_positive("distribution.outlier_scale", self.outlier_scale)
+
+
+@dataclass
+class ModelConfig:
+    """A GPT-family model size (conf/model/)."""
+
+    name: str = descriptive("gpt-tiny")
+    d_model: int = 64
+    n_layer: int = 2
+    n_head: int = 4
+    n_kv_head: int = 4
+    d_ff: int = 256
+    context_length: int = 128
+    vocab_size: int = 256
+    norm: str = "layernorm"
+
+    def __post_init__(self) -> None:
+        for key in ("d_model", "n_layer", "n_head", "n_kv_head", "d_ff", "context_length", "vocab_size"):
+            check_positive(f"model.{key}", getattr(self, key))
+        check_choice("model.norm", self.norm, ("layernorm", "rmsnorm"))
+        if self.d_model % self.n_head:
+            raise ConfigError(f"model.n_head={self.n_head} does not divide model.d_model={self.d_model}")
+        if self.n_head % self.n_kv_head:
+            raise ConfigError(f"model.n_kv_head={self.n_kv_head} does not divide model.n_head={self.n_head}")
+
+
+@dataclass
+class DataConfig:
+    """A text corpus (conf/data/): embedded (offline) or downloaded by URL with a checksum."""
+
+    name: str = descriptive("stdlib")
+    source: str = "embedded"
+    url: str = ""
+    sha256: str = ""
+    tokenizer: str = "bytes"
+    vocab_size: int = 256
+    validation_fraction: float = 0.05
+    test_fraction: float = 0.05
+
+    def __post_init__(self) -> None:
+        check_choice("data.source", self.source, ("embedded", "url"))
+        check_choice("data.tokenizer", self.tokenizer, ("bytes", "bpe"))
+        if self.source == "url" and not (self.url and re.fullmatch(r"[0-9a-f]{64}", self.sha256)):
+            raise ConfigError("data: source=url needs data.url and a 64-hex-digit data.sha256")
+        check_positive("data.vocab_size", self.vocab_size)
+        if not 0 <= self.validation_fraction + self.test_fraction < 1:
+            raise ConfigError("data.validation_fraction + data.test_fraction must be in [0, 1)")
+
+
+@dataclass
+class RecipeConfig:
+    """A training precision recipe (conf/recipe/): compute dtype and emulated formats per tensor role."""
+
+    name: str = descriptive("fp32")
+    compute_dtype: str = "fp32"
+    loss_scaling: bool = False
+    weight_format: str = ""  # names in conf/format/; "" keeps full precision
+    activation_format: str = ""
+    gradient_format: str = ""
+
+    def __post_init__(self) -> None:
+        check_choice("recipe.compute_dtype", self.compute_dtype, ("fp32", "bf16", "fp16"))
+
+
+@dataclass
+class MethodConfig:
+    """A post-training quantization method (conf/method/)."""
+
+    name: str = descriptive("rtn")
+    algorithm: str = "rtn"
+    weight_format: str = "int4"
+    activation_format: str = ""
+
+    def __post_init__(self) -> None:
+        check_choice("method.algorithm", self.algorithm, ("rtn", "gptq", "smoothquant", "llm_int8"))
+
+
+@dataclass
+class BenchConfig:
+    """Timing rules of the benchmark engine (conf/bench/); see docs/methodology."""
+
+    name: str = descriptive("default")
+    warmup: int = 3
+    min_runs: int = 10
+    min_time_s: float = 0.2
+    max_time_s: float = 10.0
+    repeats: int = 1  # fresh-process repeats for headline numbers
+    l2_flush: bool = False
+
+    def __post_init__(self) -> None:
+        check_positive("bench.warmup", self.warmup, allow_zero=True)
+        check_positive("bench.min_runs", self.min_runs)
+        check_positive("bench.min_time_s", self.min_time_s)
+        check_positive("bench.repeats", self.repeats)
+        if self.max_time_s < self.min_time_s:
+            raise ConfigError(f"bench.max_time_s ({self.max_time_s}) < bench.min_time_s ({self.min_time_s})")
+
+
+# ------------------------------------------------------------------------------------- experiment kinds
+@dataclass
+class ExperimentConfig:
+    """Fields shared by every experiment kind."""
+
+    kind: str = ""
+    seed: int = 0
+    hardware: HardwareConfig = field(default_factory=HardwareConfig)
+
+
+ROTATIONS = ("none", "hadamard", "random_hadamard")
+
+
+@dataclass
+class NumericsConfig(ExperimentConfig):
+    """Quantization error of a format on a synthetic distribution (the numerics kind)."""
+
+    kind: str = "numerics"
+    format: FormatSpec = field(default_factory=FormatSpec)
+    distribution: DistributionConfig = field(default_factory=DistributionConfig)
+    rotation: str = "none"
+    rotation_size: int = 32
+    n_values: int = 2**20
+    row_size: int = 4096
+
+    def __post_init__(self) -> None:
+        check_choice("rotation", self.rotation, ROTATIONS)
+        check_positive("n_values", self.n_values)
+        check_positive("row_size", self.row_size)
+        if self.n_values % self.row_size:
+            raise ConfigError(f"row_size={self.row_size} does not divide n_values={self.n_values}")
+        if self.format.granularity == "block" and self.row_size % self.format.block_size:
+            raise ConfigError(
+                f"format.block_size={self.format.block_size} does not divide row_size={self.row_size}"
+            )
+        if self.rotation != "none" and (
+            self.rotation_size < 2 or self.rotation_size & (self.rotation_size - 1)
+            or self.row_size % self.rotation_size
+        ):
+            raise ConfigError(
+                f"rotation_size={self.rotation_size} must be a power of two dividing row_size={self.row_size}"
+            )
+
+
+EXPERIMENT_SCHEMAS: dict[str, type[ExperimentConfig]] = {"numerics": NumericsConfig}
+
+
+# ------------------------------------------------------------------------------------------------ suites
+@dataclass
+class SweepConfig:
+    """How one experiment kind is swept in a suite: a grid over `sweep` axes (group options or dotted
+    keys) with `fixed` overrides for all, minus the combinations matched by an `exclude` entry."""
+
+    sweep: dict[str, list[Any]] = field(default_factory=dict)
+    fixed: dict[str, Any] = field(default_factory=dict)
+    exclude: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class SuiteConfig:
+    """A suite (conf/suite/): the experiments one `snakemake` run plans."""
+
+    name: str = ""
+    description: str = ""
+    experiments: dict[str, SweepConfig] = field(default_factory=dict)
+
+
+# The schema each config group's options are validated against (tests check every file in conf/).
+GROUP_SCHEMAS: dict[str, type] = {
+    "format": FormatSpec,
+    "distribution": DistributionConfig,
+    "hardware": HardwareConfig,
+    "model": ModelConfig,
+    "data": DataConfig,
+    "recipe": RecipeConfig,
+    "method": MethodConfig,
+    "bench": BenchConfig,
+    "suite": SuiteConfig,
+}
+
+
+def _register_schemas() -> None:
+    store = ConfigStore.instance()
+    for kind, schema in EXPERIMENT_SCHEMAS.items():
+        store.store(name=f"{kind}_schema", node=schema)
+
+
+_register_schemas()
+
+
+# ------------------------------------------------------------------------------------- compose/validate
+def _valid_keys_hint(error: ConfigKeyError) -> str:
+    """'valid keys: ...' for the node an unknown key was set on."""
+    node_type = getattr(error, "object_type", None)
+    if node_type is not None and is_dataclass(node_type):
+        return f"; valid keys: {', '.join(f.name for f in fields(node_type))}"
+    return ""
+
+
+def compose(kind: str, overrides: Sequence[str] = ()) -> DictConfig:
+    """Compose conf/<kind>.yaml with Hydra overrides; raises ConfigError naming the bad key or option."""
+    check_choice("experiment kind", kind, EXPERIMENT_SCHEMAS)
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):
+            return hydra_compose(config_name=kind, overrides=list(overrides))
+    except ConfigKeyError as error:
+        raise ConfigError(f"{kind}: {_first_line(error)}{_valid_keys_hint(error)}") from None
+    except (HydraException, OmegaConfBaseException) as error:
+        cause = error.__cause__
+        if isinstance(cause, ConfigKeyError):
+            raise ConfigError(f"{kind}: {_first_line(cause)}{_valid_keys_hint(cause)}") from None
+        raise ConfigError(f"{kind}: {error}") from None
+
+
+def _first_line(error: Exception) -> str:
+    lines = str(error).splitlines()
+    extra = [line.strip() for line in lines[1:] if line.strip().startswith("full_key")]
+    return " ".join([lines[0], *extra]) if lines else type(error).__name__
+
+
+def to_typed(cfg: DictConfig | dict, kind: str | None = None) -> ExperimentConfig:
+    """Turn a composed (or JSON) config into its kind's dataclass, running every validation."""
+    kind = kind or cfg["kind"]
+    check_choice("experiment kind", kind, EXPERIMENT_SCHEMAS)
+    schema = EXPERIMENT_SCHEMAS[kind]
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), cfg)
+        return OmegaConf.to_object(merged)
+    except ConfigKeyError as error:
+        raise ConfigError(f"{kind}: {_first_line(error)}{_valid_keys_hint(error)}") from None
+    except OmegaConfBaseException as error:
+        raise ConfigError(f"{kind}: {_first_line(error)}") from None
+
+
+def load_experiment(kind: str, overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """Compose and validate one experiment config."""
+    return to_typed(compose(kind, overrides), kind)
+
+
+def as_dict(config: Any) -> dict[str, Any]:
+    """A JSON-ready nested dict of a config dataclass."""
+    return OmegaConf.to_container(OmegaConf.structured(config), resolve=True)
+
+
+def _result_relevant(config: Any) -> Any:
+    """The config with descriptive fields dropped, as plain nested values."""
+    if is_dataclass(config):
+        return {
+            f.name: _result_relevant(getattr(config, f.name))
+            for f in fields(config)
+            if f.metadata.get("affects_result", True)
+        }
+    if isinstance(config, dict):
+        return {str(k): _result_relevant(v) for k, v in sorted(config.items())}
+    if isinstance(config, (list, tuple)):
+        return [_result_relevant(v) for v in config]
+    return config
+
+
+def config_hash(config: ExperimentConfig, length: int = 8) -> str:
+    """Short sha256 of every value that affects the result (names and citations excluded)."""
+    canonical = json.dumps(_result_relevant(config), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:length]
+
+
+def load_suite(name: str) -> SuiteConfig:
+    """Load and validate conf/suite/<name>.yaml."""
+    path = conf_dir() / "suite" / f"{name}.yaml"
+    if not path.is_file():
+        choices = sorted(p.stem for p in (conf_dir() / "suite").glob("*.yaml"))
+        raise ConfigError(f"unknown suite '{name}'; valid choices: {', '.join(choices)}")
+    try:
+        suite = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SuiteConfig), OmegaConf.load(path)))
+    except ConfigKeyError as error:
+        raise ConfigError(f"suite '{name}': {_first_line(error)}{_valid_keys_hint(error)}") from None
+    except OmegaConfBaseException as error:
+        raise ConfigError(f"suite '{name}': {_first_line(error)}") from None
+    for kind in suite.experiments:
+        check_choice(f"suite '{name}': experiment kind", kind, EXPERIMENT_SCHEMAS)
+    return suite
+
+
+__all__ = [
+    "EXPERIMENT_SCHEMAS",
+    "GROUP_SCHEMAS",
+    "MISSING",
+    "BenchConfig",
+    "DataConfig",
+    "DistributionConfig",
+    "ExperimentConfig",
+    "HardwareConfig",
+    "MethodConfig",
+    "ModelConfig",
+    "NumericsConfig",
+    "RecipeConfig",
+    "SuiteConfig",
+    "SweepConfig",
+    "as_dict",
+    "compose",
+    "config_hash",
+    "load_experiment",
+    "load_suite",
+    "to_typed",
+]

@@ -1,0 +1,39 @@
+"""Exceptions with messages a user can act on, and the outcomes an experiment can end with."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message names the key and the valid choices."""
+
+
+class Unsupported(RuntimeError):  # noqa: N818 - an outcome, recorded as status "unsupported"
+    """The experiment cannot run on this hardware or with this combination; recorded, not fatal."""
+
+
+class Diverged(RuntimeError):  # noqa: N818 - an outcome, recorded as status "diverged"
+    """Training diverged (NaN/inf or a loss spike); `step` says where."""
+
+    def __init__(self, message: str, step: int | None = None):
+        super().__init__(message)
+        self.step = step
+
+
+class InvalidResult(RuntimeError):  # noqa: N818 - an outcome, recorded as status "invalid"
+    """The experiment ran but its result fails validation (too few samples, accuracy gate...)."""
+
+
+def check_choice(key: str, value: object, choices: Iterable[object]) -> None:
+    """Raise ConfigError naming `key` and the valid choices unless `value` is one of them."""
+    choices = tuple(choices)
+    if value not in choices:
+        raise ConfigError(f"{key}: invalid value {value!r}; valid choices: {', '.join(map(str, choices))}")
+
+
+def check_positive(key: str, value: float, *, allow_zero: bool = False) -> None:
+    """Raise ConfigError unless `value` > 0 (or >= 0 with allow_zero)."""
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{key}: must be {bound}, got {value}")

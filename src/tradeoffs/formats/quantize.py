@@ -1,0 +1,202 @@
+"""Scaled quantization: granularity, scale rules, scale formats, quantize-dequantize and integer codes.
+
+`fake_quant` and `quantize` share one path (`_quantize`): reshape to granules along the axis, compute
+each granule's scale by the format's rule, round the scaled values to the element grid.
+
+Defined behaviour for special inputs (documented in docs/formats.md and tested):
+- amax of a granule is taken over finite values only; an all-zero (or all non-finite) granule gets the
+  smallest scale of its rule (2^-127 for power-of-two rules, 1 for absmax) and quantizes to zeros;
+- NaN stays NaN; +-inf saturates to +-max*scale when the format saturates, else becomes inf (formats with
+  inf) or NaN;
+- a block scale that rounds to zero in its scale format (a block tiny against the tensor's amax under a
+  two-level scale) quantizes its block to zeros.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from tradeoffs.errors import ConfigError
+from tradeoffs.formats.codes import decode, encode
+from tradeoffs.formats.element import floor_log2, pow2, round_to_element
+from tradeoffs.formats.registry import get_format
+from tradeoffs.formats.spec import ElementFormat, FormatSpec
+
+E8M0_MIN_EXPONENT, E8M0_MAX_EXPONENT = -127, 127
+
+
+def _finite_amax(x: torch.Tensor, dims: tuple[int, ...] | None) -> torch.Tensor:
+    """max |x| over `dims` (None: all) ignoring NaN and inf, keeping reduced dims."""
+    magnitude = x.abs()
+    amax = magnitude.amax() if dims is None else magnitude.amax(dim=dims, keepdim=True)
+    if not torch.isfinite(amax).all():
+        magnitude = torch.where(torch.isfinite(magnitude), magnitude, 0.0)
+        amax = magnitude.amax() if dims is None else magnitude.amax(dim=dims, keepdim=True)
+    return amax
+
+
+def _round_scale(scale: torch.Tensor, spec: FormatSpec) -> torch.Tensor:
+    """Round a positive FP32 scale to the spec's scale format (saturating, round-to-nearest-even)."""
+    scale_element = spec.scale_element
+    if scale_element is None:
+        return scale
+    return round_to_element(scale, scale_element, saturate=True)
+
+
+def compute_scale(amax: torch.Tensor, spec: FormatSpec) -> torch.Tensor:
+    """The per-granule scale (FP32 tensor) from the granule's amax, by the spec's rule and scale format."""
+    element = spec.element_format
+    if spec.scale_rule == "absmax":
+        scale = _round_scale(amax / element.max_value, spec)
+        return torch.where(amax > 0, scale, torch.ones_like(scale))
+    if spec.scale_rule == "ceil":
+        ratio = amax / element.max_value
+        mantissa, exponent = torch.frexp(ratio)
+        exponent = torch.where(mantissa == 0.5, exponent - 1, exponent)
+    else:  # floor and quartet: 2^(floor(log2 amax) - emax_elem)
+        exponent = floor_log2(amax) - element.emax
+    exponent = torch.where(amax > 0, exponent, E8M0_MIN_EXPONENT)
+    scale = pow2(exponent.clamp(E8M0_MIN_EXPONENT, E8M0_MAX_EXPONENT))
+    if spec.scale_rule == "quartet":
+        scale = scale / 0.75
+    return scale
+
+
+@dataclass
+class _Quantized:
+    elements: torch.Tensor  # grid values (float32), granule layout
+    scale: torch.Tensor  # effective per-granule scale (block scale x tensor scale), broadcastable
+    block_scale: torch.Tensor  # the stored per-granule scale
+    tensor_scale: torch.Tensor | None  # second-level decode scale (NVFP4), else None
+    zero_point: torch.Tensor | None
+
+
+def _granules(x: torch.Tensor, spec: FormatSpec, axis: int) -> torch.Tensor:
+    """x with the quantization axis last, split into blocks for block granularity."""
+    moved = x.movedim(axis, -1)
+    if spec.granularity != "block":
+        return moved
+    length = moved.shape[-1]
+    if length % spec.block_size:
+        raise ConfigError(
+            f"format '{spec.name or spec.element}': block_size {spec.block_size} does not divide the "
+            f"quantization axis ({axis}) of length {length} in shape {tuple(x.shape)}"
+        )
+    return moved.reshape(*moved.shape[:-1], length // spec.block_size, spec.block_size)
+
+
+def _quantize(x: torch.Tensor, spec: FormatSpec, axis: int, generator: torch.Generator | None) -> _Quantized:
+    element = spec.element_format
+    g = _granules(x.float(), spec, axis)
+    dims = None if spec.granularity == "tensor" else (-1,)
+    stochastic = spec.rounding == "stochastic"
+    if element.asymmetric:
+        return _quantize_asymmetric(g, element, dims, stochastic, generator)
+    amax = _finite_amax(g, dims)
+    tensor_scale = None
+    if spec.tensor_scale:
+        tensor_amax = _finite_amax(g, None)
+        scale_max = spec.scale_element.max_value
+        encode_scale = torch.where(
+            tensor_amax > 0, (element.max_value * scale_max) / tensor_amax, torch.ones_like(tensor_amax)
+        )
+        tensor_scale = 1.0 / encode_scale
+        block_scale = _round_scale((amax / element.max_value * encode_scale).clamp(max=scale_max), spec)
+        scale = block_scale * tensor_scale
+    else:
+        block_scale = scale = compute_scale(amax, spec)
+    safe_scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    elements = round_to_element(
+        g / safe_scale, element, saturate=spec.saturate, stochastic=stochastic, generator=generator
+    )
+    elements = torch.where(scale > 0, elements, torch.zeros_like(elements))
+    return _Quantized(elements, scale, block_scale, tensor_scale, None)
+
+
+def _quantize_asymmetric(g, element: ElementFormat, dims, stochastic: bool, generator) -> _Quantized:
+    """Asymmetric integer grid: s = (max - min) / (2^b - 1), zero = round(-min / s), min <= 0 <= max."""
+    finite = torch.where(torch.isfinite(g), g, 0.0)
+    low = (finite.amin() if dims is None else finite.amin(dim=dims, keepdim=True)).clamp(max=0)
+    high = (finite.amax() if dims is None else finite.amax(dim=dims, keepdim=True)).clamp(min=0)
+    scale = (high - low) / element.max_value
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    zero_point = torch.round(-low / scale)
+    codes = round_to_element(g / scale + zero_point, element, stochastic=stochastic, generator=generator)
+    return _Quantized(codes - zero_point, scale, scale, None, zero_point)
+
+
+def _restore(values: torch.Tensor, x: torch.Tensor, spec: FormatSpec, axis: int) -> torch.Tensor:
+    moved_shape = x.movedim(axis, -1).shape
+    return values.reshape(moved_shape).movedim(-1, axis).to(x.dtype)
+
+
+def _cast(x: torch.Tensor, spec: FormatSpec) -> torch.Tensor:
+    """bf16/fp16 elements: a rounding cast with explicit saturation; fp32: the identity."""
+    if spec.is_identity:
+        return x
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[spec.element]
+    source = x.float()
+    if spec.saturate:
+        max_value = spec.element_format.max_value
+        source = source.clamp(-max_value, max_value)
+    return source.to(dtype).to(x.dtype)
+
+
+def fake_quant(
+    x: torch.Tensor, fmt: FormatSpec | str, *, axis: int = -1, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Quantize then dequantize `x` in format `fmt` along `axis`; same shape and dtype as `x`.
+
+    `axis` is the dimension that granules run along (blocks and channel reductions). Stochastic rounding
+    draws from `generator` (seed it for reproducible runs).
+    """
+    spec = get_format(fmt)
+    if spec.is_cast and spec.rounding == "nearest":
+        return _cast(x, spec)
+    q = _quantize(x, spec, axis, generator)
+    return _restore(q.elements * q.scale, x, spec, axis)
+
+
+@dataclass
+class QTensor:
+    """A quantized tensor: integer codes (bit patterns for minifloats), scales and the format.
+
+    codes and block_scale are in granule layout (quantization axis last, split into blocks).
+    """
+
+    codes: torch.Tensor
+    block_scale: torch.Tensor
+    tensor_scale: torch.Tensor | None
+    zero_point: torch.Tensor | None
+    spec: FormatSpec
+    axis: int
+    shape: tuple[int, ...]
+
+    def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Back to a dense tensor of the original shape."""
+        elements = decode(self.codes, self.spec.element_format)
+        if self.zero_point is not None:
+            elements = elements - self.zero_point
+        scale = self.block_scale if self.tensor_scale is None else self.block_scale * self.tensor_scale
+        values = torch.where(scale > 0, elements * scale, torch.zeros_like(elements))
+        moved = list(self.shape)
+        moved.append(moved.pop(self.axis))
+        return values.reshape(moved).movedim(-1, self.axis).to(dtype)
+
+    def bits_per_element(self) -> float:
+        """Storage cost including scales (and zero points), for this tensor's quantization axis length."""
+        return self.spec.bits_per_element(self.shape[self.axis])
+
+
+def quantize(
+    x: torch.Tensor, fmt: FormatSpec | str, *, axis: int = -1, generator: torch.Generator | None = None
+) -> QTensor:
+    """Quantize `x` into a QTensor holding integer codes and scales (see fake_quant for the arguments)."""
+    spec = get_format(fmt)
+    if spec.is_cast:
+        raise ConfigError(f"quantize: '{spec.element}' is a plain cast with no codes; use fake_quant")
+    q = _quantize(x, spec, axis, generator)
+    codes = encode(q.elements if q.zero_point is None else q.elements + q.zero_point, spec.element_format)
+    return QTensor(codes, q.block_scale, q.tensor_scale, q.zero_point, spec, axis, tuple(x.shape))

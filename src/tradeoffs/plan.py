@@ -1,0 +1,152 @@
+"""The planner: a suite (conf/suite/<name>.yaml) becomes fully resolved experiments with stable ids.
+
+An id reads `<kind>/<axis values joined by _>-<hash8>`, e.g. `numerics/mxfp4_gaussian_none-1a2b3c4d`; the
+hash covers every resolved value that affects the result (config.config_hash). The Snakefile builds its
+DAG from the plan. Because Snakemake re-parses the Snakefile in every job (and every cluster job), a plan
+is cached under .snakemake/tradeoffs/, keyed on the contents of conf/ and of the package's sources.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tradeoffs.config import as_dict, config_hash, load_experiment, load_suite
+from tradeoffs.errors import ConfigError
+from tradeoffs.paths import conf_dir, project_root
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9.+-]+")
+
+
+@dataclass(frozen=True)
+class PlannedExperiment:
+    """One experiment of a plan: its id, kind, the Hydra overrides that compose it, and the resolved config."""
+
+    id: str
+    kind: str
+    overrides: tuple[str, ...]
+    config: dict[str, Any]
+
+    @property
+    def result_path(self) -> str:
+        return f"results/{self.id}/result.json"
+
+    def config_json(self) -> str:
+        return json.dumps(self.config, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class Plan:
+    suite: str
+    experiments: tuple[PlannedExperiment, ...]
+
+    def kinds(self) -> list[str]:
+        return sorted({e.kind for e in self.experiments})
+
+    def of_kind(self, kind: str) -> list[PlannedExperiment]:
+        return [e for e in self.experiments if e.kind == kind]
+
+    def __getitem__(self, experiment_id: str) -> PlannedExperiment:
+        for experiment in self.experiments:
+            if experiment.id == experiment_id:
+                return experiment
+        raise KeyError(f"experiment '{experiment_id}' is not in suite '{self.suite}'")
+
+    def result_paths(self) -> list[str]:
+        return [e.result_path for e in self.experiments]
+
+
+def format_override(key: str, value: Any) -> str:
+    """A Hydra override string `key=value` for a scalar or list value."""
+    if isinstance(value, bool):
+        text = str(value).lower()
+    elif isinstance(value, (list, tuple)):
+        text = "[" + ",".join(str(v) for v in value) + "]"
+    else:
+        text = str(value)
+    return f"{key}={text}"
+
+
+def make_id(kind: str, label_values: list[Any], digest: str) -> str:
+    """`<kind>/<label>-<digest>` with the label made of file-name-safe axis values."""
+    label = "_".join(_UNSAFE.sub("-", str(v)).strip("-") for v in label_values) or "default"
+    return f"{kind}/{label}-{digest}"
+
+
+def _excluded(point: dict[str, Any], exclude: list[dict[str, Any]]) -> bool:
+    def matches(rule_value: Any, value: Any) -> bool:
+        return value in rule_value if isinstance(rule_value, list) else value == rule_value
+
+    return any(all(matches(v, point.get(k)) for k, v in rule.items()) for rule in exclude)
+
+
+def build_plan(suite_name: str) -> Plan:
+    """Compose and validate every experiment of a suite (no cache). Fails on the first bad config,
+    naming the experiment, before any job runs."""
+    suite = load_suite(suite_name)
+    experiments: list[PlannedExperiment] = []
+    seen: dict[str, tuple[str, ...]] = {}
+    for kind, sweep in suite.experiments.items():
+        for rule in sweep.exclude:
+            unknown = set(rule) - set(sweep.sweep)
+            if unknown:
+                raise ConfigError(
+                    f"suite '{suite_name}', {kind}.exclude names {sorted(unknown)}, which are not sweep axes "
+                    f"({', '.join(sweep.sweep)})"
+                )
+        axes = list(sweep.sweep)
+        fixed = [format_override(k, v) for k, v in sweep.fixed.items()]
+        for values in itertools.product(*(sweep.sweep[a] for a in axes)):
+            point = dict(zip(axes, values, strict=True))
+            if _excluded(point, sweep.exclude):
+                continue
+            overrides = (*fixed, *(format_override(k, v) for k, v in point.items()))
+            try:
+                config = load_experiment(kind, overrides)
+            except ConfigError as error:
+                raise ConfigError(f"suite '{suite_name}', {kind} with {' '.join(overrides)}: {error}") from None
+            experiment_id = make_id(kind, list(values), config_hash(config))
+            if experiment_id in seen:
+                raise ConfigError(
+                    f"suite '{suite_name}': {' '.join(overrides)} and {' '.join(seen[experiment_id])} give "
+                    f"the same experiment {experiment_id}"
+                )
+            seen[experiment_id] = overrides
+            experiments.append(PlannedExperiment(experiment_id, kind, overrides, as_dict(config)))
+    return Plan(suite_name, tuple(experiments))
+
+
+def _inputs_digest() -> str:
+    """Hash of conf/ and the package sources: a plan cache is valid while neither changes."""
+    digest = hashlib.sha256()
+    package = Path(__file__).resolve().parent
+    for root in (conf_dir(), package):
+        pattern = "*.yaml" if root == conf_dir() else "*.py"
+        for path in sorted(root.rglob(pattern)):
+            digest.update(str(path.relative_to(root)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def load_plan(suite_name: str) -> Plan:
+    """The plan of a suite, from the cache when conf/ and the sources are unchanged."""
+    cache = project_root() / ".snakemake" / "tradeoffs" / f"plan-{suite_name}-{_inputs_digest()}.json"
+    if cache.is_file():
+        raw = json.loads(cache.read_text())
+        return Plan(raw["suite"], tuple(
+            PlannedExperiment(e["id"], e["kind"], tuple(e["overrides"]), e["config"]) for e in raw["experiments"]
+        ))
+    plan = build_plan(suite_name)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    for stale in cache.parent.glob(f"plan-{suite_name}-*.json"):
+        stale.unlink(missing_ok=True)
+    temporary = cache.with_suffix(f".{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(asdict(plan)))
+    temporary.replace(cache)
+    return plan

@@ -1,0 +1,140 @@
+"""Result records: the schema of results/<kind>/<id>/result.json, atomic writes, and the tidy table.
+
+The tidy table (results/results.parquet and .csv) has one row per (run, metric); a run without metrics
+(failed, unsupported...) is one row with an empty metric. Columns, documented in docs/results.md:
+  id, kind, status, message, metric, value, unit, started, ended, wall_s,
+  label.<name>  labels that qualify a metric (e.g. label.crest_bin),
+  cfg.<dotted.key>  every resolved config value,
+  prov.<name>  scalar provenance (host, cpu_model, git_commit, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+SCHEMA_VERSION = 1
+STATUSES = ("ok", "diverged", "unsupported", "invalid", "error")
+
+
+@dataclass
+class Metric:
+    """One measured number; labels qualify it (a bin, a layer, a shape) within its run."""
+
+    name: str
+    value: float
+    unit: str = ""
+    labels: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    """What an experiment kind returns: its status, metrics, sub-timings and artifact files."""
+
+    status: str = "ok"
+    message: str = ""
+    metrics: list[Metric] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    artifacts: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ResultRecord:
+    id: str
+    kind: str
+    status: str
+    message: str
+    config: dict[str, Any]
+    metrics: list[Metric]
+    timings: dict[str, float]
+    provenance: dict[str, Any]
+    seed: int | None
+    started: str
+    ended: str
+    artifacts: list[str] = field(default_factory=list)
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status {self.status!r} is not one of {STATUSES}")
+
+
+def write_json_atomic(path: Path | str, payload: Any) -> None:
+    """Write JSON to `path` through a temporary file in the same directory and a rename, so a reader
+    (or an interrupted writer) never sees a partial file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w") as stream:
+            json.dump(payload, stream, indent=1, sort_keys=True, allow_nan=True, default=str)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_result(path: Path | str, record: ResultRecord) -> None:
+    write_json_atomic(path, asdict(record))
+
+
+def read_result(path: Path | str) -> ResultRecord:
+    raw = json.loads(Path(path).read_text())
+    raw["metrics"] = [Metric(**m) for m in raw["metrics"]]
+    return ResultRecord(**raw)
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _flatten(f"{prefix}.{key}", item, out)
+    elif isinstance(value, (list, tuple)):
+        out[prefix] = json.dumps(value)
+    else:
+        out[prefix] = value
+
+
+def record_rows(record: ResultRecord) -> list[dict[str, Any]]:
+    """The tidy-table rows of one result."""
+    common: dict[str, Any] = {
+        "id": record.id, "kind": record.kind, "status": record.status, "message": record.message,
+        "started": record.started, "ended": record.ended, "wall_s": record.timings.get("wall_s"),
+    }
+    _flatten("cfg", record.config, common)
+    for key, value in record.provenance.items():
+        if not isinstance(value, (dict, list)):
+            common[f"prov.{key}"] = value
+    metrics = record.metrics or [Metric(name=None, value=float("nan"))]  # type: ignore[arg-type]
+    rows = []
+    for metric in metrics:
+        row = {**common, "metric": metric.name, "value": metric.value, "unit": metric.unit}
+        row.update({f"label.{k}": v for k, v in metric.labels.items()})
+        rows.append(row)
+    return rows
+
+
+def collect(paths: Iterable[Path | str]) -> pd.DataFrame:
+    """All results as one tidy DataFrame (see the module docstring for its columns)."""
+    rows = [row for path in paths for row in record_rows(read_result(path))]
+    frame = pd.DataFrame(rows)
+    leading = ["id", "kind", "status", "message", "metric", "value", "unit"]
+    ordered = [c for c in leading if c in frame] + sorted(c for c in frame if c not in leading)
+    return frame[ordered] if len(frame) else frame
+
+
+def write_table(frame: pd.DataFrame, parquet: Path | str, csv: Path | str) -> None:
+    """Write the tidy table as Parquet and CSV, each atomically."""
+    for target, writer in ((Path(parquet), frame.to_parquet), (Path(csv), frame.to_csv)):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        writer(temporary, index=False)
+        os.replace(temporary, target)

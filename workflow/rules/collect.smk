@@ -1,0 +1,13 @@
+# collect: every planned result.json (failed and unsupported runs too) into one tidy table.
+
+
+rule collect:
+    input:
+        PLAN.result_paths(),
+    output:
+        parquet="results/results.parquet",
+        csv="results/results.csv",
+    log:
+        "results/collect.log",
+    shell:
+        "{PY} -m tradeoffs collect {output.parquet} {output.csv} {input} > {log} 2>&1"

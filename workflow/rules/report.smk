@@ -1,0 +1,43 @@
+# Report products: one rule per figure and table whose experiment kind is in the plan.
+# Captions for `snakemake --report` are in workflow/report/<name>.rst.
+
+for figure_name in REPORT_FIGURES:
+
+    rule:
+        name:
+            f"figure_{figure_name}"
+        input:
+            "results/results.parquet",
+        output:
+            report(
+                f"reports/figures/{figure_name}.png",
+                caption=f"../report/{figure_name}.rst",
+                category="Figures",
+            ),
+        log:
+            f"results/logs/figure_{figure_name}.log",
+        params:
+            name=figure_name,
+        shell:
+            "{PY} -m tradeoffs figure {params.name} {input} {output} > {log} 2>&1"
+
+
+for table_name in REPORT_TABLES:
+
+    rule:
+        name:
+            f"table_{table_name}"
+        input:
+            "results/results.parquet",
+        output:
+            report(
+                f"reports/tables/{table_name}.csv",
+                caption=f"../report/table_{table_name}.rst",
+                category="Tables",
+            ),
+        log:
+            f"results/logs/table_{table_name}.log",
+        params:
+            name=table_name,
+        shell:
+            "{PY} -m tradeoffs table {params.name} {input} {output} > {log} 2>&1"
