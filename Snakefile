@@ -11,7 +11,8 @@ report: "workflow/report/workflow.rst"
 
 
 PLAN = load_plan(config.get("suite", default_suite()))
-PY = sys.executable
+PY = sys.executable  # the interpreter running Snakemake: the project venv
+ENVIRONMENT = "../../environment.yml"  # for --use-conda; paths are relative to workflow/rules/
 KINDS = PLAN.kinds()
 REPORT_FIGURES = [name for name, (kind, _) in FIGURES.items() if kind in KINDS]
 REPORT_TABLES = [name for name, (kind, _) in TABLES.items() if kind in KINDS]

@@ -1,12 +1,12 @@
 """Command line: `python -m tradeoffs <command>` (also installed as `tradeoffs`).
 
-  <kind> [key=value ...]   run one experiment as a Hydra app (e.g. `numerics format=mxfp4`); writes
-                           results/<kind>/<id>/result.json. Hydra's --cfg job, --help and -m work.
-  plan [--suite S]         validate a suite and print its experiment ids
-  job --id ID --config J   run one planned experiment from its resolved config (used by Snakemake)
-  collect OUT.parquet OUT.csv RESULT.json ...   gather results into the tidy table
-  figure NAME TABLE OUT    draw one report figure from the tidy table
-  table NAME TABLE OUT     write one report table from the tidy table
+<kind> [key=value ...]   run one experiment as a Hydra app (e.g. `numerics format=mxfp4`); writes
+                         results/<kind>/<id>/result.json. Hydra's --cfg job, --help and -m work.
+plan [--suite S]         validate a suite and print its experiment ids
+job --id ID --config J   run one planned experiment from its resolved config (used by Snakemake)
+collect OUT.parquet OUT.csv RESULT.json ...   gather results into the tidy table
+figure NAME TABLE OUT    draw one report figure from the tidy table
+table NAME TABLE OUT     write one report table from the tidy table
 """
 
 from __future__ import annotations
@@ -52,8 +52,9 @@ def _run_hydra_app(kind: str, argv: list[str]) -> None:
 
 
 def _commands() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tradeoffs", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="tradeoffs", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     plan = sub.add_parser("plan", help="validate a suite and list its experiments")
     plan.add_argument("--suite", default=None, help="suite name in conf/suite/ (default: conf/config.yaml)")

@@ -9,19 +9,21 @@ values fail in the dataclasses' __post_init__ when the config is turned into obj
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from typing import Any
 
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from hydra.core.config_store import ConfigStore
+from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+from omegaconf.errors import OmegaConfBaseException
 
 from tradeoffs.errors import ConfigError, check_choice, check_positive
 from tradeoffs.formats.spec import FormatSpec
@@ -211,11 +213,10 @@ class NumericsConfig(ExperimentConfig):
         if self.n_values % self.row_size:
             raise ConfigError(f"row_size={self.row_size} does not divide n_values={self.n_values}")
         if self.format.granularity == "block" and self.row_size % self.format.block_size:
-            raise ConfigError(
-                f"format.block_size={self.format.block_size} does not divide row_size={self.row_size}"
-            )
+            raise ConfigError(f"format.block_size={self.format.block_size} does not divide row_size={self.row_size}")
         if self.rotation != "none" and (
-            self.rotation_size < 2 or self.rotation_size & (self.rotation_size - 1)
+            self.rotation_size < 2
+            or self.rotation_size & (self.rotation_size - 1)
             or self.row_size % self.rotation_size
         ):
             raise ConfigError(
@@ -270,33 +271,54 @@ _register_schemas()
 
 
 # ------------------------------------------------------------------------------------- compose/validate
-def _valid_keys_hint(error: ConfigKeyError) -> str:
-    """'valid keys: ...' for the node an unknown key was set on."""
+def _valid_keys_hint(error: BaseException) -> str:
+    """'; valid keys: ...' for the typed node an unknown key was set on."""
+    schemas = {cls.__name__: cls for cls in (*GROUP_SCHEMAS.values(), *EXPERIMENT_SCHEMAS.values())}
     node_type = getattr(error, "object_type", None)
+    if node_type is None and (match := re.search(r"not in '(\w+)'", str(error))):
+        node_type = schemas.get(match.group(1))
     if node_type is not None and is_dataclass(node_type):
         return f"; valid keys: {', '.join(f.name for f in fields(node_type))}"
     return ""
+
+
+def _explain(context: str, error: BaseException) -> ConfigError:
+    """One ConfigError from a Hydra/OmegaConf error chain: each distinct message, the offending key and,
+    for an unknown key, the valid keys of its node."""
+    messages, hint, current = [], "", error
+    while current is not None:
+        text = str(current).split("Config search path")[0]
+        text = " ".join(
+            line.strip()
+            for line in text.splitlines()
+            if line.strip() and not line.strip().startswith(("reference_type", "object_type", "To append"))
+        )
+        if text and not any(text in m for m in messages):
+            messages.append(text)
+        if not hint:
+            hint = _valid_keys_hint(current)
+        current = current.__cause__ or current.__context__
+    return ConfigError(f"{context}: {' <- '.join(messages)}{hint}")
+
+
+@contextlib.contextmanager
+def hydra_session() -> Iterator[None]:
+    """Initialise Hydra on conf/ once for many compose() calls (a no-op inside another session)."""
+    if GlobalHydra.instance().is_initialized():
+        yield
+        return
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):
+        yield
 
 
 def compose(kind: str, overrides: Sequence[str] = ()) -> DictConfig:
     """Compose conf/<kind>.yaml with Hydra overrides; raises ConfigError naming the bad key or option."""
     check_choice("experiment kind", kind, EXPERIMENT_SCHEMAS)
     try:
-        with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):
+        with hydra_session():
             return hydra_compose(config_name=kind, overrides=list(overrides))
-    except ConfigKeyError as error:
-        raise ConfigError(f"{kind}: {_first_line(error)}{_valid_keys_hint(error)}") from None
     except (HydraException, OmegaConfBaseException) as error:
-        cause = error.__cause__
-        if isinstance(cause, ConfigKeyError):
-            raise ConfigError(f"{kind}: {_first_line(cause)}{_valid_keys_hint(cause)}") from None
-        raise ConfigError(f"{kind}: {error}") from None
-
-
-def _first_line(error: Exception) -> str:
-    lines = str(error).splitlines()
-    extra = [line.strip() for line in lines[1:] if line.strip().startswith("full_key")]
-    return " ".join([lines[0], *extra]) if lines else type(error).__name__
+        raise _explain(kind, error) from None
 
 
 def to_typed(cfg: DictConfig | dict, kind: str | None = None) -> ExperimentConfig:
@@ -307,10 +329,8 @@ def to_typed(cfg: DictConfig | dict, kind: str | None = None) -> ExperimentConfi
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), cfg)
         return OmegaConf.to_object(merged)
-    except ConfigKeyError as error:
-        raise ConfigError(f"{kind}: {_first_line(error)}{_valid_keys_hint(error)}") from None
     except OmegaConfBaseException as error:
-        raise ConfigError(f"{kind}: {_first_line(error)}") from None
+        raise _explain(kind, error) from None
 
 
 def load_experiment(kind: str, overrides: Sequence[str] = ()) -> ExperimentConfig:
@@ -352,10 +372,8 @@ def load_suite(name: str) -> SuiteConfig:
         raise ConfigError(f"unknown suite '{name}'; valid choices: {', '.join(choices)}")
     try:
         suite = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SuiteConfig), OmegaConf.load(path)))
-    except ConfigKeyError as error:
-        raise ConfigError(f"suite '{name}': {_first_line(error)}{_valid_keys_hint(error)}") from None
     except OmegaConfBaseException as error:
-        raise ConfigError(f"suite '{name}': {_first_line(error)}") from None
+        raise _explain(f"suite '{name}'", error) from None
     for kind in suite.experiments:
         check_choice(f"suite '{name}': experiment kind", kind, EXPERIMENT_SCHEMAS)
     return suite

@@ -9,11 +9,11 @@ class ConfigError(ValueError):
     """A configuration value is wrong; the message names the key and the valid choices."""
 
 
-class Unsupported(RuntimeError):  # noqa: N818 - an outcome, recorded as status "unsupported"
+class Unsupported(RuntimeError):
     """The experiment cannot run on this hardware or with this combination; recorded, not fatal."""
 
 
-class Diverged(RuntimeError):  # noqa: N818 - an outcome, recorded as status "diverged"
+class Diverged(RuntimeError):
     """Training diverged (NaN/inf or a loss spike); `step` says where."""
 
     def __init__(self, message: str, step: int | None = None):
@@ -21,7 +21,7 @@ class Diverged(RuntimeError):  # noqa: N818 - an outcome, recorded as status "di
         self.step = step
 
 
-class InvalidResult(RuntimeError):  # noqa: N818 - an outcome, recorded as status "invalid"
+class InvalidResult(RuntimeError):
     """The experiment ran but its result fails validation (too few samples, accuracy gate...)."""
 
 

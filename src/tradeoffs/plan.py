@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tradeoffs.config import as_dict, config_hash, load_experiment, load_suite
+from tradeoffs.config import SuiteConfig, as_dict, config_hash, hydra_session, load_experiment, load_suite
 from tradeoffs.errors import ConfigError
 from tradeoffs.paths import conf_dir, project_root
 
@@ -90,6 +90,11 @@ def build_plan(suite_name: str) -> Plan:
     """Compose and validate every experiment of a suite (no cache). Fails on the first bad config,
     naming the experiment, before any job runs."""
     suite = load_suite(suite_name)
+    with hydra_session():
+        return Plan(suite_name, tuple(_plan_experiments(suite_name, suite)))
+
+
+def _plan_experiments(suite_name: str, suite: SuiteConfig) -> list[PlannedExperiment]:
     experiments: list[PlannedExperiment] = []
     seen: dict[str, tuple[str, ...]] = {}
     for kind, sweep in suite.experiments.items():
@@ -119,7 +124,7 @@ def build_plan(suite_name: str) -> Plan:
                 )
             seen[experiment_id] = overrides
             experiments.append(PlannedExperiment(experiment_id, kind, overrides, as_dict(config)))
-    return Plan(suite_name, tuple(experiments))
+    return experiments
 
 
 def _inputs_digest() -> str:
@@ -139,9 +144,12 @@ def load_plan(suite_name: str) -> Plan:
     cache = project_root() / ".snakemake" / "tradeoffs" / f"plan-{suite_name}-{_inputs_digest()}.json"
     if cache.is_file():
         raw = json.loads(cache.read_text())
-        return Plan(raw["suite"], tuple(
-            PlannedExperiment(e["id"], e["kind"], tuple(e["overrides"]), e["config"]) for e in raw["experiments"]
-        ))
+        return Plan(
+            raw["suite"],
+            tuple(
+                PlannedExperiment(e["id"], e["kind"], tuple(e["overrides"]), e["config"]) for e in raw["experiments"]
+            ),
+        )
     plan = build_plan(suite_name)
     cache.parent.mkdir(parents=True, exist_ok=True)
     for stale in cache.parent.glob(f"plan-{suite_name}-*.json"):

@@ -13,12 +13,38 @@ from pathlib import Path
 from typing import Any
 
 PACKAGES = (
-    "torch", "numpy", "scipy", "pandas", "pyarrow", "hydra-core", "omegaconf", "snakemake",
-    "ml_dtypes", "matplotlib", "seaborn", "tradeoffs",
+    "torch",
+    "numpy",
+    "scipy",
+    "pandas",
+    "pyarrow",
+    "hydra-core",
+    "omegaconf",
+    "snakemake",
+    "ml_dtypes",
+    "matplotlib",
+    "seaborn",
+    "tradeoffs",
 )
 ISA_FLAGS = (
-    "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
-    "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8", "amx_fp16", "avx_vnni", "sve", "sve2", "asimd",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+    "amx_fp16",
+    "avx_vnni",
+    "sve",
+    "sve2",
+    "asimd",
 )
 
 
@@ -63,13 +89,28 @@ def _gpu_info() -> dict[str, Any]:
     try:
         out = subprocess.run(
             ["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader,nounits", f"--id={index}"],
-            capture_output=True, text=True, timeout=10, check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout.strip()
         values = [v.strip() for v in out.split(",")]
-        info.update(dict(zip(
-            ["gpu_driver", "gpu_clock_sm_mhz", "gpu_clock_sm_max_mhz", "gpu_clock_mem_mhz", "gpu_temperature_c",
-             "gpu_power_limit_w"], values, strict=False,
-        )))
+        info.update(
+            dict(
+                zip(
+                    [
+                        "gpu_driver",
+                        "gpu_clock_sm_mhz",
+                        "gpu_clock_sm_max_mhz",
+                        "gpu_clock_mem_mhz",
+                        "gpu_temperature_c",
+                        "gpu_power_limit_w",
+                    ],
+                    values,
+                    strict=False,
+                )
+            )
+        )
     except (OSError, subprocess.SubprocessError):
         info["gpu_driver"] = None
     return info
@@ -77,6 +118,7 @@ def _gpu_info() -> dict[str, Any]:
 
 def _git_info() -> dict[str, Any]:
     root = Path(__file__).resolve().parents[2]
+
     def git(*args: str) -> str | None:
         try:
             return subprocess.run(

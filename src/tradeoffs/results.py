@@ -106,8 +106,13 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
 def record_rows(record: ResultRecord) -> list[dict[str, Any]]:
     """The tidy-table rows of one result."""
     common: dict[str, Any] = {
-        "id": record.id, "kind": record.kind, "status": record.status, "message": record.message,
-        "started": record.started, "ended": record.ended, "wall_s": record.timings.get("wall_s"),
+        "id": record.id,
+        "kind": record.kind,
+        "status": record.status,
+        "message": record.message,
+        "started": record.started,
+        "ended": record.ended,
+        "wall_s": record.timings.get("wall_s"),
     }
     _flatten("cfg", record.config, common)
     for key, value in record.provenance.items():

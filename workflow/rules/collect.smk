@@ -9,5 +9,9 @@ rule collect:
         csv="results/results.csv",
     log:
         "results/collect.log",
+    params:
+        py=PY,
+    conda:
+        ENVIRONMENT
     shell:
-        "{PY} -m tradeoffs collect {output.parquet} {output.csv} {input} > {log} 2>&1"
+        "{params.py} -m tradeoffs collect {output.parquet} {output.csv} {input} > {log} 2>&1"

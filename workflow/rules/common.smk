@@ -7,6 +7,6 @@ def planned_config(kind):
 
 
 JOB_COMMAND = (
-    "{PY} -m tradeoffs job --id {params.id} --config {params.config:q} --out {output.result} "
+    "{params.py} -m tradeoffs job --id {params.id} --config {params.config:q} --out {output.result} "
     "--threads {threads} > {log} 2>&1"
 )

@@ -5,10 +5,13 @@ rule numerics:
     output:
         result="results/numerics/{name}/result.json",
     params:
+        py=PY,
         id="numerics/{name}",
         config=planned_config("numerics"),
     log:
         "results/numerics/{name}/log.txt",
+    conda:
+        ENVIRONMENT
     threads: 1
     resources:
         mem_mb=2000,

@@ -17,9 +17,12 @@ for figure_name in REPORT_FIGURES:
         log:
             f"results/logs/figure_{figure_name}.log",
         params:
+            py=PY,
             name=figure_name,
+        conda:
+            ENVIRONMENT
         shell:
-            "{PY} -m tradeoffs figure {params.name} {input} {output} > {log} 2>&1"
+            "{params.py} -m tradeoffs figure {params.name} {input} {output} > {log} 2>&1"
 
 
 for table_name in REPORT_TABLES:
@@ -38,6 +41,9 @@ for table_name in REPORT_TABLES:
         log:
             f"results/logs/table_{table_name}.log",
         params:
+            py=PY,
             name=table_name,
+        conda:
+            ENVIRONMENT
         shell:
-            "{PY} -m tradeoffs table {params.name} {input} {output} > {log} 2>&1"
+            "{params.py} -m tradeoffs table {params.name} {input} {output} > {log} 2>&1"

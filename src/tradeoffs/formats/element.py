@@ -51,11 +51,8 @@ def round_to_element(
     exponent = floor_log2(magnitude).clamp(min=element.min_exponent)
     step = pow2(exponent - element.man_bits)
     scaled = magnitude / step
-    if stochastic:
-        scaled = torch.floor(scaled + uniform_like(x, generator))
-    else:
-        scaled = torch.round(scaled)
-    q = scaled * step
+    rounded = torch.floor(scaled + uniform_like(x, generator)) if stochastic else torch.round(scaled)
+    q = rounded * step
     max_value = element.max_value
     if saturate:
         q = q.clamp(max=max_value)

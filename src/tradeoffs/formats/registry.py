@@ -41,6 +41,8 @@ def get_format(name_or_spec: str | FormatSpec) -> FormatSpec:
     try:
         parse_element(name)
     except ConfigError as error:
-        raise ConfigError(f"unknown format '{name}': not in conf/format/ ({', '.join(format_names())}) "
-                          f"and not an element name ({error})") from None
+        raise ConfigError(
+            f"unknown format '{name}': not in conf/format/ ({', '.join(format_names())}) "
+            f"and not an element name ({error})"
+        ) from None
     return FormatSpec(name=name, element=name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tradeoffs.errors import ConfigError, check_choice
 
@@ -118,7 +118,7 @@ class FormatSpec:
     (2^(floor(log2 amax) - emax_elem) / (3/4)). tensor_scale adds the NVFP4 second-level FP32 scale.
     """
 
-    name: str = ""
+    name: str = field(default="", metadata={"affects_result": False})  # descriptive: not hashed
     element: str = "fp32"
     asymmetric: bool = False
     special: str = "auto"
@@ -141,15 +141,12 @@ class FormatSpec:
         if self.granularity == "block" and self.block_size < 1:
             raise ConfigError(f"format.block_size must be >= 1 for block granularity, got {self.block_size}")
         if self.granularity != "block" and self.block_size != 0:
-            raise ConfigError(
-                f"format.block_size={self.block_size} needs granularity=block (got '{self.granularity}')"
-            )
+            raise ConfigError(f"format.block_size={self.block_size} needs granularity=block (got '{self.granularity}')")
         if self.scale_rule in ("floor", "ceil", "quartet") and self.asymmetric:
             raise ConfigError("power-of-two scale rules (floor, ceil, quartet) need a symmetric element")
         if self.scale_format == "e8m0" and self.scale_rule in ("absmax", "quartet"):
             raise ConfigError(
-                f"scale_format=e8m0 holds powers of two only: scale_rule must be floor or ceil, not "
-                f"'{self.scale_rule}'"
+                f"scale_format=e8m0 holds powers of two only: scale_rule must be floor or ceil, not '{self.scale_rule}'"
             )
         if self.tensor_scale and self.scale_format in ("fp32", "e8m0"):
             raise ConfigError("tensor_scale (a second-level FP32 scale) needs a narrow block scale_format")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
 
 
 def qsnr_frame(results: pd.DataFrame) -> pd.DataFrame:
@@ -15,11 +15,17 @@ def qsnr_frame(results: pd.DataFrame) -> pd.DataFrame:
     runs = results[(results["kind"] == "numerics") & (results["status"] == "ok")]
     wide = runs.pivot_table(
         index=["id", "cfg.format.name", "cfg.distribution.name", "cfg.rotation"],
-        columns="metric", values="value", aggfunc="first",
+        columns="metric",
+        values="value",
+        aggfunc="first",
     ).reset_index()
-    return wide.rename(columns={
-        "cfg.format.name": "format", "cfg.distribution.name": "distribution", "cfg.rotation": "rotation",
-    })
+    return wide.rename(
+        columns={
+            "cfg.format.name": "format",
+            "cfg.distribution.name": "distribution",
+            "cfg.rotation": "rotation",
+        }
+    )
 
 
 def qsnr_figure(results: pd.DataFrame) -> plt.Figure:
@@ -27,8 +33,17 @@ def qsnr_figure(results: pd.DataFrame) -> plt.Figure:
     frame = qsnr_frame(results)
     order = frame.sort_values(["bits_per_element", "format"], ascending=[False, True])["format"].unique()
     grid = sns.catplot(
-        data=frame, kind="bar", y="format", x="qsnr_db", hue="distribution", col="rotation",
-        order=order, height=0.32 * len(order) + 2.5, aspect=0.9, palette="colorblind", legend_out=True,
+        data=frame,
+        kind="bar",
+        y="format",
+        x="qsnr_db",
+        hue="distribution",
+        col="rotation",
+        order=order,
+        height=0.32 * len(order) + 2.5,
+        aspect=0.9,
+        palette="colorblind",
+        legend_out=True,
     )
     grid.set_axis_labels("QSNR (dB), higher is better", "format")
     grid.set_titles("rotation: {col_name}")

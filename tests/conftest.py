@@ -1,0 +1,30 @@
+"""Shared fixtures: a throwaway copy of the workflow (Snakefile, conf/, workflow/) to run Snakemake in."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def copy_workflow(target: Path) -> Path:
+    """Copy what a workflow run needs into `target` (results and reports start empty)."""
+    for name in ("Snakefile", "conf", "workflow"):
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, target / name)
+        else:
+            shutil.copy2(source, target / name)
+    return target
+
+
+@pytest.fixture
+def workflow_dir(tmp_path, monkeypatch) -> Path:
+    """A copy of the workflow in a temporary directory, which is also the working directory."""
+    copy_workflow(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TRADEOFFS_ROOT", raising=False)
+    return tmp_path

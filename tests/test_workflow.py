@@ -1,0 +1,75 @@
+"""Real Snakemake runs of the smoke suite in a temporary copy of the workflow."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+pytestmark = pytest.mark.slow
+
+
+def snakemake(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [SNAKEMAKE, "--config", "suite=smoke", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def result_mtimes(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in (root / "results").rglob("result.json")}
+
+
+def test_smoke_suite_end_to_end_then_rerun_only_what_changed(workflow_dir):
+    snakemake("--cores", "2", cwd=workflow_dir)
+    table = pd.read_parquet(workflow_dir / "results" / "results.parquet")
+    assert set(table["status"]) == {"ok"}
+    assert table["id"].nunique() == 6
+    assert (workflow_dir / "results" / "results.csv").is_file()
+    assert (workflow_dir / "reports" / "figures" / "numerics_qsnr.png").stat().st_size > 10_000
+    qsnr = pd.read_csv(workflow_dir / "reports" / "tables" / "numerics_qsnr.csv", index_col=0)
+    assert {"int8", "mxfp4", "nvfp4"} == set(qsnr.index)
+    assert qsnr.loc["int8", "gaussian (none)"] > qsnr.loc["mxfp4", "gaussian (none)"] > 15
+
+    # Nothing to do on a second run.
+    assert "Nothing to be done" in snakemake("-n", cwd=workflow_dir).stdout
+
+    # Changing one format reruns exactly its experiments, then collect and the report products.
+    before = result_mtimes(workflow_dir)
+    nvfp4 = workflow_dir / "conf" / "format" / "nvfp4.yaml"
+    nvfp4.write_text(nvfp4.read_text().replace("block_size: 16", "block_size: 32"))
+    dry = snakemake("-n", cwd=workflow_dir).stdout
+    planned = dict(re.findall(r"^(\w+)\s+(\d+)$", dry, flags=re.MULTILINE))
+    assert planned["numerics"] == "2" and planned["collect"] == "1", dry[-2000:]
+    snakemake("--cores", "2", cwd=workflow_dir)
+    after = result_mtimes(workflow_dir)
+    new = set(after) - set(before)
+    assert len(new) == 2 and all("nvfp4" in path for path in new)
+    assert all(after[path] == before[path] for path in before)  # untouched: no rerun
+    table = pd.read_parquet(workflow_dir / "results" / "results.parquet")
+    assert table["id"].nunique() == 6 and set(
+        table.loc[table["cfg.format.name"] == "nvfp4", "cfg.format.block_size"]
+    ) == {32}
+
+
+def test_report_html_and_lint(workflow_dir):
+    snakemake("--cores", "2", cwd=workflow_dir)
+    snakemake("--report", "reports/report.html", cwd=workflow_dir)
+    html = (workflow_dir / "reports" / "report.html").read_text(errors="replace")
+    assert "numerics_qsnr.png" in html and "Quantization signal-to-noise ratio" in html
+    lint = subprocess.run(
+        [SNAKEMAKE, "--lint", "--config", "suite=smoke"], cwd=workflow_dir, capture_output=True, text=True
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    assert "Lints for" not in lint.stdout + lint.stderr
