@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def copy_workflow(target: Path) -> Path:
     """Copy what a workflow run needs into `target` (results and reports start empty)."""
-    for name in ("Snakefile", "conf", "workflow"):
+    for name in ("Snakefile", "conf", "workflow", "environment.yml"):
         source = ROOT / name
         if source.is_dir():
             shutil.copytree(source, target / name)

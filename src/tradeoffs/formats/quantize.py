@@ -51,14 +51,16 @@ def compute_scale(amax: torch.Tensor, spec: FormatSpec) -> torch.Tensor:
     if spec.scale_rule == "absmax":
         scale = _round_scale(amax / element.max_value, spec)
         return torch.where(amax > 0, scale, torch.ones_like(scale))
+    # Integer elements are read as fixed point k * 2^-shift (MXINT: emax_elem = 0), so that the E8M0
+    # exponent, and its clamp to [-127, 127], is the spec's; the scale on the integer grid is 2^-shift lower.
+    shift = element.emax if element.kind == "int" else 0
     if spec.scale_rule == "ceil":
-        ratio = amax / element.max_value
-        mantissa, exponent = torch.frexp(ratio)
+        mantissa, exponent = torch.frexp(amax / (element.max_value * 2.0**-shift))
         exponent = torch.where(mantissa == 0.5, exponent - 1, exponent)
     else:  # floor and quartet: 2^(floor(log2 amax) - emax_elem)
-        exponent = floor_log2(amax) - element.emax
+        exponent = floor_log2(amax) - (element.emax - shift)
     exponent = torch.where(amax > 0, exponent, E8M0_MIN_EXPONENT)
-    scale = pow2(exponent.clamp(E8M0_MIN_EXPONENT, E8M0_MAX_EXPONENT))
+    scale = pow2(exponent.clamp(E8M0_MIN_EXPONENT, E8M0_MAX_EXPONENT) - shift)
     if spec.scale_rule == "quartet":
         scale = scale / 0.75
     return scale
@@ -97,20 +99,23 @@ def _quantize(x: torch.Tensor, spec: FormatSpec, axis: int, generator: torch.Gen
     amax = _finite_amax(g, dims)
     tensor_scale = None
     if spec.tensor_scale:
-        tensor_amax = _finite_amax(g, None)
+        # Two-level scaling in the op order of torchao's NVFP4 reference (and the MSLK/TE kernels):
+        # tensor scale = amax / (max_elem * max_scale), block scale = e4m3((amax_b / max_elem) / tensor scale),
+        # values scaled by the reciprocal (1 / tensor scale) / block scale.
         scale_max = spec.scale_element.max_value
-        encode_scale = torch.where(
-            tensor_amax > 0, (element.max_value * scale_max) / tensor_amax, torch.ones_like(tensor_amax)
+        tensor_amax = _finite_amax(g, None)
+        tensor_scale = torch.where(
+            tensor_amax > 0, tensor_amax / (element.max_value * scale_max), torch.ones_like(tensor_amax)
         )
-        tensor_scale = 1.0 / encode_scale
-        block_scale = _round_scale((amax / element.max_value * encode_scale).clamp(max=scale_max), spec)
+        block_scale = _round_scale(((amax / element.max_value) / tensor_scale).clamp(max=scale_max), spec)
         scale = block_scale * tensor_scale
+        reciprocal = (1.0 / tensor_scale) / block_scale
     else:
         block_scale = scale = compute_scale(amax, spec)
+        reciprocal = None
     safe_scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-    elements = round_to_element(
-        g / safe_scale, element, saturate=spec.saturate, stochastic=stochastic, generator=generator
-    )
+    scaled = g / safe_scale if reciprocal is None else g * torch.where(scale > 0, reciprocal, 0.0)
+    elements = round_to_element(scaled, element, saturate=spec.saturate, stochastic=stochastic, generator=generator)
     elements = torch.where(scale > 0, elements, torch.zeros_like(elements))
     return _Quantized(elements, scale, block_scale, tensor_scale, None)
 
