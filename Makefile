@@ -5,6 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CORES  ?= all
+SMK    := $(BIN)/snakemake --workflow-profile workflow/profiles/default
 SUITE  ?= quick
 
 .PHONY: run test report dry-run lint lock clean-results
@@ -17,17 +18,17 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/snakemake --cores $(CORES) --config suite=$(SUITE)
-	$(BIN)/snakemake --cores $(CORES) --config suite=$(SUITE) --report reports/report.html
+	$(SMK) --cores $(CORES) --config suite=$(SUITE)
+	$(SMK) --cores $(CORES) --config suite=$(SUITE) --report reports/report.html
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
 report: $(STAMP)
-	$(BIN)/snakemake --cores $(CORES) --config suite=$(SUITE) --report reports/report.html
+	$(SMK) --cores $(CORES) --config suite=$(SUITE) --report reports/report.html
 
 dry-run: $(STAMP)
-	$(BIN)/snakemake -n --config suite=$(SUITE)
+	$(SMK) -n --config suite=$(SUITE)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
