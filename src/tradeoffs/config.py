@@ -162,7 +162,7 @@ class MethodConfig:
 
 @dataclass
 class BenchConfig:
-    """Timing rules of the benchmark engine (conf/bench/); see docs/methodology."""
+    """Timing rules of the benchmark engine (conf/bench/): warm-up, minimum count and time, a time cap."""
 
     name: str = descriptive("default")
     warmup: int = 3

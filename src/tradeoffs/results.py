@@ -16,9 +16,10 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is imported by collect/write_table only: every job imports this module
+    import pandas as pd
 
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "diverged", "unsupported", "invalid", "error")
@@ -129,6 +130,8 @@ def record_rows(record: ResultRecord) -> list[dict[str, Any]]:
 
 def collect(paths: Iterable[Path | str]) -> pd.DataFrame:
     """All results as one tidy DataFrame (see the module docstring for its columns)."""
+    import pandas as pd
+
     rows = [row for path in paths for row in record_rows(read_result(path))]
     frame = pd.DataFrame(rows)
     leading = ["id", "kind", "status", "message", "metric", "value", "unit"]

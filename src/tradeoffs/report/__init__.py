@@ -7,27 +7,33 @@ workflow/report/<name>.rst.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from pathlib import Path
 
-import pandas as pd
-
 from tradeoffs.errors import check_choice
-from tradeoffs.report import numerics
 
-FIGURES: dict[str, tuple[str, Callable]] = {
-    "numerics_qsnr": ("numerics", numerics.qsnr_figure),
+# name -> (experiment kind it needs, "module:function" that makes it). Functions are imported on use, so
+# the Snakefile can read these registries without importing matplotlib.
+FIGURES: dict[str, tuple[str, str]] = {
+    "numerics_qsnr": ("numerics", "tradeoffs.report.numerics:qsnr_figure"),
 }
-TABLES: dict[str, tuple[str, Callable]] = {
-    "numerics_qsnr": ("numerics", numerics.qsnr_table),
+TABLES: dict[str, tuple[str, str]] = {
+    "numerics_qsnr": ("numerics", "tradeoffs.report.numerics:qsnr_table"),
 }
+
+
+def _resolve(target: str) -> Callable:
+    module, function = target.split(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def write_figure(name: str, table: Path, out: Path) -> None:
     """Draw figure `name` from the tidy table at `table` into `out` (PNG)."""
     check_choice("figure", name, FIGURES)
-    frame = pd.read_parquet(table)
-    figure = FIGURES[name][1](frame)
+    import pandas as pd
+
+    figure = _resolve(FIGURES[name][1])(pd.read_parquet(table))
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, dpi=130, bbox_inches="tight")
 
@@ -35,6 +41,7 @@ def write_figure(name: str, table: Path, out: Path) -> None:
 def write_table_file(name: str, table: Path, out: Path) -> None:
     """Write table `name` (CSV) from the tidy table at `table`."""
     check_choice("table", name, TABLES)
-    frame = pd.read_parquet(table)
+    import pandas as pd
+
     out.parent.mkdir(parents=True, exist_ok=True)
-    TABLES[name][1](frame).to_csv(out, float_format="%.4g")
+    _resolve(TABLES[name][1])(pd.read_parquet(table)).to_csv(out, float_format="%.4g")
