@@ -14,7 +14,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from hydra import compose as hydra_compose
@@ -382,7 +382,6 @@ def load_suite(name: str) -> SuiteConfig:
 __all__ = [
     "EXPERIMENT_SCHEMAS",
     "GROUP_SCHEMAS",
-    "MISSING",
     "BenchConfig",
     "DataConfig",
     "DistributionConfig",

@@ -132,9 +132,11 @@ def _quantize_asymmetric(g, element: ElementFormat, dims, stochastic: bool, gene
     return _Quantized(codes - zero_point, scale, scale, None, zero_point)
 
 
-def _restore(values: torch.Tensor, x: torch.Tensor, spec: FormatSpec, axis: int) -> torch.Tensor:
-    moved_shape = x.movedim(axis, -1).shape
-    return values.reshape(moved_shape).movedim(-1, axis).to(x.dtype)
+def _restore(values: torch.Tensor, shape: tuple[int, ...], axis: int, dtype: torch.dtype) -> torch.Tensor:
+    """Granule layout back to `shape` (the inverse of _granules)."""
+    moved = list(shape)
+    moved.append(moved.pop(axis))
+    return values.reshape(moved).movedim(-1, axis).to(dtype)
 
 
 def _cast(x: torch.Tensor, spec: FormatSpec) -> torch.Tensor:
@@ -161,7 +163,7 @@ def fake_quant(
     if spec.is_cast and spec.rounding == "nearest":
         return _cast(x, spec)
     q = _quantize(x, spec, axis, generator)
-    return _restore(q.elements * q.scale, x, spec, axis)
+    return _restore(q.elements * q.scale, tuple(x.shape), axis, x.dtype)
 
 
 @dataclass
@@ -186,9 +188,7 @@ class QTensor:
             elements = elements - self.zero_point
         scale = self.block_scale if self.tensor_scale is None else self.block_scale * self.tensor_scale
         values = torch.where(scale > 0, elements * scale, torch.zeros_like(elements))
-        moved = list(self.shape)
-        moved.append(moved.pop(self.axis))
-        return values.reshape(moved).movedim(-1, self.axis).to(dtype)
+        return _restore(values, self.shape, self.axis, dtype)
 
     def bits_per_element(self) -> float:
         """Storage cost including scales (and zero points), for this tensor's quantization axis length."""
