@@ -14,12 +14,13 @@ PLAN = load_plan(config.get("suite", default_suite()))
 PY = sys.executable  # the interpreter running Snakemake: the project venv
 ENVIRONMENT = "../../environment.yml"  # for --use-conda; paths are relative to workflow/rules/
 KINDS = PLAN.kinds()
-REPORT_FIGURES = [name for name, (kind, _) in FIGURES.items() if kind in KINDS]
-REPORT_TABLES = [name for name, (kind, _) in TABLES.items() if kind in KINDS]
+STUDIES = PLAN.studies()
+REPORT_FIGURES = [name for name, (study, _) in FIGURES.items() if study in STUDIES]
+REPORT_TABLES = [name for name, (study, _) in TABLES.items() if study in STUDIES]
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/numerics.smk"
+include: "workflow/rules/experiments.smk"
 include: "workflow/rules/collect.smk"
 include: "workflow/rules/report.smk"
 

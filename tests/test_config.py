@@ -87,11 +87,16 @@ def test_suite_with_an_unknown_key_or_kind_fails(tmp_path, monkeypatch):
     (tmp_path / "conf" / "suite").mkdir()
     (tmp_path / "conf" / "suite" / "typo.yaml").write_text("experiments:\n  numerics:\n    sweeps: {}\n")
     (tmp_path / "conf" / "suite" / "alien.yaml").write_text("experiments:\n  alchemy: {}\n")
+    (tmp_path / "conf" / "suite" / "ragged.yaml").write_text(
+        "experiments:\n  numerics:\n    zip:\n      format: [int8, mxfp4]\n      distribution: [gaussian]\n"
+    )
     monkeypatch.setenv("TRADEOFFS_ROOT", str(tmp_path))
-    with pytest.raises(ConfigError, match=r"sweeps.*valid keys: sweep, fixed, exclude"):
+    with pytest.raises(ConfigError, match=r"sweeps.*valid keys: kind, sweep, zip, fixed, exclude"):
         load_suite("typo")
-    with pytest.raises(ConfigError, match=r"alchemy.*valid choices: numerics"):
+    with pytest.raises(ConfigError, match=r"alchemy.*valid choices:.*numerics"):
         load_suite("alien")
+    with pytest.raises(ConfigError, match=r"zip axes need lists of one length"):
+        load_suite("ragged")
 
 
 def test_json_round_trip_keeps_the_config_and_its_hash():

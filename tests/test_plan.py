@@ -21,7 +21,22 @@ def test_ids_are_readable_distinct_and_cover_the_grid():
     assert len(set(ids)) == len(ids)
     assert len({e.config_json() for e in plan.experiments}) == len(ids)
     assert "numerics/mxfp4_gaussian_none-" in " ".join(ids)
-    assert len(ids) == 10 * 4 * 2
+    assert "numerics/quantizer_mxfp4-sr_gaussian_hadamard-" in " ".join(ids)
+    counts = {study: sum(e.config["study"] == study for e in plan.experiments) for study in plan.studies()}
+    assert counts == {"numerics": 10 * 4 * 2, "quantizer": 9 * 2 * 2, "crossover": 5, "lmul": 2}
+
+
+def test_zip_axes_vary_together_and_studies_reuse_a_kind():
+    plan = build_plan("quick")
+    pairs = {(e.config["int_format"]["name"], e.config["fp_format"]["name"]) for e in plan.of_kind("crossover")}
+    assert pairs == {
+        ("mxint8", "mxfp8_e4m3"),
+        ("mxint6", "mxfp6_e2m3"),
+        ("mxint4", "mxfp4"),
+        ("nvint4", "nvfp4"),
+        ("int8_tensor", "fp8_e4m3"),
+    }
+    assert {e.config["study"] for e in plan.of_kind("numerics")} == {"numerics", "quantizer"}
 
 
 def test_ids_are_stable_across_processes():

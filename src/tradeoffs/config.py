@@ -38,6 +38,10 @@ def descriptive(default: Any = "") -> Any:
 
 
 # ----------------------------------------------------------------------------------------------- groups
+# Compute dtypes a hardware peak is quoted for (TFLOP/s; TOP/s for int8).
+PEAK_DTYPES = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4")
+
+
 @dataclass
 class HardwareConfig:
     """Where an experiment runs, and the peaks its throughput is compared with (conf/hardware/)."""
@@ -47,6 +51,7 @@ class HardwareConfig:
     threads: int = 0  # torch intra-op threads; 0 takes the job's allotment (Snakemake threads)
     peak_tflops: dict[str, float] = field(default_factory=dict)  # dense datasheet peaks per dtype
     memory_bandwidth_gbs: float = 0.0
+    unsupported: dict[str, str] = field(default_factory=dict)  # dtype -> why this hardware cannot run it natively
     source: str = descriptive()
 
     def __post_init__(self) -> None:
@@ -54,7 +59,10 @@ class HardwareConfig:
         check_positive("hardware.threads", self.threads, allow_zero=True)
         check_positive("hardware.memory_bandwidth_gbs", self.memory_bandwidth_gbs, allow_zero=True)
         for dtype, peak in self.peak_tflops.items():
+            check_choice("hardware.peak_tflops key", dtype, PEAK_DTYPES)
             check_positive(f"hardware.peak_tflops.{dtype}", peak)
+        for dtype in self.unsupported:
+            check_choice("hardware.unsupported key", dtype, PEAK_DTYPES)
 
 
 DISTRIBUTIONS = ("gaussian", "laplace", "student_t", "spikes", "channel_outliers")
@@ -71,6 +79,7 @@ class DistributionConfig:
     spike_scale: float = 0.0  # spikes: spike magnitude in standard deviations
     outlier_channels: int = 0  # channel_outliers: number of channels (columns) scaled up
     outlier_scale: float = 0.0  # channel_outliers: their scale factor
+    row_scale_octaves: float = 0.0  # each row (token) scaled by 2^U(0, octaves): magnitudes vary like real data
 
     def __post_init__(self) -> None:
         check_choice("distribution.family", self.family, DISTRIBUTIONS)
@@ -83,6 +92,7 @@ class DistributionConfig:
         if self.family == "channel_outliers":
             check_positive("distribution.outlier_channels", self.outlier_channels)
             check_positive("distribution.outlier_scale", self.outlier_scale)
+        check_positive("distribution.row_scale_octaves", self.row_scale_octaves, allow_zero=True)
 
 
 @dataclass
@@ -201,15 +211,17 @@ class BenchConfig:
     """Timing rules of the benchmark engine (conf/bench/): warm-up, minimum count and time, a time cap."""
 
     name: str = descriptive("default")
-    warmup: int = 3
+    warmup: int = 3  # warm-up calls after the cold (first) call ...
+    warmup_time_s: float = 0.05  # ... and at least this long
     min_runs: int = 10
     min_time_s: float = 0.2
     max_time_s: float = 10.0
-    repeats: int = 1  # fresh-process repeats for headline numbers
+    repeats: int = 3  # fresh-process repeats for headline numbers
     l2_flush: bool = False
 
     def __post_init__(self) -> None:
         check_positive("bench.warmup", self.warmup, allow_zero=True)
+        check_positive("bench.warmup_time_s", self.warmup_time_s, allow_zero=True)
         check_positive("bench.min_runs", self.min_runs)
         check_positive("bench.min_time_s", self.min_time_s)
         check_positive("bench.repeats", self.repeats)
@@ -223,6 +235,7 @@ class ExperimentConfig:
     """Fields shared by every experiment kind."""
 
     kind: str = ""
+    study: str = descriptive()  # the suite entry that planned it (reports select rows by it); not hashed
     seed: int = 0
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
 
@@ -260,16 +273,114 @@ class NumericsConfig(ExperimentConfig):
             )
 
 
-EXPERIMENT_SCHEMAS: dict[str, type[ExperimentConfig]] = {"numerics": NumericsConfig}
+@dataclass
+class CrossoverConfig(ExperimentConfig):
+    """The INT-vs-FP paper's QSNR model for an INT/FP format pair over crest factors (the crossover kind)."""
+
+    kind: str = "crossover"
+    int_format: FormatSpec = field(default_factory=FormatSpec)
+    fp_format: FormatSpec = field(default_factory=FormatSpec)
+    kappa_min: float = 1.0
+    kappa_max: float = 12.0
+    points: int = 111
+
+    def __post_init__(self) -> None:
+        if self.int_format.element_format.kind != "int" or self.fp_format.element_format.kind != "float":
+            raise ConfigError(
+                f"crossover: int_format must have an integer element and fp_format a minifloat, got "
+                f"'{self.int_format.element}' and '{self.fp_format.element}'"
+            )
+        check_positive("points", self.points)
+        if not 1.0 <= self.kappa_min < self.kappa_max:
+            raise ConfigError(f"crossover: need 1 <= kappa_min < kappa_max, got {self.kappa_min}, {self.kappa_max}")
+
+
+@dataclass
+class LMulConfig(ExperimentConfig):
+    """Relative error of L-Mul and of floating-point multiplies on random operands (the lmul kind)."""
+
+    kind: str = "lmul"
+    mantissa_bits: list[int] = field(default_factory=lambda: [2, 3, 4, 5])
+    float_formats: list[str] = field(default_factory=lambda: ["fp8_e4m3", "fp8_e5m2"])
+    operands: str = "loguniform"
+    n_values: int = 2**20
+
+    def __post_init__(self) -> None:
+        check_choice("operands", self.operands, ("loguniform", "gaussian"))
+        check_positive("n_values", self.n_values)
+        for bits in self.mantissa_bits:
+            if not 1 <= bits <= 10:
+                raise ConfigError(f"lmul: mantissa_bits must be within 1..10, got {bits}")
+        for name in self.float_formats:
+            if not re.fullmatch(r"(fp\d+_)?e\d+m\d+", name):
+                raise ConfigError(f"lmul: float_formats takes minifloat element names like fp8_e4m3, got '{name}'")
+
+
+BENCHMARKS = ("gemm", "qdq", "copy")
+GEMM_DTYPES = (
+    "fp32",
+    "tf32",
+    "bf16",
+    "fp16",
+    "fp8_e4m3",
+    "fp8_e5m2",
+    "int8",
+    "w8_dequant",
+    "w8_fused",
+    "w4_dequant",
+    "w4_fused",
+)
+
+
+@dataclass
+class BenchExperimentConfig(ExperimentConfig):
+    """A hardware benchmark (the bench kind), timed by tradeoffs.bench.timing: GEMM throughput of a dtype over
+    [M, K, N] shapes, a format's quantize-dequantize against a copy and torchao, or a tensor copy."""
+
+    kind: str = "bench"
+    benchmark: str = "gemm"
+    bench: BenchConfig = field(default_factory=BenchConfig)
+    dtype: str = "fp32"  # gemm: one of GEMM_DTYPES
+    shapes: list[list[int]] = field(default_factory=lambda: [[1024, 1024, 1024]])  # gemm: [M, K, N] each
+    format: FormatSpec | None = None  # qdq: the format (conf/format/)
+    log2_elements: int = 22  # qdq, copy: the fp32 input has 2^log2_elements values
+    compare_torchao: bool = True  # qdq: time torchao's eager quantize-dequantize of the same format beside it
+    repeat: int = 0  # index of this fresh-process repeat, < bench.repeats
+
+    def __post_init__(self) -> None:
+        check_choice("benchmark", self.benchmark, BENCHMARKS)
+        check_choice("dtype", self.dtype, GEMM_DTYPES)
+        for shape in self.shapes:
+            if len(shape) != 3 or min(shape) < 1:
+                raise ConfigError(f"shapes: each shape is [M, K, N] with positive sizes, got {shape}")
+        if self.benchmark == "gemm" and not self.shapes:
+            raise ConfigError("shapes: a gemm benchmark needs at least one [M, K, N]")
+        if self.benchmark == "qdq" and self.format is None:
+            raise ConfigError("format: a qdq benchmark needs a format, e.g. format=mxfp4 (names in conf/format/)")
+        if not 10 <= self.log2_elements <= 32:
+            raise ConfigError(f"log2_elements must be within 10..32, got {self.log2_elements}")
+        if not 0 <= self.repeat < self.bench.repeats:
+            raise ConfigError(f"repeat={self.repeat} must be in [0, bench.repeats={self.bench.repeats})")
+
+
+EXPERIMENT_SCHEMAS: dict[str, type[ExperimentConfig]] = {
+    "numerics": NumericsConfig,
+    "bench": BenchExperimentConfig,
+    "crossover": CrossoverConfig,
+    "lmul": LMulConfig,
+   }
 
 
 # ------------------------------------------------------------------------------------------------ suites
 @dataclass
 class SweepConfig:
-    """How one experiment kind is swept in a suite: a grid over `sweep` axes (group options or dotted
-    keys) with `fixed` overrides for all, minus the combinations matched by an `exclude` entry."""
+    """One study of a suite: a grid over `sweep` axes (group options or dotted keys) times the rows of
+    `zip` (axes varied together, all lists of one length), with `fixed` overrides for all, minus the
+    combinations matched by an `exclude` entry. `kind` defaults to the study's name in the suite."""
 
+    kind: str = ""
     sweep: dict[str, list[Any]] = field(default_factory=dict)
+    zip: dict[str, list[Any]] = field(default_factory=dict)
     fixed: dict[str, Any] = field(default_factory=dict)
     exclude: list[dict[str, Any]] = field(default_factory=list)
 
@@ -410,8 +521,14 @@ def load_suite(name: str) -> SuiteConfig:
         suite = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SuiteConfig), OmegaConf.load(path)))
     except OmegaConfBaseException as error:
         raise _explain(f"suite '{name}'", error) from None
-    for kind in suite.experiments:
-        check_choice(f"suite '{name}': experiment kind", kind, EXPERIMENT_SCHEMAS)
+    for study, sweep in suite.experiments.items():
+        sweep.kind = sweep.kind or study
+        check_choice(f"suite '{name}', study '{study}': experiment kind", sweep.kind, EXPERIMENT_SCHEMAS)
+        lengths = {len(values) for values in sweep.zip.values()}
+        if len(lengths) > 1:
+            raise ConfigError(
+                f"suite '{name}', study '{study}': zip axes need lists of one length, got {sorted(lengths)}"
+            )
     return suite
 
 
@@ -419,10 +536,13 @@ __all__ = [
     "EXPERIMENT_SCHEMAS",
     "GROUP_SCHEMAS",
     "BenchConfig",
+    "BenchExperimentConfig",
+    "CrossoverConfig",
     "DataConfig",
     "DistributionConfig",
     "ExperimentConfig",
     "HardwareConfig",
+    "LMulConfig",
     "MethodConfig",
     "ModelConfig",
     "NumericsConfig",

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tradeoffs.config import SuiteConfig, as_dict, config_hash, hydra_session, load_experiment, load_suite
+from tradeoffs.config import SuiteConfig, SweepConfig, as_dict, config_hash, hydra_session, load_experiment, load_suite
 from tradeoffs.errors import ConfigError
 from tradeoffs.paths import conf_dir, project_root
 
@@ -48,6 +48,10 @@ class Plan:
 
     def kinds(self) -> list[str]:
         return sorted({e.kind for e in self.experiments})
+
+    def studies(self) -> list[str]:
+        """The suite's study names that planned at least one experiment."""
+        return sorted({e.config.get("study") or e.kind for e in self.experiments})
 
     def of_kind(self, kind: str) -> list[PlannedExperiment]:
         return [e for e in self.experiments if e.kind == kind]
@@ -94,29 +98,40 @@ def build_plan(suite_name: str) -> Plan:
         return Plan(suite_name, tuple(_plan_experiments(suite_name, suite)))
 
 
+def _grid(sweep: SweepConfig) -> list[dict[str, Any]]:
+    """Every point of a study: the product of its sweep axes with its zip rows."""
+    axes = list(sweep.sweep)
+    rows = [dict(zip(sweep.zip, row, strict=True)) for row in zip(*sweep.zip.values(), strict=True)] or [{}]
+    return [
+        {**dict(zip(axes, values, strict=True)), **row}
+        for values in itertools.product(*(sweep.sweep[a] for a in axes))
+        for row in rows
+    ]
+
+
 def _plan_experiments(suite_name: str, suite: SuiteConfig) -> list[PlannedExperiment]:
     experiments: list[PlannedExperiment] = []
     seen: dict[str, tuple[str, ...]] = {}
-    for kind, sweep in suite.experiments.items():
+    for study, sweep in suite.experiments.items():
+        kind = sweep.kind
         for rule in sweep.exclude:
-            unknown = set(rule) - set(sweep.sweep)
+            unknown = set(rule) - set(sweep.sweep) - set(sweep.zip)
             if unknown:
                 raise ConfigError(
-                    f"suite '{suite_name}', {kind}.exclude names {sorted(unknown)}, which are not sweep axes "
-                    f"({', '.join(sweep.sweep)})"
+                    f"suite '{suite_name}', {study}.exclude names {sorted(unknown)}, which are not sweep axes "
+                    f"({', '.join([*sweep.sweep, *sweep.zip])})"
                 )
-        axes = list(sweep.sweep)
-        fixed = [format_override(k, v) for k, v in sweep.fixed.items()]
-        for values in itertools.product(*(sweep.sweep[a] for a in axes)):
-            point = dict(zip(axes, values, strict=True))
+        fixed = [format_override(k, v) for k, v in {**sweep.fixed, "study": study}.items()]
+        for point in _grid(sweep):
             if _excluded(point, sweep.exclude):
                 continue
             overrides = (*fixed, *(format_override(k, v) for k, v in point.items()))
             try:
                 config = load_experiment(kind, overrides)
             except ConfigError as error:
-                raise ConfigError(f"suite '{suite_name}', {kind} with {' '.join(overrides)}: {error}") from None
-            experiment_id = make_id(kind, list(values), config_hash(config))
+                raise ConfigError(f"suite '{suite_name}', {study} with {' '.join(overrides)}: {error}") from None
+            labels = ([] if study == kind else [study]) + list(point.values())
+            experiment_id = make_id(kind, labels, config_hash(config))
             if experiment_id in seen:
                 raise ConfigError(
                     f"suite '{suite_name}': {' '.join(overrides)} and {' '.join(seen[experiment_id])} give "

@@ -45,10 +45,24 @@ def _round_scale(scale: torch.Tensor, spec: FormatSpec) -> torch.Tensor:
     return round_to_element(scale, scale_element, saturate=True)
 
 
+def _granule_rms(x: torch.Tensor, dims: tuple[int, ...] | None) -> torch.Tensor:
+    """RMS over `dims` (None: all) of the finite values, keeping reduced dims."""
+    finite = torch.where(torch.isfinite(x), x, 0.0)
+    square = finite.square()
+    mean = square.mean() if dims is None else square.mean(dim=dims, keepdim=True)
+    return mean.sqrt()
+
+
 def compute_scale(amax: torch.Tensor, spec: FormatSpec) -> torch.Tensor:
-    """The per-granule scale (FP32 tensor) from the granule's amax, by the spec's rule and scale format."""
+    """The per-granule scale (FP32 tensor) from the granule's amax, by the spec's rule and scale format.
+
+    For scale_rule=rms, `amax` is the clipping threshold clip_ratio x RMS instead of the maximum."""
     element = spec.element_format
-    if spec.scale_rule == "absmax":
+    if spec.scale_rule == "rms" and spec.scale_format == "e8m0":
+        exponent = torch.round(torch.log2(amax / element.max_value))
+        exponent = torch.where(amax > 0, exponent, E8M0_MIN_EXPONENT)
+        return pow2(exponent.clamp(E8M0_MIN_EXPONENT, E8M0_MAX_EXPONENT))
+    if spec.scale_rule in ("absmax", "rms"):
         scale = _round_scale(amax / element.max_value, spec)
         return torch.where(amax > 0, scale, torch.ones_like(scale))
     # Integer elements are read as fixed point k * 2^-shift (MXINT: emax_elem = 0), so that the E8M0
@@ -96,7 +110,7 @@ def _quantize(x: torch.Tensor, spec: FormatSpec, axis: int, generator: torch.Gen
     stochastic = spec.rounding == "stochastic"
     if element.asymmetric:
         return _quantize_asymmetric(g, element, dims, stochastic, generator)
-    amax = _finite_amax(g, dims)
+    amax = _finite_amax(g, dims) if spec.scale_rule != "rms" else spec.clip_ratio * _granule_rms(g, dims)
     tensor_scale = None
     if spec.tensor_scale:
         # Two-level scaling in the op order of torchao's NVFP4 reference (and the MSLK/TE kernels):

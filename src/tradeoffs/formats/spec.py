@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from tradeoffs.errors import ConfigError, check_choice
 
 GRANULARITIES = ("tensor", "channel", "block")
-SCALE_RULES = ("absmax", "floor", "ceil", "quartet")
+SCALE_RULES = ("absmax", "floor", "ceil", "quartet", "rms")
 SCALE_FORMATS = ("fp32", "bf16", "fp16", "e8m0", "e4m3", "ue5m3")
 ROUNDINGS = ("nearest", "stochastic")
 SPECIALS = ("auto", "ieee", "fn", "none")
@@ -115,7 +115,9 @@ class FormatSpec:
     (one scale per `block_size` consecutive elements along the axis: per-group and MX/NV block formats).
     scale_rule: absmax (s = amax / max_element, rounded to scale_format), floor (OCP MX:
     2^(floor(log2 amax) - emax_elem)), ceil (round-up: 2^ceil(log2(amax / max_element))), quartet
-    (2^(floor(log2 amax) - emax_elem) / (3/4)). tensor_scale adds the NVFP4 second-level FP32 scale.
+    (2^(floor(log2 amax) - emax_elem) / (3/4)), rms (clip at clip_ratio x the granule's RMS, as QuEST and
+    Quartet do after a Hadamard rotation: s = clip_ratio * rms / max_element, rounded to scale_format, the
+    nearest power of two for E8M0). tensor_scale adds the NVFP4 second-level FP32 scale.
     """
 
     name: str = field(default="", metadata={"affects_result": False})  # descriptive: not hashed
@@ -129,6 +131,7 @@ class FormatSpec:
     scale_format: str = "fp32"
     scale_bias: int = -1
     scale_rule: str = "absmax"
+    clip_ratio: float = 0.0  # scale_rule=rms only: the clipping threshold in units of the granule's RMS
     tensor_scale: bool = False
     rounding: str = "nearest"
 
@@ -142,11 +145,20 @@ class FormatSpec:
             raise ConfigError(f"format.block_size must be >= 1 for block granularity, got {self.block_size}")
         if self.granularity != "block" and self.block_size != 0:
             raise ConfigError(f"format.block_size={self.block_size} needs granularity=block (got '{self.granularity}')")
-        if self.scale_rule in ("floor", "ceil", "quartet") and self.asymmetric:
-            raise ConfigError("power-of-two scale rules (floor, ceil, quartet) need a symmetric element")
+        if self.scale_rule in ("floor", "ceil", "quartet", "rms") and self.asymmetric:
+            raise ConfigError("scale rules floor, ceil, quartet and rms need a symmetric element")
+        if (self.scale_rule == "rms") != (self.clip_ratio > 0):
+            raise ConfigError(
+                f"format.clip_ratio={self.clip_ratio} with scale_rule={self.scale_rule}: scale_rule=rms needs "
+                "clip_ratio > 0, and clip_ratio applies to scale_rule=rms only"
+            )
         if self.scale_format == "e8m0" and self.scale_rule in ("absmax", "quartet"):
             raise ConfigError(
                 f"scale_format=e8m0 holds powers of two only: scale_rule must be floor or ceil, not '{self.scale_rule}'"
+            )
+        if self.tensor_scale and self.scale_rule not in ("absmax", "rms"):
+            raise ConfigError(
+                f"tensor_scale (two-level scaling) needs scale_rule absmax or rms, not '{self.scale_rule}'"
             )
         if self.tensor_scale and self.scale_format in ("fp32", "e8m0"):
             raise ConfigError("tensor_scale (a second-level FP32 scale) needs a narrow block scale_format")

@@ -1,6 +1,6 @@
 """Numerics studies: synthetic distributions and quantization-error measures (QSNR and friends)."""
 
 from tradeoffs.numerics.distributions import sample
-from tradeoffs.numerics.error import QuantError, crest_factor, quantization_error
+from tradeoffs.numerics.error import CrestBin, QuantError, crest_binned_error, crest_factor, quantization_error
 
-__all__ = ["QuantError", "crest_factor", "quantization_error", "sample"]
+__all__ = ["CrestBin", "QuantError", "crest_binned_error", "crest_factor", "quantization_error", "sample"]

@@ -13,7 +13,9 @@ def sample(distribution: DistributionConfig, rows: int, columns: int, seed: int)
 
     gaussian/laplace have unit variance; student_t is the standard t (variance dof/(dof-2)); spikes replaces
     a fraction of Gaussian values by +-spike_scale; channel_outliers scales a few random columns (channels)
-    of a Gaussian matrix by outlier_scale, like the activation outliers of large language models.
+    of a Gaussian matrix by outlier_scale, like the activation outliers of large language models. With
+    row_scale_octaves > 0 every row is then scaled by 2^U(0, octaves), so that block maxima fall anywhere
+    within a binade, as in real tensors (power-of-two block scales depend on where they fall).
     """
     rng = np.random.default_rng(seed)
     shape = (rows, columns)
@@ -34,4 +36,6 @@ def sample(distribution: DistributionConfig, rows: int, columns: int, seed: int)
         values[:, channels] *= distribution.outlier_scale
     else:  # the schema's check_choice makes this unreachable
         raise AssertionError(family)
+    if distribution.row_scale_octaves > 0:
+        values *= np.exp2(rng.uniform(0.0, distribution.row_scale_octaves, (rows, 1)))
     return torch.from_numpy(values.astype(np.float32))

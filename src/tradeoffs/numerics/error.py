@@ -35,3 +35,37 @@ def crest_factor(x: torch.Tensor, block_size: int) -> torch.Tensor:
     blocks = x.double().reshape(-1, block_size)
     rms = blocks.square().mean(dim=1).sqrt()
     return blocks.abs().amax(dim=1) / rms
+
+
+CREST_BIN_WIDTH = 0.25
+CREST_BIN_TOP = 12.0  # blocks above it share one open bin starting at CREST_BIN_TOP
+
+
+@dataclass(frozen=True)
+class CrestBin:
+    crest_low: float  # lower edge of the bin
+    blocks: int
+    signal: float  # sum of x^2 over the bin's blocks
+    noise: float  # sum of (x - q)^2 over the bin's blocks
+
+
+def crest_binned_error(x: torch.Tensor, q: torch.Tensor, block_size: int) -> list[CrestBin]:
+    """Signal and noise energy summed over blocks grouped by crest factor (bins of CREST_BIN_WIDTH).
+
+    Sums rather than per-bin QSNRs, so runs can be pooled: QSNR of a bin = 10 log10(signal / noise)."""
+    blocks = x.double().reshape(-1, block_size)
+    error = (q.double().reshape(-1, block_size) - blocks).square().sum(dim=1)
+    signal = blocks.square().sum(dim=1)
+    crest = blocks.abs().amax(dim=1) / (signal / block_size).sqrt()
+    index = (crest.clamp(max=CREST_BIN_TOP) / CREST_BIN_WIDTH).floor().long()
+    valid = signal > 0
+    index, error, signal = index[valid], error[valid], signal[valid]
+    size = int(CREST_BIN_TOP / CREST_BIN_WIDTH) + 1
+    counts = torch.bincount(index, minlength=size)
+    signal_sums = torch.zeros(size, dtype=torch.float64).index_add_(0, index, signal)
+    noise_sums = torch.zeros(size, dtype=torch.float64).index_add_(0, index, error)
+    return [
+        CrestBin(i * CREST_BIN_WIDTH, int(counts[i]), float(signal_sums[i]), float(noise_sums[i]))
+        for i in range(size)
+        if counts[i] > 0
+    ]

@@ -1,7 +1,7 @@
 """Report products (figures and tables) drawn from the tidy results table only.
 
-FIGURES and TABLES map a product name to (the experiment kind it needs, the function that makes it);
-workflow/rules/report.smk makes one rule per product whose kind is in the plan, with the caption
+FIGURES and TABLES map a product name to (the study it needs, the function that makes it);
+workflow/rules/report.smk makes one rule per product whose study is in the plan, with the caption
 workflow/report/<name>.rst.
 """
 
@@ -13,13 +13,23 @@ from pathlib import Path
 
 from tradeoffs.errors import check_choice
 
-# name -> (experiment kind it needs, "module:function" that makes it). Functions are imported on use, so
+# name -> (study of the suite it needs, "module:function" that makes it). Functions are imported on use, so
 # the Snakefile can read these registries without importing matplotlib.
 FIGURES: dict[str, tuple[str, str]] = {
     "numerics_qsnr": ("numerics", "tradeoffs.report.numerics:qsnr_figure"),
+    "numerics_crest": ("crossover", "tradeoffs.report.numerics:crest_figure"),
+    "numerics_quantizer": ("quantizer", "tradeoffs.report.numerics:quantizer_figure"),
+    "numerics_lmul": ("lmul", "tradeoffs.report.numerics:lmul_figure"),
+    "bench_gemm": ("gemm", "tradeoffs.report.bench:gemm_figure"),
+    "bench_roofline": ("gemm", "tradeoffs.report.bench:roofline_figure"),
 }
 TABLES: dict[str, tuple[str, str]] = {
     "numerics_qsnr": ("numerics", "tradeoffs.report.numerics:qsnr_table"),
+    "numerics_crossover": ("crossover", "tradeoffs.report.numerics:crossover_table"),
+    "numerics_quantizer": ("quantizer", "tradeoffs.report.numerics:quantizer_table"),
+    "numerics_lmul": ("lmul", "tradeoffs.report.numerics:lmul_table"),
+    "bench_gemm": ("gemm", "tradeoffs.report.bench:gemm_table"),
+    "bench_qdq": ("qdq", "tradeoffs.report.bench:qdq_table"),
 }
 
 

@@ -6,13 +6,32 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 
+RUN_METRICS = ["qsnr_db", "relative_mse", "bias", "alignment", "bits_per_element"]
+# The INT-vs-FP paper's crossover crest factors (claims.md), shown beside ours.
+PAPER_CROSSOVER = {
+    ("mxint8", "mxfp8_e4m3"): 7.55,
+    ("mxint6", "mxfp6_e2m3"): 1.96,
+    ("mxint4", "mxfp4"): 2.04,
+    ("nvint4", "nvfp4"): 2.39,
+}
+MIN_BLOCKS_PER_BIN = 64  # Monte-Carlo crest bins with fewer blocks are too noisy to show
 
-def qsnr_frame(results: pd.DataFrame) -> pd.DataFrame:
-    """One row per successful numerics run: format, distribution, rotation, bits/element and QSNR."""
-    runs = results[(results["kind"] == "numerics") & (results["status"] == "ok")]
+
+def study_rows(results: pd.DataFrame, study: str) -> pd.DataFrame:
+    """Rows of the successful runs of one study (cfg.study; runs from before studies count as their kind)."""
+    ok = results[results["status"] == "ok"]
+    planned = ok["cfg.study"] if "cfg.study" in ok else pd.Series("", index=ok.index)
+    return ok[planned.fillna("").replace("", np.nan).fillna(ok["kind"]) == study]
+
+
+def qsnr_frame(results: pd.DataFrame, study: str = "numerics") -> pd.DataFrame:
+    """One row per successful run of a numerics study: format, distribution, rotation, QSNR and friends."""
+    runs = study_rows(results, study)
+    runs = runs[runs["metric"].isin(RUN_METRICS)]
     wide = runs.pivot_table(
         index=["id", "cfg.format.name", "cfg.distribution.name", "cfg.rotation"],
         columns="metric",
@@ -61,3 +80,150 @@ def qsnr_table(results: pd.DataFrame) -> pd.DataFrame:
     bits = frame.groupby("format")["bits_per_element"].first()
     table.insert(0, "bits_per_element", bits)
     return table.sort_values(["bits_per_element"], ascending=False)
+
+
+def crest_frame(results: pd.DataFrame) -> pd.DataFrame:
+    """Monte-Carlo QSNR per (format, crest bin), pooling the numerics study's runs of each format."""
+    runs = study_rows(results, "numerics")
+    runs = runs[runs["metric"].str.startswith("crest_bin_")]
+    wide = runs.pivot_table(
+        index=["id", "cfg.format.name", "label.crest"], columns="metric", values="value", aggfunc="first"
+    ).reset_index()
+    pooled = wide.groupby(["cfg.format.name", "label.crest"])[
+        ["crest_bin_blocks", "crest_bin_signal", "crest_bin_noise"]
+    ].sum()
+    pooled = pooled[pooled["crest_bin_blocks"] >= MIN_BLOCKS_PER_BIN].reset_index()
+    pooled["qsnr_db"] = 10 * np.log10(pooled["crest_bin_signal"] / pooled["crest_bin_noise"])
+    pooled["crest"] = pooled["label.crest"].astype(float) + 0.125  # bin centre
+    return pooled.rename(columns={"cfg.format.name": "format"})[["format", "crest", "crest_bin_blocks", "qsnr_db"]]
+
+
+def _crossover_runs(results: pd.DataFrame) -> pd.DataFrame:
+    runs = study_rows(results, "crossover")
+    return runs.rename(columns={"cfg.int_format.name": "int_format", "cfg.fp_format.name": "fp_format"})
+
+
+def _mc_crossover(mc: pd.DataFrame, int_format: str, fp_format: str) -> tuple[float, float]:
+    """(crest factor where the pooled Monte-Carlo QSNRs of the pair cross, by linear interpolation of their
+    difference over shared bins, NaN if they do not; share of shared bins where INT wins)."""
+    pair = mc[mc["format"].isin([int_format, fp_format])].pivot_table(index="crest", columns="format", values="qsnr_db")
+    if int_format not in pair or fp_format not in pair:
+        return float("nan"), float("nan")
+    gap = (pair[int_format] - pair[fp_format]).dropna()
+    if gap.empty:
+        return float("nan"), float("nan")
+    crossing = float("nan")
+    signs = np.sign(gap.to_numpy())
+    changes = np.nonzero(signs[:-1] * signs[1:] < 0)[0]
+    if len(changes):
+        i = changes[0]
+        x0, x1, y0, y1 = gap.index[i], gap.index[i + 1], gap.iloc[i], gap.iloc[i + 1]
+        crossing = float(x0 - y0 * (x1 - x0) / (y1 - y0))
+    return crossing, float((gap > 0).mean())
+
+
+def crossover_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Per INT/FP pair: the model's crossover crest factor, the paper's, and what Monte-Carlo bins show."""
+    runs = _crossover_runs(results)
+    mc = crest_frame(results)
+    rows = []
+    for (int_format, fp_format), group in runs.groupby(["int_format", "fp_format"]):
+        theory = group.loc[group["metric"] == "crossover_crest", "value"].iloc[0]
+        mc_crossing, int_share = _mc_crossover(mc, int_format, fp_format)
+        rows.append(
+            {
+                "int_format": int_format,
+                "fp_format": fp_format,
+                "crossover_theory": theory,
+                "crossover_paper": PAPER_CROSSOVER.get((int_format, fp_format), float("nan")),
+                "crossover_monte_carlo": mc_crossing,
+                "int_wins_share_of_bins": int_share,
+            }
+        )
+    return pd.DataFrame(rows).set_index(["int_format", "fp_format"])
+
+
+def crest_figure(results: pd.DataFrame) -> plt.Figure:
+    """QSNR against block crest factor: the paper's model (lines) and pooled Monte-Carlo bins (markers),
+    one panel per INT/FP pair, with the model's crossover marked."""
+    runs = _crossover_runs(results)
+    mc = crest_frame(results)
+    pairs = list(runs.groupby(["int_format", "fp_format"]))
+    columns = min(3, len(pairs))
+    rows = -(-len(pairs) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.7 * rows), squeeze=False)
+    palette = sns.color_palette("colorblind", 2)
+    for axis, ((int_format, fp_format), group) in zip(axes.flat, pairs, strict=False):
+        curves = group[group["metric"] == "qsnr_theory_db"]
+        for color, name in zip(palette, (int_format, fp_format), strict=True):
+            curve = curves[curves["label.format"] == name].sort_values("label.crest")
+            axis.plot(curve["label.crest"].astype(float), curve["value"], color=color, label=f"{name} (model)")
+            points = mc[mc["format"] == name]
+            axis.scatter(points["crest"], points["qsnr_db"], color=color, s=14, marker="o", label=f"{name} (measured)")
+        crossing = group.loc[group["metric"] == "crossover_crest", "value"].iloc[0]
+        axis.axvline(crossing, color="0.4", linestyle=":", label=f"model crossover {crossing:.2f}")
+        axis.set_title(f"{int_format} vs {fp_format}")
+        axis.set_xlabel("block crest factor max|x| / rms(x)")
+        axis.set_ylabel("QSNR (dB)")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    for axis in axes.flat[len(pairs) :]:
+        axis.set_visible(False)
+    figure.suptitle("INT vs FP: QSNR against crest factor, model and Monte-Carlo", y=1.0)
+    figure.tight_layout()
+    return figure
+
+
+def quantizer_table(results: pd.DataFrame) -> pd.DataFrame:
+    """The quantizer study: relative MSE, bias and alignment per format variant, distribution, rotation."""
+    frame = qsnr_frame(results, "quantizer")
+    table = frame.set_index(["format", "distribution", "rotation"])[["relative_mse", "bias", "alignment", "qsnr_db"]]
+    return table.sort_index()
+
+
+def quantizer_figure(results: pd.DataFrame) -> plt.Figure:
+    """Relative MSE of each MXFP4/NVFP4 quantizer variant per distribution, one panel per rotation."""
+    frame = qsnr_frame(results, "quantizer")
+    grid = sns.catplot(
+        data=frame,
+        kind="bar",
+        y="format",
+        x="relative_mse",
+        hue="distribution",
+        col="rotation",
+        col_order=[r for r in ("none", "hadamard", "random_hadamard") if r in set(frame["rotation"])],
+        height=4,
+        aspect=1.0,
+        palette="colorblind",
+    )
+    grid.set_axis_labels("relative MSE (lower is better)", "quantizer (format variant)")
+    grid.set_titles("rotation: {col_name}")
+    for axis in grid.axes.flat:
+        axis.grid(axis="x", alpha=0.3)
+    grid.figure.suptitle("MXFP4 and NVFP4 quantizers: scale rule, scale format, rounding, RMS clipping", y=1.03)
+    return grid.figure
+
+
+def lmul_frame(results: pd.DataFrame) -> pd.DataFrame:
+    runs = study_rows(results, "lmul")
+    runs = runs[runs["metric"] == "mean_relative_error"]
+    return runs.rename(columns={"label.multiplier": "multiplier", "cfg.operands": "operands"})
+
+
+def lmul_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Mean relative error of each multiplier (L-Mul widths, FP8 formats) per operand distribution."""
+    return lmul_frame(results).pivot_table(index="multiplier", columns="operands", values="value").sort_index()
+
+
+def lmul_figure(results: pd.DataFrame) -> plt.Figure:
+    """Mean relative product error of L-Mul (2-5 mantissa bits) and FP8 multiplies, per operand distribution."""
+    frame = lmul_frame(results)
+    figure, axis = plt.subplots(figsize=(7, 3.8))
+    order = sorted(frame["multiplier"].unique(), key=lambda m: (not m.startswith("lmul"), m))
+    sns.barplot(data=frame, x="multiplier", y="value", hue="operands", order=order, palette="colorblind", ax=axis)
+    axis.set_yscale("log")
+    axis.set_xlabel("multiplier (L-Mul with m mantissa bits, or exact FP8 multiply with rounding)")
+    axis.set_ylabel("mean relative error of x*y (log)")
+    axis.grid(axis="y", alpha=0.3, which="both")
+    axis.set_title("L-Mul against FP8 multiplication on random operands")
+    return figure
