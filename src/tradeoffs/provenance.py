@@ -49,7 +49,7 @@ ISA_FLAGS = (
 
 
 def _cpu_info() -> dict[str, Any]:
-    model, flags = platform.processor() or platform.machine(), set()
+    model, flags, mhz = platform.processor() or platform.machine(), set(), None
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
         for line in cpuinfo.read_text(errors="replace").splitlines():
@@ -59,12 +59,17 @@ def _cpu_info() -> dict[str, Any]:
                 model = value.strip()
             elif key in ("flags", "Features") and not flags:
                 flags = set(value.split())
+            elif key == "cpu MHz" and mhz is None:
+                mhz = float(value)
+    max_khz_path = Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
     governor_path = Path("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
     return {
         "cpu_model": model,
         "cpu_count": os.cpu_count(),
         "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "isa_flags": sorted(f for f in ISA_FLAGS if f in flags),
+        "cpu_mhz": mhz,  # /proc/cpuinfo (the nominal clock under most hypervisors)
+        "cpu_max_mhz": int(max_khz_path.read_text()) / 1000 if max_khz_path.is_file() else None,
         "cpu_governor": governor_path.read_text().strip() if governor_path.is_file() else None,
     }
 

@@ -1,0 +1,272 @@
+"""The timing engine every benchmark uses (docs/benchmarks.md, rule by rule).
+
+`measure(fn, config)` times a zero-argument callable:
+1. cold start: the first call alone, synchronised, reported separately (lazy init, allocator growth, compile);
+2. warm-up: at least `warmup` calls and `warmup_time_s` seconds;
+3. timed samples until both `min_runs` samples and `min_time_s` of measured time are reached, or the
+   wall-clock cap `max_time_s`; the condition that ended the run is recorded (`stop_reason`).
+   On a CPU a sample is a block of calls timed by torch.utils.benchmark's Timer, with torch's own block-size
+   rule (timer overhead <= 0.01% of a block); on a GPU a sample is one call between CUDA events (device
+   time, launch gaps included when the host is the bottleneck). An optional cache flush runs before each
+   call (then one call per sample) and is never timed;
+4. statistics of the raw samples (kept): median, p90, p99 with the count, IQR/median and the coefficient of
+   variation with a noise flag; a recompilation (torch.compile) during the timed phase is flagged.
+
+The statistics and the stopping rule are pure functions, tested on synthetic samples.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tradeoffs.config import BenchConfig
+from tradeoffs.errors import check_choice
+
+NOISE_WARN, NOISE_SUSPECT = 0.10, 0.25
+STOP_REASONS = ("min_runs", "min_time", "max_time")
+DEVICES = ("cpu", "cuda")
+
+
+# ------------------------------------------------------------------------------------------- statistics
+@dataclass(frozen=True)
+class Stats:
+    """Summary of timing samples (seconds per call)."""
+
+    count: int
+    median: float
+    mean: float
+    minimum: float
+    maximum: float
+    q1: float
+    q3: float
+    p90: float
+    p99: float
+    iqr_over_median: float
+    cv: float
+    noise: str  # ok | warn (> 10%) | suspect (> 25%), from the larger of IQR/median and CV
+    p90_indicative: bool  # fewer than 2 samples lie above the percentile: read it as indicative only
+    p99_indicative: bool
+
+
+def tail_is_indicative(count: int, quantile: float) -> bool:
+    """A tail percentile is indicative unless at least two samples lie beyond it (count * (1 - q) >= 2)."""
+    return count * (1.0 - quantile) < 2.0 - 1e-9
+
+
+def noise_flag(iqr_over_median: float, cv: float) -> str:
+    """'ok', 'warn' above 10% or 'suspect' above 25%, judged on the larger of the two spreads."""
+    spread = max(iqr_over_median, cv)
+    if not math.isfinite(spread) or spread > NOISE_SUSPECT:
+        return "suspect"
+    return "warn" if spread > NOISE_WARN else "ok"
+
+
+def summarize(samples: Sequence[float]) -> Stats:
+    """Median, quartiles, p90/p99, IQR/median, CV and the noise flag of positive timing samples."""
+    values = np.asarray(samples, dtype=np.float64)
+    if values.size == 0:
+        raise ValueError("summarize needs at least one sample")
+    q1, median, q3, p90, p99 = np.percentile(values, [25, 50, 75, 90, 99])
+    mean = float(values.mean())
+    cv = float(values.std(ddof=1) / mean) if values.size > 1 else 0.0
+    iqr = float((q3 - q1) / median) if median > 0 else math.inf
+    return Stats(
+        count=int(values.size),
+        median=float(median),
+        mean=mean,
+        minimum=float(values.min()),
+        maximum=float(values.max()),
+        q1=float(q1),
+        q3=float(q3),
+        p90=float(p90),
+        p99=float(p99),
+        iqr_over_median=iqr,
+        cv=cv,
+        noise=noise_flag(iqr, cv),
+        p90_indicative=tail_is_indicative(values.size, 0.90),
+        p99_indicative=tail_is_indicative(values.size, 0.99),
+    )
+
+
+def stop_reason(count: int, measured_s: float, wall_s: float, config: BenchConfig) -> str | None:
+    """Why a timed phase ends now, or None to go on: once both minimums hold, the one reached last
+    ('min_runs' if the count was, 'min_time' if the measured time was); else 'max_time' at the wall-clock cap."""
+    if count >= config.min_runs and measured_s >= config.min_time_s:
+        return "min_time" if count > config.min_runs else "min_runs"
+    return "max_time" if wall_s >= config.max_time_s else None
+
+
+# ------------------------------------------------------------------------------------------ measurement
+@dataclass
+class Measurement:
+    """One timed benchmark: raw samples (seconds per call), their statistics and how the run went."""
+
+    samples_s: list[float]
+    calls_per_sample: int
+    stats: Stats
+    stop_reason: str
+    cold_start_s: float
+    warmup_calls: int
+    measured_s: float  # sum of the timed samples' durations
+    wall_s: float  # wall-clock time of the timed phase (flushes and overhead included)
+    device: str
+    method: str
+    threads: int
+    l2_flush: bool
+    recompiled: bool  # torch.compile compiled a new graph during the timed phase
+    valid: bool  # both minimums reached (a run cut by the cap before them is not)
+    problems: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """Everything but the raw samples, as plain values (for result labels and printing)."""
+        out = asdict(self)
+        out.pop("samples_s")
+        out.update(out.pop("stats"))
+        return out
+
+
+def _synchronize(device: str) -> Callable[[], None]:
+    return torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+
+def _compiled_graphs() -> int:
+    """Graphs torch.compile has produced so far in this process (0 if dynamo was never imported)."""
+    dynamo_utils = sys.modules.get("torch._dynamo.utils")
+    if dynamo_utils is None:
+        return 0
+    return int(dynamo_utils.counters["stats"].get("unique_graphs", 0))
+
+
+def _cpu_cache_bytes() -> int:
+    """Size of the largest CPU cache level (sysfs), 32 MiB if unknown."""
+    sizes = []
+    for path in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
+        text = path.read_text().strip().upper()
+        units = {"K": 2**10, "M": 2**20, "G": 2**30}
+        sizes.append(int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text))
+    return max(sizes, default=32 * 2**20)
+
+
+def cache_flusher(device: str) -> Callable[[], None]:
+    """A callable that evicts the caches by writing a buffer twice the size of the largest cache (the GPU's
+    L2, the CPU's last level), as triton's do_bench does."""
+    if device == "cuda":
+        size = 2 * torch.cuda.get_device_properties(torch.cuda.current_device()).L2_cache_size
+    else:
+        size = min(2 * _cpu_cache_bytes(), 2**30)
+    buffer = torch.empty(max(size // 4, 1), dtype=torch.int32, device=device)
+    return lambda: buffer.zero_()
+
+
+def _warm_up(fn: Callable[[], Any], config: BenchConfig, sync: Callable[[], None]) -> tuple[int, float]:
+    """Run the warm-up; returns (calls, seconds per call)."""
+    calls, start = 0, time.perf_counter()
+    while calls < config.warmup or time.perf_counter() - start < config.warmup_time_s:
+        if time.perf_counter() - start >= config.max_time_s:
+            break
+        fn()
+        sync()
+        calls += 1
+    return calls, (time.perf_counter() - start) / max(calls, 1)
+
+
+def _cpu_samples(
+    fn: Callable[[], Any], config: BenchConfig, threads: int, flush: Callable[[], None] | None
+) -> tuple[list[float], int, str, float]:
+    """Blocks of calls timed by torch.utils.benchmark.Timer until the stopping rule ends the run."""
+    from torch.utils import benchmark
+
+    timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads)
+    # torch's block-size rule (what blocked_autorange uses): timer overhead <= 1e-4 of a block and a block
+    # of at least min_time_s / 1000; one call per sample when the cache is flushed between calls.
+    number = 1 if flush else timer._estimate_block_size(config.min_time_s)
+    samples: list[float] = []
+    start = time.perf_counter()
+    while True:
+        if flush:
+            flush()
+        samples.append(timer._timeit(number) / number)
+        reason = stop_reason(len(samples), sum(samples) * number, time.perf_counter() - start, config)
+        if reason:
+            return samples, number, reason, time.perf_counter() - start
+
+
+def _cuda_samples(
+    fn: Callable[[], Any], config: BenchConfig, flush: Callable[[], None] | None
+) -> tuple[list[float], int, str, float]:
+    """One call per sample between CUDA events (device time) until the stopping rule ends the run."""
+    samples: list[float] = []
+    begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start = time.perf_counter()
+    while True:
+        if flush:
+            flush()
+        begin.record()
+        fn()
+        end.record()
+        end.synchronize()
+        samples.append(begin.elapsed_time(end) / 1e3)
+        reason = stop_reason(len(samples), sum(samples), time.perf_counter() - start, config)
+        if reason:
+            return samples, 1, reason, time.perf_counter() - start
+
+
+def measure(
+    fn: Callable[[], Any], config: BenchConfig, *, device: str = "cpu", l2_flush: bool | None = None
+) -> Measurement:
+    """Time `fn` by the engine's rules (module docstring) on `device` with the current torch thread count."""
+    check_choice("device", device, DEVICES)
+    flush_on = config.l2_flush if l2_flush is None else l2_flush
+    sync = _synchronize(device)
+    threads = torch.get_num_threads()
+
+    start = time.perf_counter()
+    fn()
+    sync()
+    cold = time.perf_counter() - start
+    warmup_calls, _ = _warm_up(fn, config, sync)
+
+    flush = cache_flusher(device) if flush_on else None
+    graphs = _compiled_graphs()
+    if device == "cuda":
+        samples, number, reason, wall = _cuda_samples(fn, config, flush)
+        method = "CUDA events around each call (device time)"
+    else:
+        samples, number, reason, wall = _cpu_samples(fn, config, threads, flush)
+        method = f"torch.utils.benchmark.Timer, blocks of {number} call(s)"
+    recompiled = _compiled_graphs() != graphs
+
+    measured = sum(samples) * number
+    problems = []
+    if len(samples) < config.min_runs:
+        problems.append(f"{len(samples)} samples < min_runs={config.min_runs} at the {config.max_time_s} s cap")
+    if measured < config.min_time_s:
+        problems.append(f"measured {measured:.3g} s < min_time_s={config.min_time_s}")
+    if recompiled:
+        problems.append("torch.compile recompiled during the timed phase")
+    return Measurement(
+        samples_s=samples,
+        calls_per_sample=number,
+        stats=summarize(samples),
+        stop_reason=reason,
+        cold_start_s=cold,
+        warmup_calls=warmup_calls,
+        measured_s=measured,
+        wall_s=wall,
+        device=device,
+        method=method,
+        threads=threads,
+        l2_flush=flush_on,
+        recompiled=recompiled,
+        valid=not problems,
+        problems=problems,
+    )

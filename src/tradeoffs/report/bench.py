@@ -1,0 +1,264 @@
+"""Figures and tables of the hardware benchmarks (the bench kind): GEMM throughput by shape and dtype with
+the percentage of peak, a roofline per hardware, and the quantize-dequantize comparison.
+
+Each point is the median over fresh-process repeats of per-run medians; error bars span the repeats.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+DTYPE_ORDER = [
+    "fp32",
+    "tf32",
+    "bf16",
+    "fp16",
+    "fp8_e4m3",
+    "fp8_e5m2",
+    "int8",
+    "w8_dequant",
+    "w8_fused",
+    "w4_dequant",
+    "w4_fused",
+]
+NOISE_RANK = {"ok": 0, "warn": 1, "suspect": 2}
+
+
+def _hardware(runs: pd.DataFrame) -> pd.Series:
+    """A readable name of the machine of each row: the GPU, or the CPU model with its thread count."""
+    cpu_model = runs.get("prov.cpu_model", pd.Series("CPU", index=runs.index)).fillna("CPU")
+    threads = runs.get("label.threads", runs.get("prov.torch_threads", pd.Series(np.nan, index=runs.index)))
+    cpu = "CPU " + cpu_model.astype(str) + ", " + threads.ffill().bfill().fillna(0).astype(int).astype(str) + " thr."
+    gpu = runs.get("prov.gpu", pd.Series(None, index=runs.index))
+    return gpu.where(runs["cfg.hardware.device"] == "cuda", cpu)
+
+
+def bench_rows(results: pd.DataFrame, benchmark: str, statuses: tuple[str, ...] = ("ok", "invalid")) -> pd.DataFrame:
+    """Rows of bench runs of one benchmark with the given statuses, with a `hardware` column."""
+    if "cfg.benchmark" not in results:
+        return results.iloc[0:0].assign(hardware=[])
+    runs = results[(results["kind"] == "bench") & (results["cfg.benchmark"] == benchmark)]
+    runs = runs[runs["status"].isin(statuses)]
+    return runs.assign(hardware=_hardware(runs))
+
+
+def _worst_noise(flags: pd.Series) -> str:
+    flags = flags.dropna()
+    return max(flags, key=NOISE_RANK.get) if len(flags) else ""
+
+
+def gemm_frame(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per (hardware, dtype, shape): medians over repeats of TFLOP/s, % of peak and friends."""
+    runs = bench_rows(results, "gemm")
+    runs = runs[runs["label.shape"].notna()]
+    index = ["hardware", "cfg.dtype", "label.shape", "cfg.repeat", "id"]
+    per_run = runs.pivot_table(index=index, columns="metric", values="value", aggfunc="first").reset_index()
+    extra = runs.groupby(index).agg(
+        noise=("label.noise", _worst_noise),
+        peak_tflops=("label.peak_tflops", "max"),
+        kernel=("label.kernel", "first"),
+        m=("label.m", "first"),
+        k=("label.k", "first"),
+        n=("label.n", "first"),
+        status=("status", "first"),
+    )
+    per_run = per_run.merge(extra.reset_index(), on=index)
+    per_run = per_run[per_run.get("supported", 1) == 1]
+    grouped = per_run.groupby(["hardware", "cfg.dtype", "label.shape"])
+    frame = grouped.agg(
+        tflops=("tflops", "median"),
+        tflops_min=("tflops", "min"),
+        tflops_max=("tflops", "max"),
+        pct_of_peak=("pct_of_peak", "median"),
+        peak_tflops=("peak_tflops", "max"),
+        intensity=("arithmetic_intensity", "first"),
+        output_rel_error=("output_rel_error", "median"),
+        peak_rss_growth_mb=("peak_rss_growth_bytes", lambda v: v.median() / 1e6),
+        repeats=("id", "nunique"),
+        noise=("noise", _worst_noise),
+        invalid=("status", lambda s: int((s == "invalid").sum())),
+        kernel=("kernel", "first"),
+        m=("m", "first"),
+        k=("k", "first"),
+        n=("n", "first"),
+    ).reset_index()
+    frame = frame.rename(columns={"cfg.dtype": "dtype", "label.shape": "shape"})
+    frame["flops"] = 2 * frame["m"] * frame["k"] * frame["n"]
+    return frame
+
+
+def unsupported_frame(results: pd.DataFrame) -> pd.DataFrame:
+    """The GEMM dtypes a machine could not run natively, with the reason."""
+    runs = bench_rows(results, "gemm", ("unsupported",))
+    reasons = runs.groupby(["hardware", "cfg.dtype"])["message"].first().reset_index()
+    return reasons.rename(columns={"cfg.dtype": "dtype"})
+
+
+def _dtype_order(present: pd.Series) -> list[str]:
+    return [d for d in DTYPE_ORDER if d in set(present)]
+
+
+def gemm_figure(results: pd.DataFrame) -> plt.Figure:
+    """Throughput (top, log scale) and % of peak (bottom) per shape and dtype, one column per hardware."""
+    frame = gemm_frame(results)
+    hardware = sorted(frame["hardware"].unique())
+    dtypes = _dtype_order(frame["dtype"])
+    palette = dict(zip(dtypes, sns.color_palette("tab10", len(dtypes)), strict=True))
+    figure, axes = plt.subplots(
+        2, len(hardware), figsize=(5.5 + 3.2 * len(hardware), 7.5), squeeze=False, sharex="col", layout="constrained"
+    )
+    unsupported = unsupported_frame(results)
+    for column, name in enumerate(hardware):
+        data = frame[frame["hardware"] == name]
+        shapes = data.sort_values(["intensity", "flops"]).drop_duplicates("shape")["shape"].tolist()
+        positions = {shape: i for i, shape in enumerate(shapes)}
+        top, bottom = axes[0, column], axes[1, column]
+        width = 0.8 / max(len(dtypes), 1)
+        for j, dtype in enumerate(dtypes):
+            rows = data[data["dtype"] == dtype]
+            if rows.empty:
+                continue
+            x = rows["shape"].map(positions) + (j - (len(dtypes) - 1) / 2) * width
+            errors = [rows["tflops"] - rows["tflops_min"], rows["tflops_max"] - rows["tflops"]]
+            top.errorbar(x, rows["tflops"], yerr=errors, fmt="o", ms=5, capsize=2, color=palette[dtype], label=dtype)
+            bottom.bar(x, rows["pct_of_peak"], width=width, color=palette[dtype])
+        top.set_yscale("log")
+        top.set_ylabel("throughput (TFLOP/s; TOP/s for int8), log scale")
+        top.set_title(name, fontsize=10)
+        bottom.set_ylabel("% of the dtype's peak")
+        bottom.set_xticks(range(len(shapes)), shapes, rotation=35, ha="right")
+        bottom.set_xlabel("GEMM shape M x K x N (ordered by arithmetic intensity)")
+        for axis in (top, bottom):
+            axis.grid(axis="y", alpha=0.3, which="both")
+        skipped = unsupported[unsupported["hardware"] == name]["dtype"].tolist()
+        if skipped:
+            bottom.text(
+                0.0,
+                -0.42,
+                f"unsupported here (status unsupported): {', '.join(skipped)}",
+                transform=bottom.transAxes,
+                fontsize=8,
+                va="top",
+            )
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    figure.legend(handles, labels, title="dtype", loc="outside right center")
+    figure.suptitle("GEMM throughput by shape and dtype (median of fresh-process repeats, bars span them)")
+    return figure
+
+
+def _bandwidths(results: pd.DataFrame, frame: pd.DataFrame) -> dict[str, tuple[float, str]]:
+    """Memory bandwidth per hardware: the datasheet's for a GPU, else the copy benchmark's calibration."""
+    out: dict[str, tuple[float, str]] = {}
+    copy = bench_rows(results, "copy")
+    copy = copy[(copy["metric"] == "bandwidth_gbs") & (copy["label.impl"] == "copy")]
+    for name, value in copy.groupby("hardware")["value"].median().items():
+        out[name] = (value, "measured copy")
+    gemm = bench_rows(results, "gemm")
+    for name, value in gemm.groupby("hardware")["cfg.hardware.memory_bandwidth_gbs"].first().items():
+        if value and value > 0:
+            out[name] = (float(value), "datasheet")
+    for name in frame["hardware"].unique():
+        out.setdefault(name, (np.nan, "unknown (no copy benchmark)"))
+    return out
+
+
+def roofline_figure(results: pd.DataFrame) -> plt.Figure:
+    """Attainable TFLOP/s against arithmetic intensity per hardware: the compute roof of each dtype's peak,
+    the memory roof of the bandwidth, and the measured GEMM points."""
+    frame = gemm_frame(results)
+    hardware = sorted(frame["hardware"].unique())
+    bandwidths = _bandwidths(results, frame)
+    dtypes = _dtype_order(frame["dtype"])
+    palette = dict(zip(dtypes, sns.color_palette("tab10", len(dtypes)), strict=True))
+    figure, axes = plt.subplots(
+        1, len(hardware), figsize=(4.0 + 4.5 * len(hardware), 5.2), squeeze=False, layout="constrained"
+    )
+    for axis, name in zip(axes[0], hardware, strict=True):
+        data = frame[frame["hardware"] == name]
+        bandwidth, how = bandwidths[name]
+        low = min(data["intensity"].min() / 2, 0.1)
+        high = max(data["intensity"].max() * 4, 1e3)
+        grid = np.geomspace(low, high, 200)
+        peaks = data.groupby("dtype")["peak_tflops"].max().dropna()
+        for dtype in dtypes:
+            if dtype in peaks.index:
+                memory_roof = grid * bandwidth / 1e3 if bandwidth == bandwidth else np.inf
+                axis.plot(grid, np.minimum(peaks[dtype], memory_roof), color=palette[dtype], lw=1, alpha=0.6, ls="--")
+            rows = data[data["dtype"] == dtype]
+            axis.scatter(rows["intensity"], rows["tflops"], color=palette[dtype], s=28, label=dtype, zorder=3)
+        if bandwidth == bandwidth:
+            axis.plot(grid, grid * bandwidth / 1e3, color="black", lw=0.8, alpha=0.4)
+        axis.text(
+            0.02, 0.98, f"memory roof: {bandwidth:.3g} GB/s, {how}", transform=axis.transAxes, va="top", fontsize=8
+        )
+        axis.set_xscale("log")
+        axis.set_yscale("log")
+        axis.set_xlabel("arithmetic intensity (FLOP per byte of minimum traffic)")
+        axis.set_ylabel("attainable throughput (TFLOP/s)")
+        axis.set_title(name, fontsize=10)
+        axis.grid(alpha=0.3, which="both")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    figure.legend(handles, labels, title="dtype (dashed: its roof)", loc="outside right center")
+    figure.suptitle("Roofline: measured GEMMs against compute peaks and memory bandwidth")
+    return figure
+
+
+def gemm_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Per hardware, dtype and shape: TFLOP/s (median, min, max over repeats), % of peak, the peak used,
+    arithmetic intensity, output error against fp64, peak RSS growth, repeats, noise; unsupported dtypes last."""
+    frame = gemm_frame(results)
+    columns = [
+        "hardware",
+        "dtype",
+        "shape",
+        "tflops",
+        "tflops_min",
+        "tflops_max",
+        "pct_of_peak",
+        "peak_tflops",
+        "intensity",
+        "output_rel_error",
+        "peak_rss_growth_mb",
+        "repeats",
+        "noise",
+        "invalid",
+        "kernel",
+    ]
+    frame["order"] = frame["dtype"].map({d: i for i, d in enumerate(DTYPE_ORDER)})
+    table = frame.sort_values(["hardware", "order", "intensity"])[columns]
+    unsupported = unsupported_frame(results).rename(columns={"message": "kernel"}).assign(shape="-")
+    return pd.concat([table, unsupported], ignore_index=True).set_index(["hardware", "dtype", "shape"])
+
+
+def qdq_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Per format and implementation: Melem/s, % of a copy's rate, speedup over torchao, peak memory in
+    copies of the input, QSNR and agreement with torchao; medians over repeats."""
+    runs = bench_rows(results, "qdq")
+    runs = runs[runs["label.impl"].notna()]
+    index = ["hardware", "cfg.format.name", "label.impl", "id"]
+    per_run = runs.pivot_table(index=index, columns="metric", values="value", aggfunc="first").reset_index()
+    metrics = [
+        m
+        for m in (
+            "elements_per_s",
+            "pct_of_copy",
+            "speedup_vs_torchao",
+            "copies_of_input",
+            "qsnr_db",
+            "torchao_max_abs_diff",
+            "torchao_mismatch_fraction",
+        )
+        if m in per_run
+    ]
+    table = per_run.groupby(index[:3])[metrics].median()
+    table["elements_per_s"] = table["elements_per_s"] / 1e6
+    table = table.rename(columns={"elements_per_s": "Melem_per_s"})
+    table["repeats"] = per_run.groupby(index[:3])["id"].nunique()
+    table.index = table.index.set_names(["hardware", "format", "impl"])
+    return table
