@@ -188,15 +188,14 @@ def roofline_figure(results: pd.DataFrame) -> plt.Figure:
         peaks = data.groupby("dtype")["peak_tflops"].max().dropna()
         for dtype in dtypes:
             if dtype in peaks.index:
-                memory_roof = grid * bandwidth / 1e3 if bandwidth == bandwidth else np.inf
+                memory_roof = grid * bandwidth / 1e3 if bandwidth == bandwidth else np.full_like(grid, np.inf)
                 axis.plot(grid, np.minimum(peaks[dtype], memory_roof), color=palette[dtype], lw=1, alpha=0.6, ls="--")
             rows = data[data["dtype"] == dtype]
             axis.scatter(rows["intensity"], rows["tflops"], color=palette[dtype], s=28, label=dtype, zorder=3)
         if bandwidth == bandwidth:
             axis.plot(grid, grid * bandwidth / 1e3, color="black", lw=0.8, alpha=0.4)
-        axis.text(
-            0.02, 0.98, f"memory roof: {bandwidth:.3g} GB/s, {how}", transform=axis.transAxes, va="top", fontsize=8
-        )
+        roof_text = f"memory roof: {bandwidth:.3g} GB/s, {how}" if bandwidth == bandwidth else f"memory roof: {how}"
+        axis.text(0.98, 0.02, roof_text, transform=axis.transAxes, ha="right", va="bottom", fontsize=8)
         axis.set_xscale("log")
         axis.set_yscale("log")
         axis.set_xlabel("arithmetic intensity (FLOP per byte of minimum traffic)")
