@@ -305,3 +305,20 @@ def test_hf_gpt2_counts_tied_and_position_embeddings_once(hf_dirs, monkeypatch):
 def test_hf_missing_directory_says_what_to_do(tmp_path):
     with pytest.raises(ConfigError, match=r"no config\.json.*save_pretrained"):
         load_hf_model(tmp_path / "nowhere")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpt_runs_on_cuda_under_bf16_autocast_and_decodes_like_the_full_forward():
+    model = build(small(n_kv_head=2)).cuda()
+    idx = torch.randint(0, 61, (2, 20), device="cuda")
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        logits, loss = model(idx, idx)
+    assert logits.dtype == torch.float32 and torch.isfinite(loss)
+    loss.backward()
+    model.eval()
+    full, _ = model(idx)
+    logits, cache = model.prefill(idx[:, :10])
+    for i in range(10, 20):
+        logits, cache = model.decode_step(idx[:, i], cache)
+        torch.testing.assert_close(logits, full[:, i], rtol=1e-3, atol=1e-3)
