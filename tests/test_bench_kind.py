@@ -120,6 +120,41 @@ def test_copy_benchmark_calibrates_the_bandwidth(tmp_path):
     assert "calibration" in record.message
 
 
+def test_inference_through_the_kind(tmp_path):
+    record, path = run(
+        tmp_path,
+        "benchmark=inference",
+        "model=gpt-tiny",
+        "dtype=bf16",
+        "batch_size=2",
+        "prompt_length=8",
+        "new_tokens=5",
+    )
+    assert record.status == "ok", record.message
+    values = {m.name: m for m in record.metrics}
+    assert values["prefill_tokens_per_s"].value > 0 and values["decode_tokens_per_s"].value > 0
+    runs = values["runs"].value
+    assert runs >= 3 and values["token_latency_p50_s"].labels["count"] == 4 * runs  # new_tokens - 1 steps
+    p50, p90, p99 = (values[f"token_latency_p{q}_s"].value for q in (50, 90, 99))
+    assert 0 < p50 <= p90 <= p99
+    assert values["logits_rel_error"].value < 0.05 and 0 <= values["token_agreement"].value <= 1
+    assert values["decode_pct_of_peak"].labels["peak_method"] == "estimate"
+    samples = json.loads((path.parent / "samples.json").read_text())
+    assert len(samples[0]["steps_s"]["decode"][0]) == 4
+
+
+def test_inference_flops_count_every_position():
+    from tradeoffs.bench.inference import inference_flops
+    from tradeoffs.models import flops_breakdown
+
+    model = load_experiment("bench", ["benchmark=inference", "model=gpt-tiny"]).model
+    terms = flops_breakdown(model, 1)
+    flops = inference_flops(model, batch=2, prompt=10, new_tokens=5)
+    attention = 2 * model.n_layer * model.d_model
+    assert flops.prefill == 2 * (10 * terms["dense"] + attention * 55 + terms["lm_head"])  # contexts 1..10
+    assert flops.decode == 2 * 4 * (terms["dense"] + attention * 12.5 + terms["lm_head"])  # contexts 11..14
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
@@ -129,6 +164,9 @@ def test_copy_benchmark_calibrates_the_bandwidth(tmp_path):
         (["shapes=[[1,2]]"], "[M, K, N]"),
         (["repeat=3"], "bench.repeats=3"),
         (["log2_elements=40"], "10..32"),
+        (["benchmark=inference"], "needs a model"),
+        (["benchmark=inference", "model=gpt-tiny", "dtype=int8"], "valid choices: fp32, bf16, fp16"),
+        (["benchmark=inference", "model=gpt-tiny", "prompt_length=120", "new_tokens=20"], "context_length=128"),
     ],
 )
 def test_bad_configs_fail_before_running(overrides, message):
@@ -137,7 +175,7 @@ def test_bad_configs_fail_before_running(overrides, message):
 
 
 def test_report_products_from_real_results(tmp_path):
-    from tradeoffs.report.bench import gemm_figure, gemm_table, qdq_table, roofline_figure
+    from tradeoffs.report.bench import gemm_figure, gemm_table, inference_table, qdq_table, roofline_figure
 
     paths = [
         run(tmp_path, "dtype=fp32", "shapes=[[1,128,128],[64,128,128]]")[1],
@@ -145,6 +183,7 @@ def test_report_products_from_real_results(tmp_path):
         run(tmp_path, "dtype=fp8_e4m3")[1],
         run(tmp_path, "benchmark=copy", "log2_elements=16")[1],
         run(tmp_path, "benchmark=qdq", "format=mxint8", "log2_elements=12", "compare_torchao=false")[1],
+        run(tmp_path, "benchmark=inference", "model=gpt-tiny", "prompt_length=8", "new_tokens=3")[1],
     ]
     results = collect(paths)
     table = gemm_table(results)
@@ -152,6 +191,8 @@ def test_report_products_from_real_results(tmp_path):
     assert (table["tflops"].dropna() > 0).all() and (table["repeats"].dropna() == 1).all()
     assert "CPU" in table.xs("fp8_e4m3", level="dtype")["kernel"].iloc[0]
     assert qdq_table(results).loc[(slice(None), "mxint8", "fake_quant"), "Melem_per_s"].iloc[0] > 0
+    inference = inference_table(results)
+    assert inference.loc[(slice(None), "gpt-tiny", "fp32", 1), "decode_tokens_per_s"].iloc[0] > 0
     for make in (gemm_figure, roofline_figure):
         figure = make(results)
         assert all(axis.get_ylabel() for axis in figure.axes) and any(axis.get_xlabel() for axis in figure.axes)

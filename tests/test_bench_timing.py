@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tradeoffs.bench.memory import track_peak_memory
-from tradeoffs.bench.timing import measure, noise_flag, stop_reason, summarize, tail_is_indicative
+from tradeoffs.bench.timing import measure, measure_steps, noise_flag, stop_reason, summarize, tail_is_indicative
 from tradeoffs.config import BenchConfig
 
 
@@ -120,3 +120,20 @@ def test_cuda_events_time_a_gpu_call():
     with track_peak_memory("cuda") as memory:
         a @ a
     assert memory.cuda_growth >= a.nbytes
+
+
+def test_measure_steps_times_named_steps_of_whole_runs():
+    config = BenchConfig(warmup=1, warmup_time_s=0.0, min_runs=4, min_time_s=0.01, max_time_s=5.0)
+
+    def run(timer):
+        timer.step("prefill", lambda: time.sleep(0.002))
+        for _ in range(3):
+            timer.step("decode", lambda: time.sleep(0.001))
+
+    measurement = measure_steps(run, config)
+    assert measurement.valid and measurement.warmup_runs == 1 and measurement.cold_start_s >= 0.005
+    runs = len(measurement.steps_s["prefill"])
+    assert runs >= 4 and measurement.stop_reason in ("min_runs", "min_time")
+    assert measurement.per_step("decode").count == 3 * runs
+    assert measurement.per_run("decode").median == pytest.approx(0.003, rel=0.6)
+    assert measurement.run_totals("prefill")[0] == pytest.approx(0.002, rel=0.6)

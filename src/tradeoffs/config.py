@@ -316,7 +316,8 @@ class LMulConfig(ExperimentConfig):
                 raise ConfigError(f"lmul: float_formats takes minifloat element names like fp8_e4m3, got '{name}'")
 
 
-BENCHMARKS = ("gemm", "qdq", "copy")
+BENCHMARKS = ("gemm", "qdq", "copy", "inference")
+INFERENCE_DTYPES = ("fp32", "bf16", "fp16")
 GEMM_DTYPES = (
     "fp32",
     "tf32",
@@ -335,16 +336,21 @@ GEMM_DTYPES = (
 @dataclass
 class BenchExperimentConfig(ExperimentConfig):
     """A hardware benchmark (the bench kind), timed by tradeoffs.bench.timing: GEMM throughput of a dtype over
-    [M, K, N] shapes, a format's quantize-dequantize against a copy and torchao, or a tensor copy."""
+    [M, K, N] shapes, a format's quantize-dequantize against a copy and torchao, a tensor copy, or greedy
+    generation with a model (prefill and decode tokens/s, per-token latency)."""
 
     kind: str = "bench"
     benchmark: str = "gemm"
     bench: BenchConfig = field(default_factory=BenchConfig)
-    dtype: str = "fp32"  # gemm: one of GEMM_DTYPES
+    dtype: str = "fp32"  # gemm: one of GEMM_DTYPES; inference: fp32 | bf16 | fp16
     shapes: list[list[int]] = field(default_factory=lambda: [[1024, 1024, 1024]])  # gemm: [M, K, N] each
     format: FormatSpec | None = None  # qdq: the format (conf/format/)
     log2_elements: int = 22  # qdq, copy: the fp32 input has 2^log2_elements values
     compare_torchao: bool = True  # qdq: time torchao's eager quantize-dequantize of the same format beside it
+    model: ModelConfig | None = None  # inference: the model (conf/model/)
+    batch_size: int = 1  # inference: sequences generated together
+    prompt_length: int = 64  # inference: prompt tokens (prefill)
+    new_tokens: int = 32  # inference: greedy tokens generated (the first from the prefill)
     repeat: int = 0  # index of this fresh-process repeat, < bench.repeats
 
     def __post_init__(self) -> None:
@@ -359,6 +365,19 @@ class BenchExperimentConfig(ExperimentConfig):
             raise ConfigError("format: a qdq benchmark needs a format, e.g. format=mxfp4 (names in conf/format/)")
         if not 10 <= self.log2_elements <= 32:
             raise ConfigError(f"log2_elements must be within 10..32, got {self.log2_elements}")
+        if self.benchmark == "inference":
+            check_choice("dtype (inference)", self.dtype, INFERENCE_DTYPES)
+            if self.model is None:
+                raise ConfigError("model: an inference benchmark needs a model, e.g. model=gpt-10m (conf/model/)")
+            check_positive("batch_size", self.batch_size)
+            check_positive("prompt_length", self.prompt_length)
+            if self.new_tokens < 2:
+                raise ConfigError(f"new_tokens must be >= 2 (one from the prefill, then decode), got {self.new_tokens}")
+            if self.prompt_length + self.new_tokens > self.model.context_length:
+                raise ConfigError(
+                    f"prompt_length + new_tokens = {self.prompt_length + self.new_tokens} exceeds "
+                    f"model.context_length={self.model.context_length}"
+                )
         if not 0 <= self.repeat < self.bench.repeats:
             raise ConfigError(f"repeat={self.repeat} must be in [0, bench.repeats={self.bench.repeats})")
 

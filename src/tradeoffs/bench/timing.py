@@ -270,3 +270,119 @@ def measure(
         valid=not problems,
         problems=problems,
     )
+
+
+# ------------------------------------------------------------------------------ stateful runs of steps
+class StepTimer:
+    """Times the named steps of one run of a stateful sequence (prefill then decode steps, each changing a
+    cache, so they cannot be repeated in blocks): a synchronised host clock on a CPU (a step is a whole
+    forward pass, so the clock's overhead is negligible), CUDA events on a GPU."""
+
+    def __init__(self, device: str):
+        self.device = device
+        self._steps: list[tuple[str, Any, Any]] = []
+
+    def step(self, name: str, fn: Callable[[], Any]) -> Any:
+        """Run `fn` as one timed step called `name`; returns its result."""
+        if self.device == "cuda":
+            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            begin.record()
+            out = fn()
+            end.record()
+            self._steps.append((name, begin, end))
+            return out
+        start = time.perf_counter()
+        out = fn()
+        self._steps.append((name, start, time.perf_counter()))
+        return out
+
+    def durations(self) -> dict[str, list[float]]:
+        """Seconds of each step, by name, in order (synchronises the device first)."""
+        out: dict[str, list[float]] = {}
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+        for name, begin, end in self._steps:
+            seconds = begin.elapsed_time(end) / 1e3 if self.device == "cuda" else end - begin
+            out.setdefault(name, []).append(seconds)
+        return out
+
+
+@dataclass
+class StepMeasurement:
+    """Timed runs of steps: per step name, per run, the durations (raw samples), and how the runs went."""
+
+    steps_s: dict[str, list[list[float]]]
+    stop_reason: str
+    cold_start_s: float  # the first run, all its steps
+    warmup_runs: int
+    measured_s: float
+    wall_s: float
+    device: str
+    threads: int
+    recompiled: bool
+    valid: bool
+    problems: list[str] = field(default_factory=list)
+
+    def run_totals(self, name: str) -> list[float]:
+        """Per run, the summed duration of the steps called `name` (e.g. the decode window)."""
+        return [sum(run) for run in self.steps_s[name]]
+
+    def per_run(self, name: str) -> Stats:
+        return summarize(self.run_totals(name))
+
+    def per_step(self, name: str) -> Stats:
+        """Statistics over every step called `name` of every run (e.g. per-token latency)."""
+        return summarize([seconds for run in self.steps_s[name] for seconds in run])
+
+
+def measure_steps(run: Callable[[StepTimer], Any], config: BenchConfig, *, device: str = "cpu") -> StepMeasurement:
+    """Time whole runs of steps by the engine's rules: a cold first run reported apart, warm-up runs, then
+    runs until both min_runs runs and min_time_s of measured step time, or the max_time_s cap."""
+    check_choice("device", device, DEVICES)
+    sync = _synchronize(device)
+
+    def timed_run() -> dict[str, list[float]]:
+        timer = StepTimer(device)
+        run(timer)
+        sync()
+        return timer.durations()
+
+    cold = sum(sum(steps) for steps in timed_run().values())
+    warmup_runs, start = 0, time.perf_counter()
+    while warmup_runs < config.warmup or time.perf_counter() - start < config.warmup_time_s:
+        if time.perf_counter() - start >= config.max_time_s:
+            break
+        timed_run()
+        warmup_runs += 1
+    graphs = _compiled_graphs()
+    steps: dict[str, list[list[float]]] = {}
+    measured, count, start = 0.0, 0, time.perf_counter()
+    while True:
+        for name, durations in timed_run().items():
+            steps.setdefault(name, []).append(durations)
+            measured += sum(durations)
+        count += 1
+        reason = stop_reason(count, measured, time.perf_counter() - start, config)
+        if reason:
+            break
+    recompiled = _compiled_graphs() != graphs
+    problems = []
+    if count < config.min_runs:
+        problems.append(f"{count} runs < min_runs={config.min_runs} at the {config.max_time_s} s cap")
+    if measured < config.min_time_s:
+        problems.append(f"measured {measured:.3g} s < min_time_s={config.min_time_s}")
+    if recompiled:
+        problems.append("torch.compile recompiled during the timed phase")
+    return StepMeasurement(
+        steps_s=steps,
+        stop_reason=reason,
+        cold_start_s=cold,
+        warmup_runs=warmup_runs,
+        measured_s=measured,
+        wall_s=time.perf_counter() - start,
+        device=device,
+        threads=torch.get_num_threads(),
+        recompiled=recompiled,
+        valid=not problems,
+        problems=problems,
+    )

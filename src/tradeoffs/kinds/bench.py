@@ -4,6 +4,8 @@ percentage of the hardware's peak and, for quantized variants, the accuracy next
 benchmark=gemm   TFLOP/s of a dtype over [M, K, N] shapes (tradeoffs.bench.gemm)
 benchmark=qdq    elements/s of a format's fake_quant beside a copy and torchao (tradeoffs.bench.qdq)
 benchmark=copy   memory bandwidth of a tensor copy: the CPU's calibration for the roofline
+benchmark=inference  prefill and decode tokens/s and per-token latency of greedy generation with a model
+                 (tradeoffs.bench.inference), with its logits error and token agreement against fp32
 
 Raw samples go to samples.json beside result.json. A case below its minimum count or time, recompiled
 while timed, or failing its accuracy gate makes the result `invalid` (metrics kept, reasons in the message).
@@ -12,6 +14,7 @@ while timed, or failing its accuracy gate makes the result `invalid` (metrics ke
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +22,16 @@ import torch
 
 from tradeoffs.bench.gemm import ACCURACY_GATE, build_case, check_supported
 from tradeoffs.bench.hardware import Peaks, check_device, peaks_for
+from tradeoffs.bench.inference import (
+    accuracy_against_fp32,
+    generation_run,
+    inference_flops,
+    load_model,
+    prompt_tokens,
+)
 from tradeoffs.bench.memory import PeakMemory, track_peak_memory
 from tradeoffs.bench.qdq import qdq_input, time_copies, time_format
-from tradeoffs.bench.timing import Measurement, measure
+from tradeoffs.bench.timing import Measurement, Stats, StepTimer, measure, measure_steps
 from tradeoffs.config import BenchExperimentConfig
 from tradeoffs.errors import Unsupported
 from tradeoffs.provenance import collect_provenance
@@ -71,7 +81,8 @@ def run(config: BenchExperimentConfig, out_dir: Path) -> Outcome:
     device = check_device(config.hardware)
     peaks = peaks_for(config.hardware, torch.get_num_threads(), collect_provenance())
     recorder = _Recorder()
-    {"gemm": _gemm, "qdq": _qdq, "copy": _copy}[config.benchmark](config, device, peaks, recorder)
+    runners = {"gemm": _gemm, "qdq": _qdq, "copy": _copy, "inference": _inference}
+    runners[config.benchmark](config, device, peaks, recorder)
     write_json_atomic(out_dir / "samples.json", recorder.samples)
     message = "; ".join(recorder.problems + recorder.notes)
     status = "invalid" if recorder.problems else "ok"
@@ -166,3 +177,51 @@ def _copy(config: BenchExperimentConfig, device: str, peaks: Peaks, recorder: _R
         recorder.timing(f"copy {t.name}", t.measurement, labels)
     if not peaks.bandwidth_gbs:
         recorder.notes.append("no documented bandwidth for this hardware: this copy is its calibration")
+
+
+def _latency_metrics(recorder: _Recorder, prefix: str, stats: Stats, labels: dict[str, Any]) -> None:
+    """p50/p90/p99 of a latency with the count, tail percentiles flagged when indicative."""
+    labels = {**labels, "noise": stats.noise, "count": stats.count}
+    recorder.add(f"{prefix}_p50_s", stats.median, "s", labels)
+    recorder.add(f"{prefix}_p90_s", stats.p90, "s", {**labels, "indicative": stats.p90_indicative})
+    recorder.add(f"{prefix}_p99_s", stats.p99, "s", {**labels, "indicative": stats.p99_indicative})
+
+
+def _inference(config: BenchExperimentConfig, device: str, peaks: Peaks, recorder: _Recorder) -> None:
+    model_config, batch, prompt_length, new = config.model, config.batch_size, config.prompt_length, config.new_tokens
+    started = time.perf_counter()
+    model = load_model(model_config, config.dtype, device, config.seed)
+    load_s = time.perf_counter() - started
+    prompt = prompt_tokens(model_config, batch, prompt_length, config.seed, device)
+    run = generation_run(model, prompt, new)
+    measurement = measure_steps(run, config.bench, device=device)
+    with track_peak_memory(device) as memory:
+        run(StepTimer(device))
+    labels = {"model": model_config.name, "batch": batch, "prompt": prompt_length, "new_tokens": new}
+    flops = inference_flops(model_config, batch, prompt_length, new)
+    prefill, decode = measurement.per_run("prefill"), measurement.per_run("decode")
+    recorder.add("load_s", load_s, "s", labels)
+    recorder.add("cold_start_s", measurement.cold_start_s, "s", labels)
+    recorder.add("prefill_tokens_per_s", batch * prompt_length / prefill.median, "1/s", labels)
+    recorder.add("decode_tokens_per_s", batch * (new - 1) / decode.median, "1/s", labels)
+    for phase, stats, work in (("prefill", prefill, flops.prefill), ("decode", decode, flops.decode)):
+        tflops = work / stats.median / 1e12
+        recorder.add(f"{phase}_tflops", tflops, "TFLOP/s", labels)
+        recorder.add(
+            f"{phase}_pct_of_peak",
+            peaks.percent(config.dtype, tflops),
+            "%",
+            {**labels, "peak_tflops": peaks.tflops.get(config.dtype), "peak_method": peaks.method},
+        )
+    _latency_metrics(recorder, "prefill_latency", prefill, labels)
+    _latency_metrics(recorder, "token_latency", measurement.per_step("decode"), labels)
+    recorder.add("runs", prefill.count, "", {**labels, "stop_reason": measurement.stop_reason})
+    recorder.memory(memory, labels)
+    if config.dtype != "fp32":
+        reference = load_model(model_config, "fp32", device, config.seed)
+        accuracy = accuracy_against_fp32(model, reference, prompt, new)
+        recorder.add("logits_rel_error", accuracy.logits_rel_error, "", labels)
+        recorder.add("token_agreement", accuracy.token_agreement, "", labels)
+    recorder.samples.append({"case": "inference", **labels, "steps_s": measurement.steps_s})
+    recorder.problems.extend(f"inference: {problem}" for problem in measurement.problems)
+    recorder.notes.append(f"peaks: {peaks.source}")

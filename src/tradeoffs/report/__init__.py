@@ -30,6 +30,7 @@ TABLES: dict[str, tuple[str, str]] = {
     "numerics_lmul": ("lmul", "tradeoffs.report.numerics:lmul_table"),
     "bench_gemm": ("gemm", "tradeoffs.report.bench:gemm_table"),
     "bench_qdq": ("qdq", "tradeoffs.report.bench:qdq_table"),
+    "bench_inference": ("inference", "tradeoffs.report.bench:inference_table"),
 }
 
 

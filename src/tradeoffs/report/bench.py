@@ -261,3 +261,34 @@ def qdq_table(results: pd.DataFrame) -> pd.DataFrame:
     table["repeats"] = per_run.groupby(index[:3])["id"].nunique()
     table.index = table.index.set_names(["hardware", "format", "impl"])
     return table
+
+
+INFERENCE_METRICS = [
+    "prefill_tokens_per_s",
+    "decode_tokens_per_s",
+    "prefill_latency_p50_s",
+    "token_latency_p50_s",
+    "token_latency_p90_s",
+    "token_latency_p99_s",
+    "decode_pct_of_peak",
+    "logits_rel_error",
+    "token_agreement",
+    "peak_rss_growth_bytes",
+    "cold_start_s",
+]
+
+
+def inference_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Per hardware, model, precision and batch: prefill and decode tokens/s, per-token latency p50/p90/p99
+    (decode steps; the count says how many), % of peak in decode, and the accuracy against fp32 (relative
+    error of the logits, fraction of greedy tokens equal); medians over repeats."""
+    runs = bench_rows(results, "inference")
+    runs = runs[runs["metric"].isin(INFERENCE_METRICS)]
+    index = ["hardware", "cfg.model.name", "cfg.dtype", "cfg.batch_size"]
+    per_run = runs.pivot_table(index=[*index, "id"], columns="metric", values="value", aggfunc="first")
+    table = per_run.groupby(level=index).median()
+    table["repeats"] = per_run.groupby(level=index).size()
+    counts = runs[runs["metric"] == "token_latency_p99_s"].groupby(index)["label.count"].median()
+    table["latency_samples"] = counts
+    table.index = table.index.set_names(["hardware", "model", "dtype", "batch"])
+    return table[[c for c in [*INFERENCE_METRICS, "latency_samples", "repeats"] if c in table]]
