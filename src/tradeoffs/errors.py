@@ -14,11 +14,13 @@ class Unsupported(RuntimeError):
 
 
 class Diverged(RuntimeError):
-    """Training diverged (NaN/inf or a loss spike); `step` says where."""
+    """Training diverged (NaN/inf or a loss spike); `step` says where. A kind may attach the metrics measured
+    before it (e.g. the loss curve) as `metrics`; they are kept in the result."""
 
     def __init__(self, message: str, step: int | None = None):
         super().__init__(message)
         self.step = step
+        self.metrics: list = []
 
 
 class InvalidResult(RuntimeError):

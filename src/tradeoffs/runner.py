@@ -57,7 +57,7 @@ def run_experiment(
     except Unsupported as reason:
         outcome = Outcome(status="unsupported", message=str(reason))
     except Diverged as reason:
-        outcome = Outcome(status="diverged", message=f"{reason} (step {reason.step})")
+        outcome = Outcome(status="diverged", message=f"{reason} (step {reason.step})", metrics=reason.metrics)
     except InvalidResult as reason:
         outcome = Outcome(status="invalid", message=str(reason))
     except Exception as error:  # recorded, not raised: one failed run must not stop a suite

@@ -24,6 +24,11 @@ def floor_log2(x: torch.Tensor) -> torch.Tensor:
     return torch.frexp(x)[1] - 1
 
 
+# Minifloats torch can cast to with round-to-nearest-even (exact, subnormals included): a clamp then two
+# casts replace the generic arithmetic below, a fast path checked against it by the ml_dtypes tests.
+_NATIVE_CASTS = {(4, 3, 7, "fn"): torch.float8_e4m3fn, (5, 2, 15, "ieee"): torch.float8_e5m2}
+
+
 def uniform_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """Uniform [0, 1) noise for stochastic rounding, reproducible through the generator."""
     return torch.rand(x.shape, generator=generator, device=x.device, dtype=torch.float32)
@@ -47,6 +52,9 @@ def round_to_element(
         r = torch.floor(x + uniform_like(x, generator)) if stochastic else torch.round(x)
         low = 0.0 if element.asymmetric else -element.max_value
         return r.clamp(low, element.max_value)
+    native = _NATIVE_CASTS.get((element.exp_bits, element.man_bits, element.bias, element.special))
+    if native is not None and saturate and not stochastic:
+        return x.clamp(-element.max_value, element.max_value).to(native).to(torch.float32)
     magnitude = x.abs()
     exponent = floor_log2(magnitude).clamp(min=element.min_exponent)
     step = pow2(exponent - element.man_bits)

@@ -14,6 +14,11 @@ Defined behaviour for special inputs (documented in docs/formats.md and tested):
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import json
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +29,7 @@ from tradeoffs.formats.element import floor_log2, pow2, round_to_element
 from tradeoffs.formats.registry import get_format
 from tradeoffs.formats.spec import ElementFormat, FormatSpec
 
+log = logging.getLogger(__name__)
 E8M0_MIN_EXPONENT, E8M0_MAX_EXPONENT = -127, 127
 
 
@@ -165,19 +171,47 @@ def _cast(x: torch.Tensor, spec: FormatSpec) -> torch.Tensor:
     return source.to(dtype).to(x.dtype)
 
 
-def fake_quant(
-    x: torch.Tensor, fmt: FormatSpec | str, *, axis: int = -1, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """Quantize then dequantize `x` in format `fmt` along `axis`; same shape and dtype as `x`.
-
-    `axis` is the dimension that granules run along (blocks and channel reductions). Stochastic rounding
-    draws from `generator` (seed it for reproducible runs).
-    """
-    spec = get_format(fmt)
+def _fake_quant_eager(x: torch.Tensor, spec: FormatSpec, axis: int, generator: torch.Generator | None) -> torch.Tensor:
     if spec.is_cast and spec.rounding == "nearest":
         return _cast(x, spec)
     q = _quantize(x, spec, axis, generator)
     return _restore(q.elements * q.scale, tuple(x.shape), axis, x.dtype)
+
+
+_COMPILED: dict[tuple[str, int], Callable[[torch.Tensor], torch.Tensor]] = {}
+_COMPILE_BROKEN: list[str] = []  # the first compilation error; compilation is not retried after it
+
+
+def _compiled(spec: FormatSpec, axis: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    key = (json.dumps(dataclasses.asdict(spec), sort_keys=True), axis)
+    if key not in _COMPILED:
+        _COMPILED[key] = torch.compile(functools.partial(_fake_quant_eager, spec=spec, axis=axis, generator=None))
+    return _COMPILED[key]
+
+
+def fake_quant(
+    x: torch.Tensor,
+    fmt: FormatSpec | str,
+    *,
+    axis: int = -1,
+    generator: torch.Generator | None = None,
+    compiled: bool = False,
+) -> torch.Tensor:
+    """Quantize then dequantize `x` in format `fmt` along `axis`; same shape and dtype as `x`.
+
+    `axis` is the dimension that granules run along (blocks and channel reductions). Stochastic rounding
+    draws from `generator` (seed it for reproducible runs). `compiled=True` runs the same arithmetic fused
+    by torch.compile (bit-identical; compiled once per format, axis and input rank, which takes seconds) for
+    round-to-nearest formats; where compilation is unavailable it warns once and stays eager.
+    """
+    spec = get_format(fmt)
+    if compiled and spec.rounding == "nearest" and not _COMPILE_BROKEN:
+        try:
+            return _compiled(spec, axis)(x)
+        except Exception as error:  # no C++ compiler, unsupported backend...: the eager path is always correct
+            _COMPILE_BROKEN.append(f"{type(error).__name__}: {error}")
+            log.warning("torch.compile of fake_quant failed, using the eager path: %s", _COMPILE_BROKEN[0])
+    return _fake_quant_eager(x, spec, axis, generator)
 
 
 @dataclass

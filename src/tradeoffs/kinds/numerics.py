@@ -27,7 +27,8 @@ def run(config: NumericsConfig, out_dir: Path) -> Outcome:
         q = hadamard_rotate(q_rotated, config.rotation_size, signs_seed=signs_seed, inverse=True)
     error = quantization_error(x, q)
     spec = config.format
-    crest_block = spec.block_size if spec.granularity == "block" else config.row_size
+    # the crest factor of a scale's granule: a block, a row (channel scales) or the whole tensor
+    crest_block = {"block": spec.block_size, "channel": config.row_size}.get(spec.granularity, config.n_values)
     crest = crest_factor(rotated, crest_block)
     bins = crest_binned_error(rotated, q_rotated, crest_block)
     metrics = [

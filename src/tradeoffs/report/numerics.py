@@ -143,6 +143,14 @@ def crossover_table(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(["int_format", "fp_format"])
 
 
+def _block_reach(group: pd.DataFrame) -> float:
+    """sqrt(block size), the largest crest factor a block can have (inf for per-tensor/channel scales)."""
+    first = group.iloc[0]
+    if first.get("cfg.int_format.granularity") != "block":
+        return np.inf
+    return float(np.sqrt(first["cfg.int_format.block_size"]))
+
+
 def crest_figure(results: pd.DataFrame) -> plt.Figure:
     """QSNR against block crest factor: the paper's model (lines) and pooled Monte-Carlo bins (markers),
     one panel per INT/FP pair, with the model's crossover marked."""
@@ -155,15 +163,21 @@ def crest_figure(results: pd.DataFrame) -> plt.Figure:
     palette = sns.color_palette("colorblind", 2)
     for axis, ((int_format, fp_format), group) in zip(axes.flat, pairs, strict=False):
         curves = group[group["metric"] == "qsnr_theory_db"]
+        reach = _block_reach(group)
         for color, name in zip(palette, (int_format, fp_format), strict=True):
             curve = curves[curves["label.format"] == name].sort_values("label.crest")
-            axis.plot(curve["label.crest"].astype(float), curve["value"], color=color, label=f"{name} (model)")
+            crest = curve["label.crest"].astype(float)
+            axis.plot(crest, curve["value"], color=color, label=f"{name} (model)")
             points = mc[mc["format"] == name]
             axis.scatter(points["crest"], points["qsnr_db"], color=color, s=14, marker="o", label=f"{name} (measured)")
+        right = float(curves["label.crest"].astype(float).max())
+        if reach < right:
+            axis.axvspan(reach, right, color="0.92", zorder=0, label=f"unreachable (> sqrt(block) = {reach:.2f})")
+        axis.set_xlim(1, right)
         crossing = group.loc[group["metric"] == "crossover_crest", "value"].iloc[0]
         axis.axvline(crossing, color="0.4", linestyle=":", label=f"model crossover {crossing:.2f}")
         axis.set_title(f"{int_format} vs {fp_format}")
-        axis.set_xlabel("block crest factor max|x| / rms(x)")
+        axis.set_xlabel("crest factor max|x| / rms(x) of a scale granule")
         axis.set_ylabel("QSNR (dB)")
         axis.grid(alpha=0.3)
         axis.legend(fontsize=7)

@@ -1,0 +1,188 @@
+"""The training loop: a model, a corpus and a precision recipe in, a loss curve and throughput out.
+
+Read it top to bottom like nanoGPT's train.py: build, (resume,) loop over steps (batch, forward under the
+recipe's autocast, backward through the recipe's quantized Linears, clip, AdamW step, optimizer-state
+quantization, schedule), evaluate every eval_interval steps, checkpoint. Deterministic on CPU: batches come
+from a seeded generator and stochastic rounding from another, both saved in checkpoints, so a resumed run
+ends with exactly the weights of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from tradeoffs.config import TrainConfig, as_dict, config_hash
+from tradeoffs.data import Dataset, load_dataset
+from tradeoffs.errors import ConfigError, Diverged
+from tradeoffs.models import build_model, flops_per_token
+from tradeoffs.train.optim import build_optimizer, build_scheduler, quantize_optimizer_states
+from tradeoffs.train.quantized import apply_recipe
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class TrainResult:
+    """What a run measured; losses are mean cross-entropies in nats per token."""
+
+    steps: int  # steps completed
+    train_loss: list[tuple[int, float]] = field(default_factory=list)  # (step, loss) every log_interval
+    val_loss: list[tuple[int, float]] = field(default_factory=list)  # (step, loss) every eval_interval
+    tokens: int = 0  # training tokens processed in this process (resumed steps excluded)
+    train_seconds: float = 0.0  # time inside training steps (evaluation and checkpoints excluded)
+    flops_per_token: int = 0  # model FLOPs per training token (6N + attention + lm_head)
+    peak_memory_bytes: int = 0
+    finished: bool = False
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.train_seconds if self.train_seconds else math.nan
+
+    @property
+    def flops_per_s(self) -> float:
+        return self.tokens_per_s * self.flops_per_token
+
+
+def _autocast(config: TrainConfig, device: str) -> contextlib.AbstractContextManager:
+    dtype = AUTOCAST_DTYPES.get(config.recipe.compute_dtype)
+    return torch.autocast(device, dtype=dtype) if dtype else contextlib.nullcontext()
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, dataset: Dataset, config: TrainConfig, device: str, split: str = "validation"):
+    """Mean loss (nats/token) over the first eval_windows disjoint windows of a split."""
+    model.eval()
+    total, count = 0.0, 0
+    for x, y in dataset.eval_batches(split, config.batch_size, config.model.context_length, config.eval_windows):
+        with _autocast(config, device):
+            _, loss = model(x.to(device), y.to(device))
+        total, count = total + loss.item() * y.numel(), count + y.numel()
+    model.train()
+    return total / count
+
+
+def _peak_memory(device: str) -> int:
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def _save(path: Path, payload: dict) -> None:
+    """torch.save to a temporary file renamed into place: a checkpoint is whole or absent."""
+    temporary = path.with_suffix(f".{os.getpid()}.tmp")
+    torch.save(payload, temporary)
+    temporary.replace(path)
+
+
+def train(
+    config: TrainConfig,
+    checkpoint: Path | None = None,
+    *,
+    stop_after: int | None = None,
+    dataset: Dataset | None = None,
+) -> tuple[torch.nn.Module, TrainResult]:
+    """Train per `config`; resume from `checkpoint` when it exists (same config hash) and write it at every
+    checkpoint_interval and at the end. `stop_after` ends the run after that many steps, as an interruption
+    would (for resume tests). Raises Diverged (with `.result`) on a NaN/inf loss or a loss spike."""
+    device = "cuda" if config.hardware.device == "cuda" else "cpu"
+    dataset = dataset or load_dataset(config.data)
+    if dataset.vocab_size > config.model.vocab_size:
+        raise ConfigError(
+            f"data '{config.data.name}' has {dataset.vocab_size} token ids but model.vocab_size is "
+            f"{config.model.vocab_size}: set model.vocab_size={dataset.vocab_size}"
+        )
+    torch.manual_seed(config.seed)
+    model = build_model(config.model).to(device)
+    batches = torch.Generator().manual_seed(config.seed)
+    rounding = torch.Generator(device=device).manual_seed(config.seed + 1)
+    quantizer = apply_recipe(model, config.recipe, rounding, compiled=config.compile_quant)
+    optimizer = build_optimizer(model, config)
+    scheduler = build_scheduler(optimizer, config)
+    scaler = torch.amp.GradScaler(device, enabled=config.recipe.loss_scaling)
+    result = TrainResult(steps=0, flops_per_token=flops_per_token(config.model, include_lm_head=True))
+    fingerprint = config_hash(config)
+    best = math.inf  # running minimum of the training loss, for the spike test
+
+    if checkpoint is not None and checkpoint.is_file():
+        state = torch.load(checkpoint, weights_only=False)
+        if state["config_hash"] != fingerprint:
+            raise ConfigError(f"checkpoint {checkpoint} belongs to another config ({state['config_hash']})")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        batches.set_state(state["batches"])
+        rounding.set_state(state["rounding"])
+        result.steps, result.train_loss, result.val_loss = state["step"], state["train_loss"], state["val_loss"]
+        best = state["best_loss"]
+
+    def save() -> None:
+        if checkpoint is not None:
+            _save(
+                checkpoint,
+                {
+                    "config_hash": fingerprint,
+                    "config": as_dict(config),
+                    "step": result.steps,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "batches": batches.get_state(),
+                    "rounding": rounding.get_state(),
+                    "train_loss": result.train_loss,
+                    "val_loss": result.val_loss,
+                    "best_loss": best,
+                },
+            )
+
+    quant_start = math.ceil(config.recipe.quant_start_fraction * config.steps)
+    model.train()
+    steps = range(result.steps, config.steps if stop_after is None else min(config.steps, stop_after))
+    for step in tqdm(steps, desc=f"train {config.recipe.name}", mininterval=5, disable=None):
+        clock = time.perf_counter()
+        quantizer.enabled, quantizer.step = step >= quant_start, step
+        x, y = dataset.batch("train", config.batch_size, config.model.context_length, batches)
+        x, y = x.to(device), y.to(device)
+        with _autocast(config, device):
+            _, loss = model(x, y)
+        value = loss.item()
+        if not math.isfinite(value) or (step > config.warmup_steps and value > config.spike_factor * best):
+            result.train_loss.append((step, value))
+            spike = f"loss {value:.3g} > {config.spike_factor} x running minimum {best:.3g}"
+            reason = spike if math.isfinite(value) else f"loss is {value}"
+            error = Diverged(f"training diverged: {reason}", step)
+            error.result = result
+            raise error
+        best = min(best, value)
+        scaler.scale(loss).backward()
+        if config.grad_clip:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        quantize_optimizer_states(optimizer, config.recipe)
+        scheduler.step()
+        result.train_seconds += time.perf_counter() - clock
+        result.tokens += y.numel()
+        result.steps = step + 1
+        if step % config.log_interval == 0 or result.steps == config.steps:
+            result.train_loss.append((step, value))
+        if result.steps % config.eval_interval == 0 or result.steps == config.steps:
+            result.val_loss.append((result.steps, evaluate(model, dataset, config, device)))
+        if config.checkpoint_interval and result.steps % config.checkpoint_interval == 0:
+            save()
+    result.finished = result.steps == config.steps
+    result.peak_memory_bytes = _peak_memory(device)
+    save()
+    return model, result

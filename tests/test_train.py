@@ -1,0 +1,201 @@
+"""Training: emulated quantized Linears (forward and STE backward), recipes, the loop's determinism,
+bit-identical resume, divergence as a result, optimizer-state quantization, the schedule."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from tradeoffs.config import load_experiment
+from tradeoffs.data import Dataset
+from tradeoffs.errors import ConfigError, Diverged
+from tradeoffs.formats import fake_quant, get_format
+from tradeoffs.runner import run_experiment
+from tradeoffs.train import (
+    LinearQuantizer,
+    QuantLinear,
+    apply_recipe,
+    lr_factor,
+    quantize_state,
+    state_bytes_per_parameter,
+    train,
+)
+
+TINY = ["model=gpt-tiny", "model.context_length=32", "batch_size=4", "eval_windows=4", "compile_quant=false"]
+
+
+def tiny_config(*overrides: str):
+    return load_experiment("train", [*TINY, *overrides])
+
+
+@pytest.fixture(scope="module")
+def corpus() -> Dataset:
+    """A small byte corpus in memory (the loop's logic does not depend on which corpus)."""
+    text = np.frombuffer(b"the quick brown fox jumps over the lazy dog. " * 400, dtype=np.uint8).astype(np.uint16)
+    splits = {"train": text[:16000], "validation": text[16000:17000], "test": text[17000:]}
+    meta = {"source_sha256": "0" * 64, "splits": {k: {"bytes": len(v), "tokens": len(v)} for k, v in splits.items()}}
+    return Dataset("fox", splits, 256, meta, Path("."))
+
+
+def _linear(recipe: str, in_features: int = 64, out_features: int = 32) -> tuple[nn.Linear, QuantLinear]:
+    torch.manual_seed(0)
+    plain = nn.Linear(in_features, out_features, bias=True)
+    model = nn.Sequential(nn.Linear(in_features, out_features, bias=True))
+    model[0].load_state_dict(plain.state_dict())
+    apply_recipe(model, tiny_config(f"recipe={recipe}").recipe)
+    return plain, model[0]
+
+
+def _quantized_copy(plain: nn.Linear, quantizer: LinearQuantizer) -> QuantLinear:
+    module = nn.Linear(plain.in_features, plain.out_features, bias=plain.bias is not None)
+    module.load_state_dict(plain.state_dict())
+    module.__class__ = QuantLinear
+    module.quantizer = quantizer
+    return module
+
+
+def test_full_precision_recipes_leave_the_model_untouched():
+    _, linear = _linear("fp32")
+    assert type(linear) is nn.Linear
+
+
+def test_rotations_alone_cancel_in_every_gemm():
+    """Forward Hadamard (Quartet) and wgrad random Hadamard (NVFP4) with FP32 formats give nn.Linear's
+    output and gradients: only the quantization between them changes anything."""
+    torch.manual_seed(0)
+    plain = nn.Linear(64, 32)
+    fp32 = get_format("fp32")
+    rotated = _quantized_copy(
+        plain, LinearQuantizer(fp32, fp32, fp32, hadamard_size=32, wgrad_hadamard_size=16, step=3)
+    )
+    x, grad_out = torch.randn(64, 64, requires_grad=True), torch.randn(64, 32)
+    x_ref = x.detach().clone().requires_grad_()
+    torch.testing.assert_close(rotated(x), plain(x_ref), rtol=1e-5, atol=1e-5)
+    rotated(x).backward(grad_out)
+    plain(x_ref).backward(grad_out)
+    torch.testing.assert_close(rotated.weight.grad, plain.weight.grad, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-5, atol=1e-5)
+
+
+def test_forward_and_ste_backward_quantize_each_gemm_along_its_contraction_axis():
+    plain, quantized = _linear("mxfp8")
+    assert isinstance(quantized, QuantLinear)
+    x = torch.randn(64, 64, requires_grad=True)
+    grad_out = torch.randn(64, 32)
+    quantized(x).backward(grad_out)
+    w4 = w5 = get_format("mxfp8_e4m3")  # the mxfp8 recipe uses E4M3 for all three roles
+    expected_y = fake_quant(x.detach(), w4) @ fake_quant(plain.weight.detach(), w4).T + plain.bias
+    torch.testing.assert_close(quantized(x.detach()), expected_y)
+    expected_dx = fake_quant(grad_out, w5) @ fake_quant(plain.weight.detach(), w4, axis=0)
+    expected_dw = fake_quant(grad_out, w5, axis=0).T @ fake_quant(x.detach(), w4, axis=0)
+    torch.testing.assert_close(x.grad, expected_dx)
+    torch.testing.assert_close(quantized.weight.grad, expected_dw)
+    torch.testing.assert_close(quantized.bias.grad, grad_out.sum(0))
+
+
+def test_recipes_keep_the_head_and_last_blocks_in_high_precision():
+    config = tiny_config("recipe=nvfp4", "model.n_layer=3")
+    from tradeoffs.models import build_model
+
+    model = build_model(config.model)
+    apply_recipe(model, config.recipe)
+    kinds = {name: type(m).__name__ for name, m in model.named_modules() if isinstance(m, nn.Linear)}
+    assert kinds["lm_head"] == "Linear"
+    assert all(kind == "Linear" for name, kind in kinds.items() if name.startswith("blocks.2."))
+    assert all(kind == "QuantLinear" for name, kind in kinds.items() if name.startswith(("blocks.0.", "blocks.1.")))
+
+
+def test_a_recipe_whose_blocks_do_not_fit_the_model_fails_before_training():
+    with pytest.raises(ConfigError, match=r"block_size=32 does not divide model.d_model=24"):
+        load_experiment("train", ["model=gpt-20k", "recipe=mxfp8"])
+
+
+def test_training_learns_and_is_bit_identical(corpus):
+    config = tiny_config("steps=30", "eval_interval=15", "lr=0.01")
+    model_a, result_a = train(config, dataset=corpus)
+    model_b, result_b = train(config, dataset=corpus)
+    assert result_a.val_loss[-1][1] < result_a.val_loss[0][1] < math.log(256)
+    assert result_a.train_loss == result_b.train_loss
+    for a, b in zip(model_a.state_dict().values(), model_b.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert result_a.tokens == 30 * 4 * 32 and result_a.tokens_per_s > 0
+
+
+@pytest.mark.parametrize("recipe", ["fp32", "nvfp4", "fp8_states", "qat_int4"])
+def test_resume_reaches_exactly_the_uninterrupted_weights(corpus, tmp_path, recipe):
+    config = tiny_config(f"recipe={recipe}", "steps=12", "eval_interval=6", "checkpoint_interval=3")
+    whole, whole_result = train(config, dataset=corpus)
+    checkpoint = tmp_path / "checkpoint.pt"
+    _, partial = train(config, checkpoint, stop_after=7, dataset=corpus)
+    assert partial.steps == 7 and not partial.finished and checkpoint.is_file()
+    resumed, resumed_result = train(config, checkpoint, dataset=corpus)
+    assert resumed_result.finished and resumed_result.train_loss == whole_result.train_loss
+    for name, value in whole.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[name]), name
+
+
+def test_a_checkpoint_of_another_config_is_refused(corpus, tmp_path):
+    checkpoint = tmp_path / "checkpoint.pt"
+    train(tiny_config("steps=2", "eval_interval=2"), checkpoint, dataset=corpus)
+    with pytest.raises(ConfigError, match="belongs to another config"):
+        train(tiny_config("steps=3", "eval_interval=3"), checkpoint, dataset=corpus)
+
+
+def test_divergence_ends_the_run_with_its_step(corpus):
+    with pytest.raises(Diverged) as caught:
+        train(tiny_config("steps=40", "lr=50", "warmup_steps=0", "grad_clip=0"), dataset=corpus)
+    assert 0 < caught.value.step < 40
+    assert caught.value.result.train_loss[-1][0] == caught.value.step
+
+
+def test_a_diverged_run_is_a_result_with_its_curve(workflow_dir):
+    config = load_experiment("train", [*TINY, "steps=40", "lr=50", "warmup_steps=0", "grad_clip=0"])
+    record = run_experiment("train/diverge-test", config, workflow_dir / "results/train/d/result.json")
+    assert record.status == "diverged" and "step" in record.message
+    assert any(m.name == "train_loss" for m in record.metrics)
+
+
+def test_quantization_starts_at_the_qat_fraction(corpus):
+    config = tiny_config("recipe=qat_int4", "steps=8", "eval_interval=8")
+    seen = []
+    original = QuantLinear.forward
+
+    def spy(self, x):
+        seen.append(self.quantizer.enabled)
+        return original(self, x)
+
+    QuantLinear.forward = spy
+    try:
+        train(config, dataset=corpus)
+    finally:
+        QuantLinear.forward = original
+    per_step = len(seen) // 9  # 8 training forwards + the evaluation's
+    assert not any(seen[: 4 * per_step]) and all(seen[4 * per_step :])
+
+
+def test_range_expansion_lowers_fp8_state_error():
+    """COAT: second moments spanning many decades quantize far better after dynamic range expansion."""
+    generator = torch.Generator().manual_seed(0)
+    state = torch.exp(torch.randn(64 * 128, generator=generator) * 3) * 1e-6
+    spec = get_format("fp8_e4m3_g128")
+    plain = ((quantize_state(state, spec, False) - state) / state).abs().mean()
+    expanded = ((quantize_state(state, spec, True) - state) / state).abs().mean()
+    assert expanded < 0.5 * plain
+    assert state_bytes_per_parameter(tiny_config("recipe=fp8_states").recipe) == pytest.approx(
+        2 * (1 + 4 / 128) + 8 / 128
+    )
+    assert state_bytes_per_parameter(tiny_config().recipe) == 8.0
+
+
+def test_schedule_warms_up_then_decays_to_the_floor():
+    config = tiny_config("steps=100", "warmup_steps=10", "min_lr_fraction=0.1")
+    assert lr_factor(0, config) == pytest.approx(0.1)
+    assert lr_factor(9, config) == pytest.approx(1.0)
+    assert lr_factor(10, config) == pytest.approx(1.0)
+    assert lr_factor(99, config) == pytest.approx(0.1, abs=1e-3)
+    assert all(lr_factor(s, config) >= lr_factor(s + 1, config) for s in range(10, 99))
