@@ -33,8 +33,8 @@ NOISE_RANK = {"ok": 0, "warn": 1, "suspect": 2}
 def _hardware(runs: pd.DataFrame) -> pd.Series:
     """A readable name of the machine of each row: the GPU, or the CPU model with its thread count."""
     cpu_model = runs.get("prov.cpu_model", pd.Series("CPU", index=runs.index)).fillna("CPU")
-    threads = runs.get("label.threads", runs.get("prov.torch_threads", pd.Series(np.nan, index=runs.index)))
-    cpu = "CPU " + cpu_model.astype(str) + ", " + threads.ffill().bfill().fillna(0).astype(int).astype(str) + " thr."
+    threads = runs.get("prov.torch_threads", pd.Series(np.nan, index=runs.index)).fillna(0).astype(int)
+    cpu = "CPU " + cpu_model.astype(str) + ", " + threads.astype(str) + " thr."
     gpu = runs.get("prov.gpu", pd.Series(None, index=runs.index))
     return gpu.where(runs["cfg.hardware.device"] == "cuda", cpu)
 
@@ -138,14 +138,7 @@ def gemm_figure(results: pd.DataFrame) -> plt.Figure:
             axis.grid(axis="y", alpha=0.3, which="both")
         skipped = unsupported[unsupported["hardware"] == name]["dtype"].tolist()
         if skipped:
-            bottom.text(
-                0.0,
-                -0.42,
-                f"unsupported here (status unsupported): {', '.join(skipped)}",
-                transform=bottom.transAxes,
-                fontsize=8,
-                va="top",
-            )
+            top.set_title(f"{name}\nunsupported here (no native units): {', '.join(skipped)}", fontsize=10)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     figure.legend(handles, labels, title="dtype", loc="outside right center")
     figure.suptitle("GEMM throughput by shape and dtype (median of fresh-process repeats, bars span them)")
@@ -190,6 +183,11 @@ def roofline_figure(results: pd.DataFrame) -> plt.Figure:
             if dtype in peaks.index:
                 memory_roof = grid * bandwidth / 1e3 if bandwidth == bandwidth else np.full_like(grid, np.inf)
                 axis.plot(grid, np.minimum(peaks[dtype], memory_roof), color=palette[dtype], lw=1, alpha=0.6, ls="--")
+        for peak, group in peaks.groupby(peaks.round(6)):
+            names = [d for d in dtypes if d in group.index]
+            label = "/".join([d for d in names if not d.startswith("w")] or names[:1])  # weight-only: bf16's
+            axis.annotate(f"{label} peak {peak:.3g}", (grid[-1], peak), ha="right", va="bottom", fontsize=7)
+        for dtype in dtypes:
             rows = data[data["dtype"] == dtype]
             axis.scatter(rows["intensity"], rows["tflops"], color=palette[dtype], s=28, label=dtype, zorder=3)
         if bandwidth == bandwidth:
