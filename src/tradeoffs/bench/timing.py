@@ -105,6 +105,18 @@ def stop_reason(count: int, measured_s: float, wall_s: float, config: BenchConfi
     return "max_time" if wall_s >= config.max_time_s else None
 
 
+def validity_problems(count: int, measured_s: float, recompiled: bool, config: BenchConfig) -> list[str]:
+    """Why a timed phase is invalid: below its minimum count or time (cut by the cap), or recompiled."""
+    problems = []
+    if count < config.min_runs:
+        problems.append(f"{count} samples < min_runs={config.min_runs} at the {config.max_time_s} s cap")
+    if measured_s < config.min_time_s:
+        problems.append(f"measured {measured_s:.3g} s < min_time_s={config.min_time_s}")
+    if recompiled:
+        problems.append("torch.compile recompiled during the timed phase")
+    return problems
+
+
 # ------------------------------------------------------------------------------------------ measurement
 @dataclass
 class Measurement:
@@ -246,13 +258,7 @@ def measure(
     recompiled = _compiled_graphs() != graphs
 
     measured = sum(samples) * number
-    problems = []
-    if len(samples) < config.min_runs:
-        problems.append(f"{len(samples)} samples < min_runs={config.min_runs} at the {config.max_time_s} s cap")
-    if measured < config.min_time_s:
-        problems.append(f"measured {measured:.3g} s < min_time_s={config.min_time_s}")
-    if recompiled:
-        problems.append("torch.compile recompiled during the timed phase")
+    problems = validity_problems(len(samples), measured, recompiled, config)
     return Measurement(
         samples_s=samples,
         calls_per_sample=number,
@@ -366,13 +372,7 @@ def measure_steps(run: Callable[[StepTimer], Any], config: BenchConfig, *, devic
         if reason:
             break
     recompiled = _compiled_graphs() != graphs
-    problems = []
-    if count < config.min_runs:
-        problems.append(f"{count} runs < min_runs={config.min_runs} at the {config.max_time_s} s cap")
-    if measured < config.min_time_s:
-        problems.append(f"measured {measured:.3g} s < min_time_s={config.min_time_s}")
-    if recompiled:
-        problems.append("torch.compile recompiled during the timed phase")
+    problems = validity_problems(count, measured, recompiled, config)
     return StepMeasurement(
         steps_s=steps,
         stop_reason=reason,

@@ -14,19 +14,9 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-DTYPE_ORDER = [
-    "fp32",
-    "tf32",
-    "bf16",
-    "fp16",
-    "fp8_e4m3",
-    "fp8_e5m2",
-    "int8",
-    "w8_dequant",
-    "w8_fused",
-    "w4_dequant",
-    "w4_fused",
-]
+from tradeoffs.config import GEMM_DTYPES
+
+DTYPE_ORDER = list(GEMM_DTYPES)
 NOISE_RANK = {"ok": 0, "warn": 1, "suspect": 2}
 
 
