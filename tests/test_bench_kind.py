@@ -241,3 +241,13 @@ def test_gpu_gemm_cases(dtype):
     except Unsupported as reason:
         pytest.skip(str(reason))
     assert case.output_error < ACCURACY_GATE[dtype]
+
+
+@pytest.mark.parametrize("dtype", ["fp8_e4m3", "fp8_e5m2"])
+def test_fp8_operands_are_the_formats_librarys_codes_as_torch_float8(dtype):
+    from tradeoffs.bench.gemm import _fp8
+
+    x = torch.randn(32, 64, generator=torch.Generator().manual_seed(1)) * 10
+    codes, scale = _fp8(x, dtype)
+    assert codes.dtype == {"fp8_e4m3": torch.float8_e4m3fn, "fp8_e5m2": torch.float8_e5m2}[dtype]
+    torch.testing.assert_close(codes.float() * scale, fake_quant(x, dtype), rtol=0, atol=0)

@@ -9,6 +9,7 @@ cannot run natively raise Unsupported with the reason; nothing falls back silent
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -137,6 +138,15 @@ def _int4_weight(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return (q.codes.reshape(w.shape) + 8).int(), q.block_scale.reshape(w.shape[0], -1).bfloat16()
 
 
+@functools.lru_cache(maxsize=1)
+def _operands(m: int, k: int, n: int, device: str, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Seeded fp32 operands and their fp64 product, kept for the next dtype of the same shape (read only)."""
+    generator = torch.Generator().manual_seed(seed)
+    a = torch.randn(m, k, generator=generator).to(device)
+    b = torch.randn(k, n, generator=generator).to(device)
+    return a, b, a.double() @ b.double()
+
+
 def _relative_error(output: torch.Tensor, reference: torch.Tensor) -> float:
     return ((output.double() - reference).norm() / reference.norm()).item()
 
@@ -146,10 +156,7 @@ def build_case(dtype: str, shape: list[int] | tuple[int, int, int], device: str,
     The weight-only variants treat the K x N operand as the weight of a linear layer (stored N x K)."""
     m, k, n = shape
     _check_shape(dtype, m, k, n, device)
-    generator = torch.Generator().manual_seed(seed)
-    a = torch.randn(m, k, generator=generator).to(device)
-    b = torch.randn(k, n, generator=generator).to(device)
-    reference = a.double() @ b.double()
+    a, b, reference = _operands(m, k, n, device, seed)
     precision: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
 
     if dtype in ("fp32", "tf32"):
