@@ -137,3 +137,19 @@ def test_measure_steps_times_named_steps_of_whole_runs():
     assert measurement.per_step("decode").count == 3 * runs
     assert measurement.per_run("decode").median == pytest.approx(0.003, rel=0.6)
     assert measurement.run_totals("prefill")[0] == pytest.approx(0.002, rel=0.6)
+
+
+def test_a_recompilation_inside_the_timed_phase_is_flagged():
+    compiled = torch.compile(lambda x: x * 2 + 1, backend="eager")  # dynamo without inductor: fast
+    calls = []
+
+    def new_shape_after_warmup():
+        calls.append(None)
+        return compiled(torch.ones(1 if len(calls) <= 3 else 1000 + len(calls)))
+
+    config = BenchConfig(warmup=2, warmup_time_s=0.0, min_runs=3, min_time_s=0.001)
+    flagged = measure(new_shape_after_warmup, config)
+    assert flagged.recompiled and not flagged.valid and "recompiled" in flagged.problems[0]
+    x = torch.ones(8)
+    steady = measure(lambda: compiled(x), config)
+    assert not steady.recompiled and steady.valid
