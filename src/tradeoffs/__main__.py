@@ -77,15 +77,6 @@ def _commands() -> argparse.ArgumentParser:
     return parser
 
 
-def default_suite() -> str:
-    """The suite named in conf/config.yaml."""
-    import yaml
-
-    from tradeoffs.paths import conf_dir
-
-    return yaml.safe_load((conf_dir() / "config.yaml").read_text())["suite"]
-
-
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -100,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     args = _commands().parse_args(argv)
     try:
         if args.command == "plan":
-            from tradeoffs.plan import build_plan
+            from tradeoffs.plan import build_plan, default_suite
 
             plan = build_plan(args.suite or default_suite())
             for experiment in plan.experiments:

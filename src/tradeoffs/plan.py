@@ -15,11 +15,14 @@ import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tradeoffs.config import SuiteConfig, SweepConfig, as_dict, config_hash, hydra_session, load_experiment, load_suite
 from tradeoffs.errors import ConfigError
 from tradeoffs.paths import conf_dir, project_root
+from tradeoffs.resources import JobResources, job_resources
+
+if TYPE_CHECKING:  # tradeoffs.config imports Hydra and torch: only planning needs it, not a cached plan
+    from tradeoffs.config import SuiteConfig, SweepConfig
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9.+-]+")
 
@@ -39,6 +42,10 @@ class PlannedExperiment:
 
     def config_json(self) -> str:
         return json.dumps(self.config, sort_keys=True, separators=(",", ":"))
+
+    def resources(self, attempt: int = 1) -> JobResources:
+        """What this experiment's job asks a scheduler for (tradeoffs.resources), on its `attempt`-th try."""
+        return job_resources(self.kind, self.config, attempt)
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,8 @@ def _excluded(point: dict[str, Any], exclude: list[dict[str, Any]]) -> bool:
 def build_plan(suite_name: str) -> Plan:
     """Compose and validate every experiment of a suite (no cache). Fails on the first bad config,
     naming the experiment, before any job runs."""
+    from tradeoffs.config import hydra_session, load_suite
+
     suite = load_suite(suite_name)
     with hydra_session():
         return Plan(suite_name, tuple(_plan_experiments(suite_name, suite)))
@@ -110,6 +119,8 @@ def _grid(sweep: SweepConfig) -> list[dict[str, Any]]:
 
 
 def _plan_experiments(suite_name: str, suite: SuiteConfig) -> list[PlannedExperiment]:
+    from tradeoffs.config import as_dict, config_hash, load_experiment
+
     experiments: list[PlannedExperiment] = []
     seen: dict[str, tuple[str, ...]] = {}
     for study, sweep in suite.experiments.items():
@@ -154,17 +165,35 @@ def _inputs_digest() -> str:
     return digest.hexdigest()[:16]
 
 
-def load_plan(suite_name: str) -> Plan:
-    """The plan of a suite, from the cache when conf/ and the sources are unchanged."""
-    cache = project_root() / ".snakemake" / "tradeoffs" / f"plan-{suite_name}-{_inputs_digest()}.json"
+def default_suite() -> str:
+    """The suite named in conf/config.yaml."""
+    import yaml
+
+    return yaml.safe_load((conf_dir() / "config.yaml").read_text())["suite"]
+
+
+def plan_cache_path(suite_name: str) -> Path:
+    """The cache file of a suite's plan for the current conf/ and sources."""
+    return project_root() / ".snakemake" / "tradeoffs" / f"plan-{suite_name}-{_inputs_digest()}.json"
+
+
+def _read_plan(path: Path) -> Plan:
+    raw = json.loads(path.read_text())
+    return Plan(
+        raw["suite"],
+        tuple(PlannedExperiment(e["id"], e["kind"], tuple(e["overrides"]), e["config"]) for e in raw["experiments"]),
+    )
+
+
+def load_plan(suite_name: str, pinned: str | Path | None = None) -> Plan:
+    """The plan of a suite: the file `pinned` where it exists and holds that suite (a cluster job reads the plan
+    its run submitted it with, so editing conf/ during a run changes no job), else the cache while conf/ and
+    the sources are unchanged, else a new plan, then cached."""
+    if pinned and Path(pinned).is_file() and (plan := _read_plan(Path(pinned))).suite == suite_name:
+        return plan
+    cache = plan_cache_path(suite_name)
     if cache.is_file():
-        raw = json.loads(cache.read_text())
-        return Plan(
-            raw["suite"],
-            tuple(
-                PlannedExperiment(e["id"], e["kind"], tuple(e["overrides"]), e["config"]) for e in raw["experiments"]
-            ),
-        )
+        return _read_plan(cache)
     plan = build_plan(suite_name)
     cache.parent.mkdir(parents=True, exist_ok=True)
     for stale in cache.parent.glob(f"plan-{suite_name}-*.json"):

@@ -1,7 +1,9 @@
 # collect: every planned result.json (failed and unsupported runs too) into one tidy table.
+# A local rule: on a cluster it runs where Snakemake runs (seconds), not as a queued job.
 
 
 rule collect:
+    localrule: True
     input:
         PLAN.result_paths(),
     output:

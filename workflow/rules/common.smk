@@ -1,9 +1,34 @@
-# Helpers shared by the experiment rules: every rule gets its experiment's resolved config from the plan.
+# Helpers shared by the experiment rules: every rule gets its experiment's resolved config and its job's
+# resources from the plan, so nothing about an experiment is restated in a rule.
 
 
 def planned_config(kind):
     """params function: the resolved config (JSON) of the experiment named by the wildcards."""
     return lambda wildcards: PLAN[f"{kind}/{wildcards.name}"].config_json()
+
+
+def _planned_resources(kind, wildcards, attempt=1):
+    return PLAN[f"{kind}/{wildcards.name}"].resources(attempt)
+
+
+def planned_threads(kind):
+    """threads function: the experiment's threads (tradeoffs.resources)."""
+    return lambda wildcards: _planned_resources(kind, wildcards).threads
+
+
+def planned_group(kind):
+    """group function: the kind's name for jobs small enough to share a cluster job, else none."""
+    return lambda wildcards: _planned_resources(kind, wildcards).group
+
+
+def planned_resources(kind):
+    """resources of a rule, as `resources: **planned_resources(kind)`: mem_mb, runtime (minutes, both growing
+    with each retry) and gpu, from the experiment's config (tradeoffs.resources)."""
+    return {
+        "mem_mb": lambda wildcards, attempt: _planned_resources(kind, wildcards, attempt).mem_mb,
+        "runtime": lambda wildcards, attempt: _planned_resources(kind, wildcards, attempt).runtime,
+        "gpu": lambda wildcards: _planned_resources(kind, wildcards).gpus,
+    }
 
 
 JOB_COMMAND = (

@@ -1,5 +1,6 @@
 # One rule per experiment kind in the plan (numerics, crossover, lmul, ...): each job runs
-# `python -m tradeoffs job` on its experiment's resolved config (tradeoffs.kinds.<kind>).
+# `python -m tradeoffs job` on its experiment's resolved config (tradeoffs.kinds.<kind>), with threads,
+# resources and group derived from that config (tradeoffs.resources, through common.smk).
 
 for experiment_kind in KINDS:
 
@@ -16,9 +17,9 @@ for experiment_kind in KINDS:
             f"results/{experiment_kind}/{{name}}/log.txt",
         conda:
             ENVIRONMENT
-        threads: 1
+        threads: planned_threads(experiment_kind)
+        group: planned_group(experiment_kind)
         resources:
-            mem_mb=2000,
-            runtime=10,
+            **planned_resources(experiment_kind),
         shell:
             JOB_COMMAND

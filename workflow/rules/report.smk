@@ -1,11 +1,13 @@
 # Report products: one rule per figure and table whose experiment kind is in the plan.
-# Captions for `snakemake --report` are in workflow/report/<name>.rst.
+# Captions for `snakemake --report` are in workflow/report/<name>.rst. Local rules: on a cluster they run
+# where Snakemake runs (seconds each), not as queued jobs.
 
 for figure_name in REPORT_FIGURES:
 
     rule:
         name:
             f"figure_{figure_name}"
+        localrule: True
         input:
             "results/results.parquet",
         output:
@@ -30,6 +32,7 @@ for table_name in REPORT_TABLES:
     rule:
         name:
             f"table_{table_name}"
+        localrule: True
         input:
             "results/results.parquet",
         output:
