@@ -37,7 +37,8 @@ def _finite_amax(x: torch.Tensor, dims: tuple[int, ...] | None) -> torch.Tensor:
     """max |x| over `dims` (None: all) ignoring NaN and inf, keeping reduced dims."""
     magnitude = x.abs()
     amax = magnitude.amax() if dims is None else magnitude.amax(dim=dims, keepdim=True)
-    if not torch.isfinite(amax).all():
+    # The data-dependent test saves a pass in eager mode; compiled code filters always (no graph break).
+    if torch.compiler.is_compiling() or not torch.isfinite(amax).all():
         magnitude = torch.where(torch.isfinite(magnitude), magnitude, 0.0)
         amax = magnitude.amax() if dims is None else magnitude.amax(dim=dims, keepdim=True)
     return amax
@@ -152,11 +153,10 @@ def _quantize_asymmetric(g, element: ElementFormat, dims, stochastic: bool, gene
     return _Quantized(codes - zero_point, scale, scale, None, zero_point)
 
 
-def _restore(values: torch.Tensor, shape: tuple[int, ...], axis: int, dtype: torch.dtype) -> torch.Tensor:
-    """Granule layout back to `shape` (the inverse of _granules)."""
-    moved = list(shape)
-    moved.append(moved.pop(axis))
-    return values.reshape(moved).movedim(-1, axis).to(dtype)
+def _restore(values: torch.Tensor, like: torch.Tensor, axis: int) -> torch.Tensor:
+    """Granule layout back to the shape and dtype of `like` (the inverse of _granules); no Python
+    arithmetic on sizes, so it also compiles with dynamic shapes."""
+    return values.reshape(like.movedim(axis, -1).shape).movedim(-1, axis).to(like.dtype)
 
 
 def _cast(x: torch.Tensor, spec: FormatSpec) -> torch.Tensor:
@@ -175,7 +175,7 @@ def _fake_quant_eager(x: torch.Tensor, spec: FormatSpec, axis: int, generator: t
     if spec.is_cast and spec.rounding == "nearest":
         return _cast(x, spec)
     q = _quantize(x, spec, axis, generator)
-    return _restore(q.elements * q.scale, tuple(x.shape), axis, x.dtype)
+    return _restore(q.elements * q.scale, x, axis)
 
 
 _COMPILED: dict[tuple[str, int], Callable[[torch.Tensor], torch.Tensor]] = {}
@@ -236,7 +236,7 @@ class QTensor:
             elements = elements - self.zero_point
         scale = self.block_scale if self.tensor_scale is None else self.block_scale * self.tensor_scale
         values = torch.where(scale > 0, elements * scale, torch.zeros_like(elements))
-        return _restore(values, self.shape, self.axis, dtype)
+        return _restore(values, torch.empty(self.shape, dtype=dtype, device="meta"), self.axis)
 
     def bits_per_element(self) -> float:
         """Storage cost including scales (and zero points), for this tensor's quantization axis length."""

@@ -51,6 +51,7 @@ def run(config: TrainConfig, out_dir: Path) -> Outcome:
         Metric("final_val_loss", final, "nats"),
         Metric("final_val_bits_per_byte", dataset.bits_per_byte(final), "bit/byte"),
         Metric("tokens_per_s", result.tokens_per_s, "token/s"),
+        Metric("cold_start_step", result.cold_start_seconds, "s"),
         Metric("model_tflops_per_s", result.flops_per_s / 1e12, "TFLOP/s"),
         Metric("mfu", result.flops_per_s / 1e12 / peak if peak else math.nan, "", {"peak_dtype": peak_dtype}),
         Metric("peak_memory", result.peak_memory_bytes / 2**20, "MiB"),

@@ -13,6 +13,7 @@ import contextlib
 import math
 import os
 import resource
+import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,14 +39,26 @@ class TrainResult:
     train_loss: list[tuple[int, float]] = field(default_factory=list)  # (step, loss) every log_interval
     val_loss: list[tuple[int, float]] = field(default_factory=list)  # (step, loss) every eval_interval
     tokens: int = 0  # training tokens processed in this process (resumed steps excluded)
-    train_seconds: float = 0.0  # time inside training steps (evaluation and checkpoints excluded)
+    step_seconds: list[float] = field(default_factory=list)  # each step of this process (no eval, checkpoints)
     flops_per_token: int = 0  # model FLOPs per training token (6N + attention + lm_head)
     peak_memory_bytes: int = 0
     finished: bool = False
 
     @property
+    def train_seconds(self) -> float:
+        return sum(self.step_seconds)
+
+    @property
     def tokens_per_s(self) -> float:
-        return self.tokens / self.train_seconds if self.train_seconds else math.nan
+        """Steady-state throughput: tokens per step over the median step time after the first fifth of the
+        steps (at most 5), which hold lazy initialisation and compilation (see cold_start_seconds)."""
+        warm = self.step_seconds[min(5, len(self.step_seconds) // 5) :]
+        return self.tokens / len(self.step_seconds) / statistics.median(warm) if warm else math.nan
+
+    @property
+    def cold_start_seconds(self) -> float:
+        """The first step's time (lazy initialisation, torch.compile of the quantizers)."""
+        return self.step_seconds[0] if self.step_seconds else math.nan
 
     @property
     def flops_per_s(self) -> float:
@@ -173,7 +186,7 @@ def train(
         optimizer.zero_grad(set_to_none=True)
         quantize_optimizer_states(optimizer, config.recipe)
         scheduler.step()
-        result.train_seconds += time.perf_counter() - clock
+        result.step_seconds.append(time.perf_counter() - clock)
         result.tokens += y.numel()
         result.steps = step + 1
         if step % config.log_interval == 0 or result.steps == config.steps:
