@@ -83,3 +83,16 @@ def test_roofline_attainable_throughput():
     assert peaks.attainable_tflops("bf16", 10.0) == pytest.approx(10.0)  # memory-bound: 10 FLOP/B x 1 TB/s
     assert peaks.attainable_tflops("bf16", 1e4) == 100.0  # compute-bound
     assert peaks.attainable_tflops("bf16", 10.0, bandwidth_gbs=500.0) == pytest.approx(5.0)
+
+
+def test_a_benchmark_job_has_the_machine_to_itself():
+    import os
+
+    from tradeoffs.resources import job_resources
+
+    gemm = job_resources("bench", {"benchmark": "gemm", "shapes": [[4096, 4096, 4096]], "hardware": {"threads": 0}})
+    assert gemm.threads == os.cpu_count() and gemm.group is None and gemm.gpus == 0
+    assert gemm.mem_mb >= 1500 + 40 * 3 * 4096**2 / 1e6
+    pinned = job_resources("bench", {"benchmark": "qdq", "log2_elements": 26, "hardware": {"threads": 1}})
+    assert pinned.threads == 1 and pinned.mem_mb > 64 * 2**26 / 1e6
+    assert job_resources("bench", {"benchmark": "copy", "hardware": {"device": "cuda"}}).gpus == 1

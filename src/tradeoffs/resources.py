@@ -12,6 +12,7 @@ needs grow with its config (model size, batch, devices).
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -79,7 +80,29 @@ def numerics_resources(kind: str, config: Mapping[str, Any]) -> JobResources:
     )
 
 
-SIZERS: dict[str, Callable[[str, Mapping[str, Any]], JobResources]] = {"numerics": numerics_resources}
+def bench_resources(kind: str, config: Mapping[str, Any]) -> JobResources:
+    """A benchmark has the machine to itself: every core (Snakemake caps threads at --cores) unless
+    hardware.threads says otherwise, never grouped with other jobs; memory for its largest operands (fp32,
+    bf16 and quantized copies and an fp64 reference: about 40 bytes per GEMM element) or for an eager
+    quantize-dequantize (up to about 16 fp32 copies of its input)."""
+    if config.get("benchmark") == "gemm":
+        elements = max((m * k + k * n + m * n for m, k, n in config.get("shapes") or [[1, 1, 1]]), default=1)
+        mem_mb = 1500 + 40 * elements / 1e6
+    else:
+        mem_mb = 1500 + 64 * 2 ** int(config.get("log2_elements", 22)) / 1e6
+    return JobResources(
+        threads=threads(config, default=os.cpu_count() or 1),
+        mem_mb=_round_up(mem_mb, 100),
+        runtime=15,
+        gpus=gpus(config),
+        group=None,
+    )
+
+
+SIZERS: dict[str, Callable[[str, Mapping[str, Any]], JobResources]] = {
+    "numerics": numerics_resources,
+    "bench": bench_resources,
+}
 
 
 def job_resources(kind: str, config: Mapping[str, Any], attempt: int = 1) -> JobResources:
