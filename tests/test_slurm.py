@@ -80,7 +80,10 @@ def ensure_slurm_installed() -> None:
         except subprocess.TimeoutExpired:
             pytest.skip(f"`{' '.join(command)}` did not finish in 600 s (no package mirror reachable?)")
         if result.returncode:
-            pytest.skip(f"could not install {' '.join(PACKAGES)} (offline?): {result.stderr.strip()[-500:]}")
+            pytest.skip(
+                f"could not install {' '.join(PACKAGES)} (offline?): `{' '.join(command)}` exited with "
+                f"{result.returncode}: {result.stderr.strip()[-500:]}"
+            )
     missing = [name for name in (*DAEMONS, *CLIENTS) if not shutil.which(name)]
     if missing:
         pytest.skip(f"{' '.join(PACKAGES)} installed, but {', '.join(missing)} not found on PATH")
