@@ -212,7 +212,9 @@ def _report_qdq(runs: list[dict[str, Any]]) -> None:
     for key in keyed[0]:
         rate = [k[key]["elements_per_s"] for k in keyed]
         of_copy = [100 * r / c for r, c in zip(rate, copy, strict=True)]
-        memory = _spread([k[key]["copies_of_input"] or float("nan") for k in keyed])
+        memory = _spread(
+            [float("nan") if k[key]["copies_of_input"] is None else k[key]["copies_of_input"] for k in keyed]
+        )
         noise = ",".join(k[key]["noise"] for k in keyed)
         print(
             f"{key[0]:>11} {key[1]:>10} {_spread([r / 1e6 for r in rate]):>24} {_spread(of_copy):>22} "
