@@ -185,6 +185,10 @@ _COMPILE_BROKEN: list[str] = []  # the first compilation error; compilation is n
 def _compiled(spec: FormatSpec, axis: int) -> Callable[[torch.Tensor], torch.Tensor]:
     key = (json.dumps(dataclasses.asdict(spec), sort_keys=True), axis)
     if key not in _COMPILED:
+        # every format and axis is a guarded variant of one function: allow many (the default is 8)
+        dynamo = torch._dynamo.config
+        dynamo.recompile_limit = max(dynamo.recompile_limit, 512)
+        dynamo.accumulated_recompile_limit = max(dynamo.accumulated_recompile_limit, 4096)
         _COMPILED[key] = torch.compile(functools.partial(_fake_quant_eager, spec=spec, axis=axis, generator=None))
     return _COMPILED[key]
 

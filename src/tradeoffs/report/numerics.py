@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from tradeoffs.report.common import study_rows
+
 RUN_METRICS = ["qsnr_db", "relative_mse", "bias", "alignment", "bits_per_element"]
 # The INT-vs-FP paper's crossover crest factors (claims.md), shown beside ours.
 PAPER_CROSSOVER = {
@@ -19,13 +21,6 @@ PAPER_CROSSOVER = {
     ("nvint4", "nvfp4"): 2.39,
 }
 MIN_BLOCKS_PER_BIN = 64  # Monte-Carlo crest bins with fewer blocks are too noisy to show
-
-
-def study_rows(results: pd.DataFrame, study: str) -> pd.DataFrame:
-    """Rows of the successful runs of one study (cfg.study; runs from before studies count as their kind)."""
-    ok = results[results["status"] == "ok"]
-    planned = ok["cfg.study"] if "cfg.study" in ok else pd.Series("", index=ok.index)
-    return ok[planned.fillna("").replace("", np.nan).fillna(ok["kind"]) == study]
 
 
 def qsnr_frame(results: pd.DataFrame, study: str = "numerics") -> pd.DataFrame:
