@@ -1,21 +1,16 @@
 # The workflow: conf/ (Hydra) -> plan -> one job per experiment -> results.parquet -> reports/.
 # `snakemake --cores N` runs the suite named in conf/config.yaml; `--config suite=NAME` picks another.
-import os
 import sys
 
-from tradeoffs.plan import default_suite, load_plan, plan_cache_path
+from tradeoffs.plan import default_suite, workflow_plan
 from tradeoffs.report import FIGURES, TABLES
 
 
 report: "workflow/report/workflow.rst"
 
 
-SUITE = config.get("suite", default_suite())
-# Snakemake parses this file again in every cluster job: a job reads the plan its run submitted it with (the
-# path travels in $TRADEOFFS_PLAN through sbatch's environment), so editing conf/ during a run changes no job.
-PLAN = load_plan(SUITE, os.environ.get("TRADEOFFS_PLAN") if workflow.remote_exec else None)
-if not workflow.remote_exec:
-    os.environ["TRADEOFFS_PLAN"] = str(plan_cache_path(SUITE))
+# A cluster job reads the plan its run submitted it with (tradeoffs.plan.workflow_plan).
+PLAN = workflow_plan(config.get("suite", default_suite()), cluster_job=workflow.remote_exec)
 PY = sys.executable  # the interpreter running Snakemake: the project venv
 ENVIRONMENT = "../../environment.yml"  # for --use-conda; paths are relative to workflow/rules/
 KINDS = PLAN.kinds()

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
-from tradeoffs.plan import load_plan, plan_cache_path
+from tradeoffs.plan import PLAN_ENV, load_plan, plan_cache_path, workflow_plan
 from tradeoffs.resources import GROUP_BELOW_S, JobResources, job_resources
 
 
@@ -56,13 +57,16 @@ def test_planned_experiments_carry_their_resources(workflow_dir):
         assert experiment.resources(2) == job_resources(experiment.kind, experiment.config, 2)
 
 
-def test_a_cluster_job_reads_the_plan_its_run_pinned(workflow_dir):
-    plan = load_plan("smoke")
+def test_a_cluster_job_reads_the_plan_its_run_pinned(workflow_dir, monkeypatch):
+    monkeypatch.delenv(PLAN_ENV, raising=False)
+    plan = workflow_plan("smoke", cluster_job=False)  # the run: loads the plan and pins it for its jobs
+    assert os.environ[PLAN_ENV] == str(plan_cache_path("smoke"))
     pinned = workflow_dir / "pinned.json"
     raw = json.loads(plan_cache_path("smoke").read_text())
     raw["experiments"] = raw["experiments"][:1]  # as if conf/ had changed since the run was submitted
     pinned.write_text(json.dumps(raw))
-    assert load_plan("smoke", pinned).experiments == plan.experiments[:1]
+    monkeypatch.setenv(PLAN_ENV, str(pinned))
+    assert workflow_plan("smoke", cluster_job=True).experiments == plan.experiments[:1]
     assert load_plan("smoke", workflow_dir / "missing.json") == plan  # gone: plan from conf/ as usual
     raw["suite"] = "quick"
     pinned.write_text(json.dumps(raw))

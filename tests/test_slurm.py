@@ -10,7 +10,7 @@ environment is not enough. The node declares one fake GPU (a placeholder file) s
 
 Tests: the smoke suite on SLURM gives the same experiments and metric values as a local run, with small jobs
 grouped into one cluster job; a job killed with scancel mid-run is resubmitted (with twice the memory) and
-no finished result is lost or recomputed.
+no finished result is lost or recomputed; editing conf/ during a run changes none of its jobs.
 """
 
 from __future__ import annotations
@@ -310,7 +310,8 @@ def test_killed_job_is_retried_and_finished_results_are_kept(smoke_runs, slurm):
     suite = yaml.safe_load((cluster / "conf" / "suite" / "smoke.yaml").read_text())
     suite["name"] = "kill"
     suite["experiments"].update(slow=SLOW, gpu=ON_GPU)
-    (cluster / "conf" / "suite" / "kill.yaml").write_text(yaml.safe_dump(suite, sort_keys=False))
+    suite_file = cluster / "conf" / "suite" / "kill.yaml"
+    suite_file.write_text(yaml.safe_dump(suite, sort_keys=False))
     finished = {e: (p.stat().st_mtime_ns, p.read_bytes()) for e, p in results(cluster).items()}
 
     command = (SNAKEMAKE, "--config", "suite=kill", *SLURM_ARGS, TARGET)
@@ -324,6 +325,10 @@ def test_killed_job_is_retried_and_finished_results_are_kept(smoke_runs, slurm):
             slow_jobs = [line.split("|")[0] for line in running if "slow-" in line]
             if started and slow_jobs:
                 assert not (started[0].parent / "result.json").exists()
+                # Editing conf/ now (a new id for the slow experiment) must not reach the retried job: it reads
+                # the plan its run pinned, not conf/.
+                edited = {**suite["experiments"], "slow": {**SLOW, "fixed": {**SLOW["fixed"], "rotation_size": 2048}}}
+                suite_file.write_text(yaml.safe_dump({**suite, "experiments": edited}, sort_keys=False))
                 _run("scancel", slow_jobs[0], check=True)
                 killed = slow_jobs[0]
             time.sleep(0.3)
@@ -344,7 +349,7 @@ def test_killed_job_is_retried_and_finished_results_are_kept(smoke_runs, slurm):
     size = job_resources("numerics", read_result(now[slow_id]).config)
     assert size.group is None  # ran alone: killing it touched no other experiment
     assert [job["memory"] for job in slow] == [f"{size.mem_mb}M", f"{2 * size.mem_mb}M"]  # retry: twice the memory
-    assert read_result(now[slow_id]).status == "ok"
+    assert read_result(now[slow_id]).status == "ok" and read_result(now[slow_id]).config["rotation_size"] == 4096
 
     # The experiment on a (fake) GPU got one from SLURM.
     gpu_id = next(e for e in now if e.startswith("numerics/gpu-"))
@@ -355,4 +360,5 @@ def test_killed_job_is_retried_and_finished_results_are_kept(smoke_runs, slurm):
     # Nothing that had finished was deleted or run again.
     assert set(now) == {*finished, slow_id, gpu_id}
     assert {e: (now[e].stat().st_mtime_ns, now[e].read_bytes()) for e in finished} == finished
+    suite_file.write_text(yaml.safe_dump(suite, sort_keys=False))  # the suite as run: nothing left to do
     assert "Nothing to be done" in snakemake(cluster, "--config", "suite=kill", *SLURM_ARGS, "-n").stdout

@@ -185,6 +185,20 @@ def _read_plan(path: Path) -> Plan:
     )
 
 
+PLAN_ENV = "TRADEOFFS_PLAN"  # the plan file a run's cluster jobs read; sbatch exports it to them
+
+
+def workflow_plan(suite_name: str, cluster_job: bool) -> Plan:
+    """The plan a Snakemake process works from. Snakemake parses the Snakefile again in every cluster job: the
+    job reads the plan its run pinned in $TRADEOFFS_PLAN, so editing conf/ during a run changes no job; the run
+    loads the plan and pins it for the jobs it submits."""
+    if cluster_job:
+        return load_plan(suite_name, os.environ.get(PLAN_ENV))
+    plan = load_plan(suite_name)
+    os.environ[PLAN_ENV] = str(plan_cache_path(suite_name))
+    return plan
+
+
 def load_plan(suite_name: str, pinned: str | Path | None = None) -> Plan:
     """The plan of a suite: the file `pinned` where it exists and holds that suite (a cluster job reads the plan
     its run submitted it with, so editing conf/ during a run changes no job), else the cache while conf/ and
