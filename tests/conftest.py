@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# A training config small enough for unit tests (gpt-tiny, 4 x 32 tokens per batch, eager quantizers).
+TRAIN_TINY = ["model=gpt-tiny", "model.context_length=32", "batch_size=4", "eval_windows=4", "compile_quant=false"]
 
 
 def copy_workflow(target: Path) -> Path:

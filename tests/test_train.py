@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import TRAIN_TINY as TINY
 from tradeoffs.config import load_experiment
 from tradeoffs.data import Dataset
 from tradeoffs.errors import ConfigError, Diverged
@@ -25,8 +26,6 @@ from tradeoffs.train import (
     state_bytes_per_parameter,
     train,
 )
-
-TINY = ["model=gpt-tiny", "model.context_length=32", "batch_size=4", "eval_windows=4", "compile_quant=false"]
 
 
 def tiny_config(*overrides: str):

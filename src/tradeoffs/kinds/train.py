@@ -18,6 +18,7 @@ from tradeoffs.models import count_parameters
 from tradeoffs.provenance import collect_provenance
 from tradeoffs.results import Metric, Outcome
 from tradeoffs.train import TrainResult, state_bytes_per_parameter, train
+from tradeoffs.train.distributed import launch
 
 
 def _curve_metrics(result: TrainResult) -> list[Metric]:
@@ -38,7 +39,10 @@ def run(config: TrainConfig, out_dir: Path) -> Outcome:
     dataset = load_dataset(config.data)
     checkpoint = out_dir / "checkpoint.pt"
     try:
-        _, result = train(config, checkpoint, dataset=dataset)
+        if config.devices > 1:
+            result = launch(config, out_dir, checkpoint)
+        else:
+            _, result = train(config, checkpoint, dataset=dataset)
     except Diverged as diverged:
         diverged.metrics = _curve_metrics(diverged.result)
         raise

@@ -89,6 +89,14 @@ def _peak_memory(device: str) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
+def _global_mean(value: torch.Tensor, world: int) -> float:
+    """The loss averaged over the processes (every process gets the same number)."""
+    if world > 1:
+        torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.SUM)
+        value = value / world
+    return value.item()
+
+
 def _save(path: Path, payload: dict) -> None:
     """torch.save to a temporary file renamed into place: a checkpoint is whole or absent."""
     temporary = path.with_suffix(f".{os.getpid()}.tmp")
@@ -107,6 +115,12 @@ def train(
     checkpoint_interval and at the end. `stop_after` ends the run after that many steps, as an interruption
     would (for resume tests). Raises Diverged (with `.result`) on a NaN/inf loss or a loss spike."""
     device = "cuda" if config.hardware.device == "cuda" else "cpu"
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if distributed else (0, 1)
+    if world != config.devices:
+        raise ConfigError(
+            f"devices={config.devices} but {world} process(es) run: launch with tradeoffs.train.distributed"
+        )
     dataset = dataset or load_dataset(config.data)
     if dataset.vocab_size > config.model.vocab_size:
         raise ConfigError(
@@ -118,6 +132,9 @@ def train(
     batches = torch.Generator().manual_seed(config.seed)
     rounding = torch.Generator(device=device).manual_seed(config.seed + 1)
     quantizer = apply_recipe(model, config.recipe, rounding, compiled=config.compile_quant)
+    module = model  # the model itself; `model` becomes its DistributedDataParallel wrapper with several processes
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(module)
     optimizer = build_optimizer(model, config)
     scheduler = build_scheduler(optimizer, config)
     scaler = torch.amp.GradScaler(device, enabled=config.recipe.loss_scaling)
@@ -129,7 +146,7 @@ def train(
         state = torch.load(checkpoint, weights_only=False)
         if state["config_hash"] != fingerprint:
             raise ConfigError(f"checkpoint {checkpoint} belongs to another config ({state['config_hash']})")
-        model.load_state_dict(state["model"])
+        module.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
@@ -139,14 +156,14 @@ def train(
         best = state["best_loss"]
 
     def save() -> None:
-        if checkpoint is not None:
+        if checkpoint is not None and rank == 0:
             _save(
                 checkpoint,
                 {
                     "config_hash": fingerprint,
                     "config": as_dict(config),
                     "step": result.steps,
-                    "model": model.state_dict(),
+                    "model": module.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
                     "scaler": scaler.state_dict(),
@@ -165,10 +182,11 @@ def train(
         clock = time.perf_counter()
         quantizer.enabled, quantizer.step = step >= quant_start, step
         x, y = dataset.batch("train", config.batch_size, config.model.context_length, batches)
-        x, y = x.to(device), y.to(device)
+        share = config.batch_size // world  # each process takes its slice of the same global batch
+        x, y = x[rank * share : (rank + 1) * share].to(device), y[rank * share : (rank + 1) * share].to(device)
         with _autocast(config, device):
             _, loss = model(x, y)
-        value = loss.item()
+        value = _global_mean(loss.detach(), world)
         if not math.isfinite(value) or (step > config.warmup_steps and value > config.spike_factor * best):
             result.train_loss.append((step, value))
             spike = f"loss {value:.3g} > {config.spike_factor} x running minimum {best:.3g}"
@@ -187,15 +205,15 @@ def train(
         quantize_optimizer_states(optimizer, config.recipe)
         scheduler.step()
         result.step_seconds.append(time.perf_counter() - clock)
-        result.tokens += y.numel()
+        result.tokens += y.numel() * world
         result.steps = step + 1
         if step % config.log_interval == 0 or result.steps == config.steps:
             result.train_loss.append((step, value))
         if result.steps % config.eval_interval == 0 or result.steps == config.steps:
-            result.val_loss.append((result.steps, evaluate(model, dataset, config, device)))
+            result.val_loss.append((result.steps, evaluate(module, dataset, config, device)))
         if config.checkpoint_interval and result.steps % config.checkpoint_interval == 0:
             save()
     result.finished = result.steps == config.steps
     result.peak_memory_bytes = _peak_memory(device)
     save()
-    return model, result
+    return module, result
