@@ -38,6 +38,14 @@ def test_cuda_asks_for_one_gpu_and_is_never_grouped():
     assert job_resources("lmul", {"hardware": {"device": "cuda"}}) == JobResources(gpus=1, group=None)
 
 
+def test_data_parallel_training_asks_for_a_gpu_and_a_thread_per_process():
+    on_cpu = {"devices": 2, "hardware": {"device": "cpu", "threads": 0}}
+    on_gpu = {"devices": 4, "hardware": {"device": "cuda", "threads": 0}}
+    assert job_resources("train", on_cpu) == JobResources(threads=2, mem_mb=4000, runtime=60, gpus=0, group=None)
+    assert job_resources("train", on_gpu) == JobResources(threads=4, mem_mb=8000, runtime=60, gpus=4, group=None)
+    assert job_resources("train", {"devices": 1, "hardware": {"device": "cuda", "threads": 8}}).threads == 8
+
+
 def test_threads_from_hardware_and_a_default_for_kinds_without_a_sizer():
     assert job_resources("numerics", numerics(threads=4)).threads == 4
     assert job_resources("crossover", {"hardware": {"device": "cpu", "threads": 0}}) == JobResources(

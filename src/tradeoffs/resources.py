@@ -99,9 +99,25 @@ def bench_resources(kind: str, config: Mapping[str, Any]) -> JobResources:
     )
 
 
+def train_resources(kind: str, config: Mapping[str, Any]) -> JobResources:
+    """A training run is never grouped. With `devices` > 1 it launches that many data-parallel processes
+    (torchrun) inside its job: one GPU each on CUDA, at least one thread each, and memory for each (2000 MB:
+    torch, the model, its gradients and AdamW states, a batch; the model ladder tops out at 30M parameters).
+    An hour of wall time until runs get longer."""
+    devices = int(config.get("devices", 1))
+    return JobResources(
+        threads=threads(config, default=devices),
+        mem_mb=2000 * devices,
+        runtime=60,
+        gpus=gpus(config) * devices,
+        group=None,
+    )
+
+
 SIZERS: dict[str, Callable[[str, Mapping[str, Any]], JobResources]] = {
     "numerics": numerics_resources,
     "bench": bench_resources,
+    "train": train_resources,
 }
 
 
