@@ -11,11 +11,17 @@ import pytest
 from tradeoffs.errors import ConfigError
 from tradeoffs.plan import build_plan, load_plan
 
+@pytest.fixture(scope="module")
+def quick_plan():
+    """The default suite's plan, composed once for the module (it has a few hundred experiments)."""
+    return build_plan("quick")
+
+
 ID = re.compile(r"^[a-z]+/[A-Za-z0-9.+_-]+-[0-9a-f]{8}$")
 
 
-def test_ids_are_readable_distinct_and_cover_the_grid():
-    plan = build_plan("quick")
+def test_ids_are_readable_distinct_and_cover_the_grid(quick_plan):
+    plan = quick_plan
     ids = [e.id for e in plan.experiments]
     assert all(ID.match(i) for i in ids), ids[:3]
     assert len(set(ids)) == len(ids)
@@ -23,11 +29,12 @@ def test_ids_are_readable_distinct_and_cover_the_grid():
     assert "numerics/mxfp4_gaussian_none-" in " ".join(ids)
     assert "numerics/quantizer_mxfp4-sr_gaussian_hadamard-" in " ".join(ids)
     counts = {study: sum(e.config["study"] == study for e in plan.experiments) for study in plan.studies()}
-    assert counts == {"numerics": 10 * 4 * 2, "quantizer": 9 * 2 * 2, "crossover": 5, "lmul": 2}
+    expected = {"numerics": 10 * 4 * 2, "quantizer": 9 * 2 * 2, "crossover": 5, "lmul": 2, "train": 6, "capture": 20}
+    assert {study: counts[study] for study in expected} == expected
 
 
-def test_zip_axes_vary_together_and_studies_reuse_a_kind():
-    plan = build_plan("quick")
+def test_zip_axes_vary_together_and_studies_reuse_a_kind(quick_plan):
+    plan = quick_plan
     pairs = {(e.config["int_format"]["name"], e.config["fp_format"]["name"]) for e in plan.of_kind("crossover")}
     assert pairs == {
         ("mxint8", "mxfp8_e4m3"),
@@ -104,3 +111,23 @@ def test_plan_cache_follows_conf_changes(workflow_dir):
     changed = before ^ after
     assert changed and all("nvfp4" in i for i in changed)
     assert len(list((workflow_dir / ".snakemake" / "tradeoffs").glob("plan-smoke-*.json"))) == 1
+
+
+def test_a_source_study_makes_one_run_per_matching_source_with_its_result_as_input(quick_plan):
+    plan = quick_plan
+    trains = {e.id: e for e in plan.of_kind("train")}
+    captures = plan.of_kind("capture")
+    assert len(captures) == 10 * 2  # formats x rotations, one fp32 source
+    for capture in captures:
+        (source_path,) = capture.inputs
+        source_id = capture.config["source_id"]
+        assert source_path == trains[source_id].result_path
+        assert trains[source_id].config["recipe"]["name"] == "fp32"
+        assert capture.config["source"]["model"] == trains[source_id].config["model"]
+
+
+def test_a_source_without_matching_experiments_fails_naming_the_study(workflow_dir):
+    suite = workflow_dir / "conf" / "suite" / "orphan.yaml"
+    suite.write_text("experiments:\n  capture:\n    source: train\n    sweep:\n      format: [int8]\n")
+    with pytest.raises(ConfigError, match=r"study 'capture': source 'train' has no planned experiment"):
+        build_plan("orphan")

@@ -405,6 +405,27 @@ class TrainConfig(ExperimentConfig):
                     )
 
 
+@dataclass
+class CaptureConfig(ExperimentConfig):
+    """QSNR of a format on the tensors of a trained model (the capture kind): the weights, inputs
+    (activations) and output gradients of every Linear, from one validation batch through the checkpoint of
+    its `source` train experiment (set by the planner from the suite's source study)."""
+
+    kind: str = "capture"
+    source: TrainConfig = field(default_factory=TrainConfig)
+    source_id: str = descriptive()  # the train experiment whose checkpoint is read (its config is `source`)
+    format: FormatSpec = field(default_factory=FormatSpec)
+    rotation: str = "none"  # none | hadamard: blockwise along the quantization axis before quantizing
+    rotation_size: int = 32
+    batch_size: int = 8
+
+    def __post_init__(self) -> None:
+        check_choice("rotation", self.rotation, ("none", "hadamard"))
+        check_positive("batch_size", self.batch_size)
+        if self.rotation_size < 2 or self.rotation_size & (self.rotation_size - 1):
+            raise ConfigError(f"rotation_size must be a power of two >= 2, got {self.rotation_size}")
+
+
 BENCHMARKS = ("gemm", "qdq", "copy", "inference")
 INFERENCE_DTYPES = ("fp32", "bf16", "fp16")
 GEMM_DTYPES = (
@@ -477,6 +498,7 @@ EXPERIMENT_SCHEMAS: dict[str, type[ExperimentConfig]] = {
     "crossover": CrossoverConfig,
     "lmul": LMulConfig,
     "train": TrainConfig,
+    "capture": CaptureConfig,
 }
 
 
@@ -485,11 +507,15 @@ EXPERIMENT_SCHEMAS: dict[str, type[ExperimentConfig]] = {
 class SweepConfig:
     """One study of a suite: a grid over `sweep` axes (group options or dotted keys) times the rows of
     `zip` (axes varied together, all lists of one length), with `fixed` overrides for all, minus the
-    combinations matched by an `exclude` entry. `kind` defaults to the study's name in the suite."""
+    combinations matched by an `exclude` entry. `kind` defaults to the study's name in the suite. With a
+    `source` study, every point runs once per matching source experiment, whose resolved config fills the
+    kind's `source` field and whose result is the job's input."""
 
     kind: str = ""
     sweep: dict[str, list[Any]] = field(default_factory=dict)
     zip: dict[str, list[Any]] = field(default_factory=dict)
+    source: str = ""  # a study (earlier in the suite) whose experiments this one reads, one run per source
+    source_where: dict[str, Any] = field(default_factory=dict)  # dotted config keys the sources must match
     fixed: dict[str, Any] = field(default_factory=dict)
     exclude: list[dict[str, Any]] = field(default_factory=list)
 
@@ -646,6 +672,7 @@ __all__ = [
     "GROUP_SCHEMAS",
     "BenchConfig",
     "BenchExperimentConfig",
+    "CaptureConfig",
     "CrossoverConfig",
     "DataConfig",
     "DistributionConfig",

@@ -35,6 +35,7 @@ class PlannedExperiment:
     kind: str
     overrides: tuple[str, ...]
     config: dict[str, Any]
+    inputs: tuple[str, ...] = ()  # result files of the experiments it reads (its study's `source`)
 
     @property
     def result_path(self) -> str:
@@ -118,8 +119,35 @@ def _grid(sweep: SweepConfig) -> list[dict[str, Any]]:
     ]
 
 
+def _matches(config: dict[str, Any], where: dict[str, Any]) -> bool:
+    """Whether a resolved config has every dotted key of `where` at that value (or in that list)."""
+
+    def value_at(key: str) -> Any:
+        node: Any = config
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        return node
+
+    return all(value_at(k) in v if isinstance(v, list) else value_at(k) == v for k, v in where.items())
+
+
+def _sources(
+    suite_name: str, study: str, sweep: SweepConfig, planned: list[PlannedExperiment]
+) -> list[PlannedExperiment | None]:
+    """The experiments a study reads (those of its `source` study matching `source_where`), or [None]."""
+    if not sweep.source:
+        return [None]
+    sources = [e for e in planned if e.config.get("study") == sweep.source and _matches(e.config, sweep.source_where)]
+    if not sources:
+        raise ConfigError(
+            f"suite '{suite_name}', study '{study}': source '{sweep.source}' has no planned experiment matching "
+            f"{sweep.source_where or 'anything'} (a source study must come earlier in the suite)"
+        )
+    return sources
+
+
 def _plan_experiments(suite_name: str, suite: SuiteConfig) -> list[PlannedExperiment]:
-    from tradeoffs.config import as_dict, config_hash, load_experiment
+    from tradeoffs.config import as_dict, config_hash, load_experiment, to_typed
 
     experiments: list[PlannedExperiment] = []
     seen: dict[str, tuple[str, ...]] = {}
@@ -133,23 +161,29 @@ def _plan_experiments(suite_name: str, suite: SuiteConfig) -> list[PlannedExperi
                     f"({', '.join([*sweep.sweep, *sweep.zip])})"
                 )
         fixed = [format_override(k, v) for k, v in {**sweep.fixed, "study": study}.items()]
+        sources = _sources(suite_name, study, sweep, experiments)
         for point in _grid(sweep):
             if _excluded(point, sweep.exclude):
                 continue
             overrides = (*fixed, *(format_override(k, v) for k, v in point.items()))
-            try:
-                config = load_experiment(kind, overrides)
-            except ConfigError as error:
-                raise ConfigError(f"suite '{suite_name}', {study} with {' '.join(overrides)}: {error}") from None
-            labels = ([] if study == kind else [study]) + list(point.values())
-            experiment_id = make_id(kind, labels, config_hash(config))
-            if experiment_id in seen:
-                raise ConfigError(
-                    f"suite '{suite_name}': {' '.join(overrides)} and {' '.join(seen[experiment_id])} give "
-                    f"the same experiment {experiment_id}"
-                )
-            seen[experiment_id] = overrides
-            experiments.append(PlannedExperiment(experiment_id, kind, overrides, as_dict(config)))
+            for source in sources:
+                try:
+                    config = load_experiment(kind, overrides)
+                    if source is not None:
+                        config.source, config.source_id = to_typed(source.config), source.id
+                except ConfigError as error:
+                    raise ConfigError(f"suite '{suite_name}', {study} with {' '.join(overrides)}: {error}") from None
+                labels = ([] if study == kind else [study]) + list(point.values())
+                labels += [] if source is None else [source.id.split("/", 1)[1].rsplit("-", 1)[0]]
+                experiment_id = make_id(kind, labels, config_hash(config))
+                if experiment_id in seen:
+                    raise ConfigError(
+                        f"suite '{suite_name}': {' '.join(overrides)} and {' '.join(seen[experiment_id])} give "
+                        f"the same experiment {experiment_id}"
+                    )
+                seen[experiment_id] = overrides
+                inputs = () if source is None else (source.result_path,)
+                experiments.append(PlannedExperiment(experiment_id, kind, overrides, as_dict(config), inputs))
     return experiments
 
 
@@ -181,7 +215,10 @@ def _read_plan(path: Path) -> Plan:
     raw = json.loads(path.read_text())
     return Plan(
         raw["suite"],
-        tuple(PlannedExperiment(e["id"], e["kind"], tuple(e["overrides"]), e["config"]) for e in raw["experiments"]),
+        tuple(
+            PlannedExperiment(e["id"], e["kind"], tuple(e["overrides"]), e["config"], tuple(e["inputs"]))
+            for e in raw["experiments"]
+        ),
     )
 
 

@@ -7,6 +7,11 @@ def planned_config(kind):
     return lambda wildcards: PLAN[f"{kind}/{wildcards.name}"].config_json()
 
 
+def planned_inputs(kind):
+    """input function: the result files the experiment reads (e.g. a capture's trained checkpoint's run)."""
+    return lambda wildcards: PLAN[f"{kind}/{wildcards.name}"].inputs
+
+
 def _planned_resources(kind, wildcards, attempt=1):
     return PLAN[f"{kind}/{wildcards.name}"].resources(attempt)
 

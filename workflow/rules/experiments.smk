@@ -7,6 +7,8 @@ for experiment_kind in KINDS:
     rule:
         name:
             experiment_kind
+        input:
+            planned_inputs(experiment_kind),
         output:
             result=f"results/{experiment_kind}/{{name}}/result.json",
         params:

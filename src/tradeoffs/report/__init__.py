@@ -23,6 +23,7 @@ FIGURES: dict[str, tuple[str, str]] = {
     "bench_gemm": ("gemm", "tradeoffs.report.bench:gemm_figure"),
     "bench_roofline": ("gemm", "tradeoffs.report.bench:roofline_figure"),
     "train_loss": ("train", "tradeoffs.report.train:loss_figure"),
+    "numerics_capture": ("capture", "tradeoffs.report.numerics:capture_figure"),
 }
 TABLES: dict[str, tuple[str, str]] = {
     "numerics_qsnr": ("numerics", "tradeoffs.report.numerics:qsnr_table"),
@@ -33,6 +34,7 @@ TABLES: dict[str, tuple[str, str]] = {
     "bench_qdq": ("qdq", "tradeoffs.report.bench:qdq_table"),
     "bench_inference": ("inference", "tradeoffs.report.bench:inference_table"),
     "train_recipes": ("train", "tradeoffs.report.train:recipe_table"),
+    "numerics_capture": ("capture", "tradeoffs.report.numerics:capture_table"),
 }
 
 

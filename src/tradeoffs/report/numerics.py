@@ -236,3 +236,44 @@ def lmul_figure(results: pd.DataFrame) -> plt.Figure:
     axis.grid(axis="y", alpha=0.3, which="both")
     axis.set_title("L-Mul against FP8 multiplication on random operands")
     return figure
+
+
+def capture_frame(results: pd.DataFrame) -> pd.DataFrame:
+    """Pooled QSNR per (format, rotation, tensor role) over every Linear of the captured model."""
+    runs = study_rows(results, "capture")
+    runs = runs[(runs["metric"] == "qsnr_db") & (runs["label.tensor"] == "all")]
+    return runs.rename(
+        columns={"cfg.format.name": "format", "cfg.rotation": "rotation", "label.role": "role", "value": "qsnr_db"}
+    )
+
+
+def capture_figure(results: pd.DataFrame) -> plt.Figure:
+    """QSNR of each format on a trained model's weights, activations and gradients, per rotation."""
+    frame = capture_frame(results)
+    grid = sns.catplot(
+        data=frame,
+        kind="bar",
+        y="format",
+        x="qsnr_db",
+        hue="role",
+        hue_order=["weight", "activation", "gradient"],
+        col="rotation",
+        col_order=[r for r in ("none", "hadamard") if r in set(frame["rotation"])],
+        height=0.32 * frame["format"].nunique() + 2.5,
+        aspect=0.9,
+        palette="colorblind",
+    )
+    grid.set_axis_labels("QSNR (dB), higher is better", "format")
+    grid.set_titles("rotation: {col_name}")
+    for axis in grid.axes.flat:
+        axis.grid(axis="x", alpha=0.3)
+    source = ", ".join(sorted(study_rows(results, "capture")["cfg.source_id"].dropna().unique()))
+    grid.figure.suptitle(f"QSNR on tensors captured from a trained model ({source})", y=1.03)
+    return grid.figure
+
+
+def capture_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Pooled QSNR (dB): formats x (role, rotation)."""
+    table = capture_frame(results).pivot_table(index="format", columns=["role", "rotation"], values="qsnr_db")
+    table.columns = [f"{role} ({rotation})" for role, rotation in table.columns]
+    return table
