@@ -198,3 +198,30 @@ def test_schedule_warms_up_then_decays_to_the_floor():
     assert lr_factor(10, config) == pytest.approx(1.0)
     assert lr_factor(99, config) == pytest.approx(0.1, abs=1e-3)
     assert all(lr_factor(s, config) >= lr_factor(s + 1, config) for s in range(10, 99))
+
+
+def test_training_benchmark_prints_its_ratios(capsys):
+    from tradeoffs.train.benchmark import main
+
+    main(
+        [
+            "--model",
+            "gpt-tiny",
+            "--context",
+            "32",
+            "--batch",
+            "4",
+            "--steps",
+            "2",
+            "--warmup",
+            "1",
+            "--rounds",
+            "1",
+            "--recipes",
+            "fp32",
+            "fp8",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert "fp32: project loop" in out and "ratio" in out
+    assert "fp8:" in out and "x fp32 (target <= 2.0" in out

@@ -3,6 +3,7 @@
 <kind> [key=value ...]   run one experiment as a Hydra app (e.g. `numerics format=mxfp4`); writes
                          results/<kind>/<id>/result.json. Hydra's --cfg job, --help and -m work.
 bench gemm|qdq [...]     side-by-side ratio benchmarks in fresh processes (tradeoffs.bench.cli; --help)
+bench train [...]        training loop vs a minimal loop, recipes vs fp32 (tradeoffs.train.benchmark; --help)
 plan [--suite S]         validate a suite and print its experiment ids
 job --id ID --config J   run one planned experiment from its resolved config (used by Snakemake)
 collect OUT.parquet OUT.csv RESULT.json ...   gather results into the tidy table
@@ -21,7 +22,7 @@ from pathlib import Path
 from tradeoffs.config import EXPERIMENT_SCHEMAS
 from tradeoffs.errors import ConfigError
 
-BENCH_COMMANDS = ("gemm", "qdq")  # `bench gemm|qdq`: ratio benchmarks; `bench key=value`: the bench kind
+BENCH_COMMANDS = ("gemm", "qdq", "train")  # `bench gemm|qdq|train`: ratio benchmarks; `bench key=value`: the kind
 HYDRA_QUIET = ("hydra.output_subdir=null", "hydra.run.dir=.", "hydra/job_logging=none", "hydra/hydra_logging=none")
 
 
@@ -80,6 +81,11 @@ def _commands() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if argv[:2] == ["bench", "train"]:
+        from tradeoffs.train.benchmark import main as train_benchmark
+
+        train_benchmark(argv[2:])
+        return
     if argv[:1] == ["bench"] and argv[1:2] and argv[1] in BENCH_COMMANDS:
         from tradeoffs.bench.cli import main as bench_main
 

@@ -87,3 +87,40 @@ def compare(
     medians = {recipe: statistics.median(times) for recipe, times in step_times.items()}
     loops = [LoopComparison(r, statistics.median(references[r]), medians[r]) for r in references]
     return loops, medians
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m tradeoffs bench train`: print the loop ratio (target >= 0.95 for fp32 and bf16) and each
+    recipe's step time relative to fp32 (target <= 2 for fp8 and mxfp8)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="tradeoffs bench train", description=__doc__)
+    parser.add_argument("--model", default="gpt-200k", help="conf/model option (default gpt-200k)")
+    parser.add_argument("--context", type=int, default=128, help="context length (tokens)")
+    parser.add_argument("--batch", type=int, default=16, help="global batch (sequences)")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per loop and round")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed first steps (compilation, allocator)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are reported")
+    parser.add_argument("--recipes", nargs="+", default=["fp32", "bf16", "fp8", "mxfp8", "mxfp4", "nvfp4"])
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    overrides = [f"model={args.model}", f"model.context_length={args.context}", f"batch_size={args.batch}"]
+    loops, medians = compare(overrides, args.recipes, args.steps, args.warmup, args.rounds)
+    print(
+        f"training loop benchmark: {args.model}, {args.batch} x {args.context} tokens per step, "
+        f"{args.threads} threads, {args.rounds} rounds of {args.steps} timed steps (after {args.warmup})"
+    )
+    for loop in loops:
+        verdict = "met" if loop.ratio >= REFERENCE_TARGET else "not met"
+        print(
+            f"  {loop.recipe:>6}: project loop {1 / loop.project_s:7.2f} steps/s, minimal loop "
+            f"{1 / loop.reference_s:7.2f} steps/s, ratio {loop.ratio:.3f} (target >= {REFERENCE_TARGET}: {verdict})"
+        )
+    for recipe, seconds in medians.items():
+        relative = seconds / medians["fp32"] if "fp32" in medians else float("nan")
+        target = f" (target <= {EMULATION_TARGET}: {'met' if relative <= EMULATION_TARGET else 'not met'})"
+        print(
+            f"  {recipe:>6}: {seconds * 1e3:8.1f} ms/step, {relative:5.2f}x fp32"
+            + (target if recipe in ("fp8", "mxfp8") else "")
+        )
