@@ -103,9 +103,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are reported")
     parser.add_argument("--recipes", nargs="+", default=["fp32", "bf16", "fp8", "mxfp8", "mxfp4", "nvfp4"])
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--eager", action="store_true", help="emulated recipes without torch.compile")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     overrides = [f"model={args.model}", f"model.context_length={args.context}", f"batch_size={args.batch}"]
+    overrides += ["compile_quant=false"] if args.eager else []
     loops, medians = compare(overrides, args.recipes, args.steps, args.warmup, args.rounds)
     print(
         f"training loop benchmark: {args.model}, {args.batch} x {args.context} tokens per step, "
