@@ -42,29 +42,41 @@ def qsnr_frame(results: pd.DataFrame, study: str = "numerics") -> pd.DataFrame:
     )
 
 
-def qsnr_figure(results: pd.DataFrame) -> plt.Figure:
-    """QSNR per format (ordered by bits/element) and distribution, one panel per rotation."""
-    frame = qsnr_frame(results)
-    order = frame.sort_values(["bits_per_element", "format"], ascending=[False, True])["format"].unique()
+def _bar_panels(
+    frame: pd.DataFrame, x: str, hue: str, xlabel: str, title: str, order=None, hue_order=None
+) -> plt.Figure:
+    """Horizontal bars of `x` per format, coloured by `hue`, one panel per rotation (none first)."""
+    formats = order if order is not None else sorted(frame["format"].unique())
     grid = sns.catplot(
         data=frame,
         kind="bar",
         y="format",
-        x="qsnr_db",
-        hue="distribution",
+        x=x,
+        hue=hue,
+        hue_order=hue_order,
         col="rotation",
-        order=order,
-        height=0.32 * len(order) + 2.5,
+        col_order=[r for r in ("none", "hadamard", "random_hadamard") if r in set(frame["rotation"])],
+        order=formats,
+        height=0.32 * len(formats) + 2.5,
         aspect=0.9,
         palette="colorblind",
-        legend_out=True,
     )
-    grid.set_axis_labels("QSNR (dB), higher is better", "format")
+    grid.set_axis_labels(xlabel, "format")
     grid.set_titles("rotation: {col_name}")
     for axis in grid.axes.flat:
         axis.grid(axis="x", alpha=0.3)
-    grid.figure.suptitle("Quantization SNR of number formats on synthetic data", y=1.02)
+    grid.figure.suptitle(title, y=1.03)
     return grid.figure
+
+
+def qsnr_figure(results: pd.DataFrame) -> plt.Figure:
+    """QSNR per format (ordered by bits/element) and distribution, one panel per rotation."""
+    frame = qsnr_frame(results)
+    order = list(frame.sort_values(["bits_per_element", "format"], ascending=[False, True])["format"].unique())
+    return _bar_panels(
+        frame, "qsnr_db", "distribution", "QSNR (dB), higher is better",
+        "Quantization SNR of number formats on synthetic data", order=order,
+    )  # fmt: skip
 
 
 def qsnr_table(results: pd.DataFrame) -> pd.DataFrame:
@@ -192,25 +204,10 @@ def quantizer_table(results: pd.DataFrame) -> pd.DataFrame:
 
 def quantizer_figure(results: pd.DataFrame) -> plt.Figure:
     """Relative MSE of each MXFP4/NVFP4 quantizer variant per distribution, one panel per rotation."""
-    frame = qsnr_frame(results, "quantizer")
-    grid = sns.catplot(
-        data=frame,
-        kind="bar",
-        y="format",
-        x="relative_mse",
-        hue="distribution",
-        col="rotation",
-        col_order=[r for r in ("none", "hadamard", "random_hadamard") if r in set(frame["rotation"])],
-        height=4,
-        aspect=1.0,
-        palette="colorblind",
-    )
-    grid.set_axis_labels("relative MSE (lower is better)", "quantizer (format variant)")
-    grid.set_titles("rotation: {col_name}")
-    for axis in grid.axes.flat:
-        axis.grid(axis="x", alpha=0.3)
-    grid.figure.suptitle("MXFP4 and NVFP4 quantizers: scale rule, scale format, rounding, RMS clipping", y=1.03)
-    return grid.figure
+    return _bar_panels(
+        qsnr_frame(results, "quantizer"), "relative_mse", "distribution", "relative MSE (lower is better)",
+        "MXFP4 and NVFP4 quantizers: scale rule, scale format, rounding, RMS clipping",
+    )  # fmt: skip
 
 
 def lmul_frame(results: pd.DataFrame) -> pd.DataFrame:
@@ -249,27 +246,11 @@ def capture_frame(results: pd.DataFrame) -> pd.DataFrame:
 
 def capture_figure(results: pd.DataFrame) -> plt.Figure:
     """QSNR of each format on a trained model's weights, activations and gradients, per rotation."""
-    frame = capture_frame(results)
-    grid = sns.catplot(
-        data=frame,
-        kind="bar",
-        y="format",
-        x="qsnr_db",
-        hue="role",
-        hue_order=["weight", "activation", "gradient"],
-        col="rotation",
-        col_order=[r for r in ("none", "hadamard") if r in set(frame["rotation"])],
-        height=0.32 * frame["format"].nunique() + 2.5,
-        aspect=0.9,
-        palette="colorblind",
-    )
-    grid.set_axis_labels("QSNR (dB), higher is better", "format")
-    grid.set_titles("rotation: {col_name}")
-    for axis in grid.axes.flat:
-        axis.grid(axis="x", alpha=0.3)
     source = ", ".join(sorted(study_rows(results, "capture")["cfg.source_id"].dropna().unique()))
-    grid.figure.suptitle(f"QSNR on tensors captured from a trained model ({source})", y=1.03)
-    return grid.figure
+    return _bar_panels(
+        capture_frame(results), "qsnr_db", "role", "QSNR (dB), higher is better",
+        f"QSNR on tensors captured from a trained model ({source})", hue_order=["weight", "activation", "gradient"],
+    )  # fmt: skip
 
 
 def capture_table(results: pd.DataFrame) -> pd.DataFrame:
