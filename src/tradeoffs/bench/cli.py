@@ -72,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     qdq.add_argument("--log2-elements", type=int, default=26, help="input size 2^N fp32 values (default 26)")
     qdq.add_argument("--formats", nargs="+", default=None, help="names in conf/format/ (default: issue #3's six)")
     qdq.add_argument("--no-torchao", action="store_true", help="skip torchao's quantize-dequantize")
+    qdq.add_argument("--no-compiled", action="store_true", help="skip fake_quant through torch.compile")
     return parser
 
 
@@ -154,7 +155,7 @@ def _qdq_child(args: argparse.Namespace, config: BenchConfig, device: str) -> di
     copies = time_copies(x, config, device)
     rows = [row("-", t) for t in copies]
     for name in args.formats or QDQ_FORMATS:
-        timed, agreement = time_format(name, x, config, device, not args.no_torchao)
+        timed, agreement = time_format(name, x, config, device, not args.no_torchao, not args.no_compiled)
         rows.extend({**row(name, t), "max_abs_diff_vs_torchao": agreement.max_abs_diff} for t in timed)
     return {"elements": x.numel(), "rows": rows}
 
@@ -221,15 +222,15 @@ def _report_qdq(runs: list[dict[str, Any]]) -> None:
             f"{memory:>16}  {noise}"
         )
     print(f"targets: fake_quant >= {QDQ_TARGET_OF_COPY:.0f}% of copy and >= {QDQ_TARGET_VS_TORCHAO:.0f}x torchao eager")
-    formats = [f for f, impl in keyed[0] if impl == "fake_quant"]
-    for name in formats:
-        of_copy = [100 * k[(name, "fake_quant")]["elements_per_s"] / k[("-", "copy")]["elements_per_s"] for k in keyed]
-        of_clone = [k[(name, "fake_quant")]["elements_per_s"] / k[("-", "clone")]["elements_per_s"] for k in keyed]
+    for name, impl in [key for key in keyed[0] if key[1] in ("fake_quant", "compiled")]:
+        rate = [k[(name, impl)]["elements_per_s"] for k in keyed]
+        of_copy = [100 * r / k[("-", "copy")]["elements_per_s"] for r, k in zip(rate, keyed, strict=True)]
+        of_clone = [r / k[("-", "clone")]["elements_per_s"] for r, k in zip(rate, keyed, strict=True)]
         met = "met" if min(of_copy) >= QDQ_TARGET_OF_COPY else "not met"
-        line = f"  {name:>11}: {_spread(of_copy)}% of copy ({met})"
+        line = f"  {name:>11} {impl:>10}: {_spread(of_copy)}% of copy ({met})"
         line += f", {_spread(of_clone)}x clone"
         if (name, "torchao") in keyed[0]:
-            vs = [k[(name, "fake_quant")]["elements_per_s"] / k[(name, "torchao")]["elements_per_s"] for k in keyed]
+            vs = [r / k[(name, "torchao")]["elements_per_s"] for r, k in zip(rate, keyed, strict=True)]
             met = "met" if min(vs) >= QDQ_TARGET_VS_TORCHAO else "not met"
             diff = keyed[0][(name, "fake_quant")]["max_abs_diff_vs_torchao"]
             line += f", {_spread(vs)}x torchao ({met}; max |ours - torchao| = {diff:.3g})"

@@ -155,11 +155,20 @@ def agreement(x: torch.Tensor, ours: torch.Tensor, theirs: torch.Tensor | None) 
 
 
 def time_format(
-    name_or_spec: str | FormatSpec, x: torch.Tensor, config: BenchConfig, device: str, compare_torchao: bool = True
+    name_or_spec: str | FormatSpec,
+    x: torch.Tensor,
+    config: BenchConfig,
+    device: str,
+    compare_torchao: bool = True,
+    compiled: bool = False,
 ) -> tuple[list[Timed], Agreement]:
-    """fake_quant of a format (and torchao's, where it has one), timed on `x`."""
+    """fake_quant of a format (eager; also through torch.compile with `compiled`, timed after compiling, and
+    torchao's, where it has one), timed on `x`."""
     spec = get_format(name_or_spec)
     timed = [time_impl("fake_quant", lambda: fake_quant(x, spec), x, config, device)]
+    if compiled:
+        fake_quant(x, spec, compiled=True)  # compile outside the timed region (seconds; a cold start)
+        timed.append(time_impl("compiled", lambda: fake_quant(x, spec, compiled=True), x, config, device))
     reference = torchao_qdq(spec) if compare_torchao else None
     if reference is not None:
         timed.append(time_impl("torchao", lambda: reference(x), x, config, device))
