@@ -31,16 +31,32 @@ def result_mtimes(root: Path) -> dict[str, int]:
     return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in (root / "results").rglob("result.json")}
 
 
-def test_smoke_suite_end_to_end_then_rerun_only_what_changed(workflow_dir):
+def test_smoke_suite_end_to_end_report_lint_then_rerun_only_what_changed(workflow_dir):
+    """One real run of the smoke suite (every study, every report product), its HTML report and lint, then
+    a one-value change in conf/ that reruns exactly the affected experiments."""
     snakemake("--cores", "2", cwd=workflow_dir)
     table = pd.read_parquet(workflow_dir / "results" / "results.parquet")
-    assert set(table["status"]) == {"ok"}
-    assert table["id"].nunique() == 6
+    assert set(table["status"]) == {"ok"}, table.loc[table["status"] != "ok", ["id", "message"]]
+    assert table["id"].nunique() == 12
     assert (workflow_dir / "results" / "results.csv").is_file()
-    assert (workflow_dir / "reports" / "figures" / "numerics_qsnr.png").stat().st_size > 10_000
+    from tradeoffs.report import FIGURES, TABLES
+
+    for name in FIGURES:
+        assert (workflow_dir / "reports" / "figures" / f"{name}.png").stat().st_size > 10_000, name
+    for name in TABLES:
+        assert (workflow_dir / "reports" / "tables" / f"{name}.csv").stat().st_size > 20, name
     qsnr = pd.read_csv(workflow_dir / "reports" / "tables" / "numerics_qsnr.csv", index_col=0)
-    assert {"int8", "mxfp4", "nvfp4"} == set(qsnr.index)
-    assert qsnr.loc["int8", "gaussian (none)"] > qsnr.loc["mxfp4", "gaussian (none)"] > 15
+    assert {"int8", "nvfp4"} == set(qsnr.index)
+    assert qsnr.loc["int8", "gaussian (none)"] > qsnr.loc["nvfp4", "gaussian (none)"] > 15
+
+    snakemake("--report", "reports/report.html", cwd=workflow_dir)
+    html = (workflow_dir / "reports" / "report.html").read_text(errors="replace")
+    assert "numerics_qsnr.png" in html and "Quantization signal-to-noise ratio" in html
+    lint = subprocess.run(
+        [SNAKEMAKE, "--lint", "--config", "suite=smoke"], cwd=workflow_dir, capture_output=True, text=True
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    assert "Lints for" not in lint.stdout + lint.stderr
 
     # Nothing to do on a second run.
     assert "Nothing to be done" in snakemake("-n", cwd=workflow_dir).stdout
@@ -58,18 +74,6 @@ def test_smoke_suite_end_to_end_then_rerun_only_what_changed(workflow_dir):
     assert len(new) == 2 and all("nvfp4" in path for path in new)
     assert all(after[path] == before[path] for path in before)  # untouched: no rerun
     table = pd.read_parquet(workflow_dir / "results" / "results.parquet")
-    assert table["id"].nunique() == 6 and set(
+    assert table["id"].nunique() == 12 and set(
         table.loc[table["cfg.format.name"] == "nvfp4", "cfg.format.block_size"]
     ) == {32}
-
-
-def test_report_html_and_lint(workflow_dir):
-    snakemake("--cores", "2", cwd=workflow_dir)
-    snakemake("--report", "reports/report.html", cwd=workflow_dir)
-    html = (workflow_dir / "reports" / "report.html").read_text(errors="replace")
-    assert "numerics_qsnr.png" in html and "Quantization signal-to-noise ratio" in html
-    lint = subprocess.run(
-        [SNAKEMAKE, "--lint", "--config", "suite=smoke"], cwd=workflow_dir, capture_output=True, text=True
-    )
-    assert lint.returncode == 0, lint.stdout + lint.stderr
-    assert "Lints for" not in lint.stdout + lint.stderr

@@ -31,7 +31,7 @@ def _run_hydra_app(kind: str, argv: list[str]) -> None:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import DictConfig
 
-    from tradeoffs.config import config_hash, to_typed
+    from tradeoffs.config import config_hash, register_schemas, to_typed
     from tradeoffs.paths import conf_dir, results_dir
     from tradeoffs.plan import make_id
     from tradeoffs.runner import run_experiment
@@ -50,6 +50,7 @@ def _run_hydra_app(kind: str, argv: list[str]) -> None:
             labels_text = "".join(f" {k}={v}" for k, v in metric.labels.items())
             print(f"  {metric.name}{labels_text} = {metric.value:.6g} {metric.unit}".rstrip())
 
+    register_schemas()
     sys.argv = [f"tradeoffs {kind}", *argv, *HYDRA_QUIET]
     hydra.main(config_path=str(conf_dir()), config_name=kind, version_base=None)(task)()
 

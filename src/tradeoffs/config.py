@@ -17,11 +17,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
-from hydra import compose as hydra_compose
-from hydra import initialize_config_dir
-from hydra.core.config_store import ConfigStore
-from hydra.core.global_hydra import GlobalHydra
-from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -543,13 +538,14 @@ GROUP_SCHEMAS: dict[str, type] = {
 }
 
 
-def _register_schemas() -> None:
+def register_schemas() -> None:
+    """Register every kind's schema in Hydra's ConfigStore as `<kind>_schema` (idempotent). Hydra is imported
+    here, not at module import, so that a job, which only validates a resolved config, never loads it."""
+    from hydra.core.config_store import ConfigStore
+
     store = ConfigStore.instance()
     for kind, schema in EXPERIMENT_SCHEMAS.items():
         store.store(name=f"{kind}_schema", node=schema)
-
-
-_register_schemas()
 
 
 # ------------------------------------------------------------------------------------- compose/validate
@@ -586,6 +582,10 @@ def _explain(context: str, error: BaseException) -> ConfigError:
 @contextlib.contextmanager
 def hydra_session() -> Iterator[None]:
     """Initialise Hydra on conf/ once for many compose() calls (a no-op inside another session)."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_schemas()
     if GlobalHydra.instance().is_initialized():
         yield
         return
@@ -595,6 +595,9 @@ def hydra_session() -> Iterator[None]:
 
 def compose(kind: str, overrides: Sequence[str] = ()) -> DictConfig:
     """Compose conf/<kind>.yaml with Hydra overrides; raises ConfigError naming the bad key or option."""
+    from hydra import compose as hydra_compose
+    from hydra.errors import HydraException
+
     check_choice("experiment kind", kind, EXPERIMENT_SCHEMAS)
     try:
         with hydra_session():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import torch
-from scipy.linalg import hadamard
 
 from tradeoffs.errors import ConfigError
 
@@ -13,6 +12,8 @@ from tradeoffs.errors import ConfigError
 def hadamard_matrix(size: int, *, signs_seed: int | None = None, dtype=torch.float32) -> torch.Tensor:
     """The orthonormal Sylvester Hadamard matrix H/sqrt(n) of size 2^k; with `signs_seed`, D H/sqrt(n) where
     D is a seeded random +-1 diagonal (a randomized Hadamard transform)."""
+    from scipy.linalg import hadamard  # imported on use: scipy costs a job 0.2 s to import
+
     if size < 1 or size & (size - 1):
         raise ConfigError(f"Hadamard size must be a power of two, got {size}")
     matrix = torch.tensor(hadamard(size), dtype=torch.float64) / math.sqrt(size)
