@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from tradeoffs.formats import FormatSpec, fake_quant, get_format, quantize
+from tradeoffs.numerics import quantization_error
 
 GFLOAT_MX = {
     "mxfp8_e4m3": gf.format_info_mxfp8_e4m3,
@@ -54,22 +55,26 @@ def test_mx_saturates_blocks_whose_amax_mantissa_exceeds_the_element_max():
     assert fake_quant(block, "mxfp4")[0, :3].tolist() == [6.0, 3.0, 1.0]
 
 
-TORCHAO_MX = {
-    "mxfp8_e4m3": torch.float8_e4m3fn,
-    "mxfp8_e5m2": torch.float8_e5m2,
-    "mxfp4": torch.float4_e2m1fn_x2,
+TORCHAO_MX = {  # our format -> torchao's element dtype (torch dtypes; FP6 has torchao's own constants)
+    "mxfp8_e4m3": "float8_e4m3fn",
+    "mxfp8_e5m2": "float8_e5m2",
+    "mxfp6_e2m3": "DTYPE_FP6_E2M3",
+    "mxfp6_e3m2": "DTYPE_FP6_E3M2",
+    "mxfp4": "float4_e2m1fn_x2",
 }
 
 
 @pytest.mark.parametrize("name", sorted(TORCHAO_MX))
 def test_mx_matches_torchao_to_mx_floor_mode(name):
+    from torchao.prototype.mx_formats import constants
     from torchao.prototype.mx_formats.config import ScaleCalculationMode
     from torchao.prototype.mx_formats.mx_tensor import to_dtype, to_mx
 
+    element = getattr(torch, TORCHAO_MX[name], None) or getattr(constants, TORCHAO_MX[name])
     x = torch.randn(256, 4096, generator=torch.Generator().manual_seed(0)) * 3
     x[0, :64] *= 1000  # a few large blocks
-    scale, data = to_mx(x, TORCHAO_MX[name], 32, ScaleCalculationMode.FLOOR)
-    expected = to_dtype(data, scale, TORCHAO_MX[name], 32, torch.float32)
+    scale, data = to_mx(x, element, 32, ScaleCalculationMode.FLOOR)
+    expected = to_dtype(data, scale, element, 32, torch.float32)
     torch.testing.assert_close(fake_quant(x, name), expected, rtol=0, atol=0)
 
 
@@ -179,3 +184,21 @@ def test_stochastic_rounding_is_unbiased_and_seeded():
     assert abs(draws.mean().item() - 1.3) < 0.01
     again = fake_quant(x, spec, generator=torch.Generator().manual_seed(0))
     assert torch.equal(draws, again)
+
+
+@pytest.mark.parametrize("bias", [15, 7])
+def test_ue5m3_block_scales_are_ue5m3_values_with_the_configured_bias(bias):
+    """UE5M3 (unsigned, 5 exponent and 3 mantissa bits, all codes finite): every stored block scale has at
+    most 4 significant bits and an exponent within [1 - bias, 31 - bias] (subnormals below)."""
+    from dataclasses import replace
+
+    spec = replace(get_format("nvfp4_ue5m3"), scale_bias=bias)
+    x = torch.randn(64, 256, generator=torch.Generator().manual_seed(3)) * torch.logspace(-4, 4, 256)
+    scales = quantize(x, spec).block_scale.flatten().double()
+    mantissa, exponent = torch.frexp(scales[scales > 0])
+    assert torch.all((mantissa * 16) == torch.round(mantissa * 16))  # 1 implicit + 3 stored bits
+    assert exponent.max().item() - 1 <= 31 - bias
+    assert exponent.min().item() - 1 >= 1 - bias - 3  # the smallest subnormal: 2^(1 - bias - 3)
+    assert scales.max().item() == 1.875 * 2.0 ** (31 - bias)  # the largest block maps to the largest scale
+    error = quantization_error(x, fake_quant(x, spec))
+    assert error.qsnr_db > 18  # a usable NVFP4 variant on this data
