@@ -95,7 +95,9 @@ def test_suite_with_an_unknown_key_or_kind_fails(tmp_path, monkeypatch):
         "experiments:\n  numerics:\n    zip:\n      format: [int8, mxfp4]\n      distribution: [gaussian]\n"
     )
     monkeypatch.setenv("TRADEOFFS_ROOT", str(tmp_path))
-    with pytest.raises(ConfigError, match=r"sweeps.*valid keys: kind, sweep, zip, source, source_where, fixed, exclude"):
+    with pytest.raises(
+        ConfigError, match=r"sweeps.*valid keys: kind, sweep, zip, source, source_where, fixed, exclude"
+    ):
         load_suite("typo")
     with pytest.raises(ConfigError, match=r"alchemy.*valid choices:.*numerics"):
         load_suite("alien")

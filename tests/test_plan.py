@@ -11,6 +11,7 @@ import pytest
 from tradeoffs.errors import ConfigError
 from tradeoffs.plan import build_plan, load_plan
 
+
 @pytest.fixture(scope="module")
 def quick_plan():
     """The default suite's plan, composed once for the module (it has a few hundred experiments)."""

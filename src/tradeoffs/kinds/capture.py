@@ -40,7 +40,11 @@ def run(config: CaptureConfig, out_dir: Path) -> Outcome:
         )
     train = config.source
     model = build_model(train.model)
-    model.load_state_dict(torch.load(checkpoint, weights_only=False)["model"])
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    if state["step"] != train.steps:
+        raise ConfigError(f"the checkpoint of {config.source_id} is at step {state['step']} of {train.steps}")
+    model.load_state_dict(state["model"])
+    model.eval()  # no dropout while capturing (gradients still flow)
     dataset = load_dataset(train.data)
     x, y = next(iter(dataset.eval_batches("validation", config.batch_size, train.model.context_length)))
     tensors = capture_linear_tensors(model, x, y)

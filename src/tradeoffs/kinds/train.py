@@ -49,6 +49,8 @@ def run(config: TrainConfig, out_dir: Path) -> Outcome:
     final = result.val_loss[-1][1]
     peak_dtype = {"fp32": "fp32", "bf16": "bf16", "fp16": "fp16"}[config.recipe.compute_dtype]
     peak = peaks_for(config.hardware, torch.get_num_threads(), collect_provenance()).tflops.get(peak_dtype, math.nan)
+    if config.hardware.device == "cuda":
+        peak *= config.devices  # one datasheet peak per GPU; the throughput adds up every process
     parameters = count_parameters(config.model)
     metrics = [
         *_curve_metrics(result),

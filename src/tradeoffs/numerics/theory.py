@@ -56,12 +56,15 @@ def theory_format(spec: FormatSpec) -> TheoryFormat:
     element = spec.element_format
     if spec.is_cast or element.asymmetric:
         raise ConfigError(f"format '{spec.name or spec.element}': the QSNR model covers scaled symmetric formats only")
+    if spec.scale_rule == "rms":
+        raise ConfigError(f"format '{spec.name}': the QSNR model assumes absmax scaling; scale_rule=rms clips")
+    block = spec.block_size if spec.granularity == "block" else 0  # an exact scale maps a block's max exactly
     if spec.scale_format == "e8m0" or spec.scale_rule in ("floor", "ceil", "quartet"):
         rho, exact_block = RHO_POWER_OF_TWO, 0
     elif spec.scale_format == "fp32":
-        rho, exact_block = 1.0, 0
+        rho, exact_block = 1.0, block
     else:
-        rho, exact_block = RHO_NARROW_SCALE, spec.block_size
+        rho, exact_block = RHO_NARROW_SCALE, block
     return TheoryFormat(
         spec.name or spec.element,
         element.kind,

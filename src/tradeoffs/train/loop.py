@@ -89,6 +89,12 @@ def _peak_memory(device: str) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
+def _synchronize(device: str) -> None:
+    """Wait for queued GPU work, so that a host clock read brackets a whole step."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
 def _global_mean(value: torch.Tensor, world: int) -> float:
     """The loss averaged over the processes (every process gets the same number)."""
     if world > 1:
@@ -130,7 +136,7 @@ def train(
     torch.manual_seed(config.seed)
     model = build_model(config.model).to(device)
     batches = torch.Generator().manual_seed(config.seed)
-    rounding = torch.Generator(device=device).manual_seed(config.seed + 1)
+    rounding = torch.Generator(device=device).manual_seed(config.seed + 1 + rank)  # own noise per process
     quantizer = apply_recipe(model, config.recipe, rounding, compiled=config.compile_quant)
     module = model  # the model itself; `model` becomes its DistributedDataParallel wrapper with several processes
     if world > 1:
@@ -151,6 +157,7 @@ def train(
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         batches.set_state(state["batches"])
+        torch.set_rng_state(state["torch_rng"])  # dropout draws from torch's global generator
         rounding.set_state(state["rounding"])
         result.steps, result.train_loss, result.val_loss = state["step"], state["train_loss"], state["val_loss"]
         best = state["best_loss"]
@@ -168,6 +175,7 @@ def train(
                     "scheduler": scheduler.state_dict(),
                     "scaler": scaler.state_dict(),
                     "batches": batches.get_state(),
+                    "torch_rng": torch.get_rng_state(),
                     "rounding": rounding.get_state(),
                     "train_loss": result.train_loss,
                     "val_loss": result.val_loss,
@@ -179,6 +187,7 @@ def train(
     model.train()
     steps = range(result.steps, config.steps if stop_after is None else min(config.steps, stop_after))
     for step in tqdm(steps, desc=f"train {config.recipe.name}", mininterval=5, disable=None):
+        _synchronize(device)
         clock = time.perf_counter()
         quantizer.enabled, quantizer.step = step >= quant_start, step
         x, y = dataset.batch("train", config.batch_size, config.model.context_length, batches)
@@ -186,7 +195,7 @@ def train(
         x, y = x[rank * share : (rank + 1) * share].to(device), y[rank * share : (rank + 1) * share].to(device)
         with _autocast(config, device):
             _, loss = model(x, y)
-        value = _global_mean(loss.detach(), world)
+        value = _global_mean(loss.detach().clone(), world)
         if not math.isfinite(value) or (step > config.warmup_steps and value > config.spike_factor * best):
             result.train_loss.append((step, value))
             spike = f"loss {value:.3g} > {config.spike_factor} x running minimum {best:.3g}"
@@ -204,6 +213,7 @@ def train(
         optimizer.zero_grad(set_to_none=True)
         quantize_optimizer_states(optimizer, config.recipe)
         scheduler.step()
+        _synchronize(device)
         result.step_seconds.append(time.perf_counter() - clock)
         result.tokens += y.numel() * world
         result.steps = step + 1

@@ -65,9 +65,13 @@ def quantize_state(state: Tensor, spec: FormatSpec, expand: bool) -> Tensor:
     per_group = dataclasses.replace(spec, granularity="channel", block_size=0)  # one scale per row = group
     if not expand:
         return _unflatten(fake_quant(groups.float(), per_group).double(), state)
+    # expand |x| / max|x| (in (0, 1]) so that no power under- or overflows, and scale back after
+    top = groups.abs().amax(dim=1, keepdim=True)
+    top = torch.where(top > 0, top, torch.ones_like(top))
     k = _expansion_exponent(groups, spec)
-    quantized = fake_quant((torch.sign(groups) * groups.abs().pow(k)).float(), per_group).double()
-    return _unflatten(torch.sign(quantized) * quantized.abs().pow(1 / k), state)
+    expanded = torch.sign(groups) * (groups.abs() / top).pow(k)
+    quantized = fake_quant(expanded.float(), per_group).double()
+    return _unflatten(torch.sign(quantized) * quantized.abs().pow(1 / k) * top, state)
 
 
 def _unflatten(groups: Tensor, like: Tensor) -> Tensor:

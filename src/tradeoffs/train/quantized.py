@@ -47,17 +47,21 @@ class _QuantizedMatmul(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, quantizer: LinearQuantizer) -> Tensor:
+        ctx.dtypes = (x.dtype, weight.dtype)
+        x, weight = x.float(), weight.float()  # emulation computes in FP32, also under autocast
         ctx.save_for_backward(x, weight)
         ctx.quantizer = quantizer
         xf, wf = x, weight
         if quantizer.hadamard_size:
             xf, wf = hadamard_rotate(x, quantizer.hadamard_size), hadamard_rotate(weight, quantizer.hadamard_size)
-        return quantizer.quant(xf, quantizer.activation, -1) @ quantizer.quant(wf, quantizer.weight, -1).T
+        with torch.autocast(x.device.type, enabled=False):
+            return quantizer.quant(xf, quantizer.activation, -1) @ quantizer.quant(wf, quantizer.weight, -1).T
 
     @staticmethod
     def backward(ctx, grad_out: Tensor) -> tuple[Tensor, Tensor, None]:
         x, weight = ctx.saved_tensors
         q: LinearQuantizer = ctx.quantizer
+        grad_out = grad_out.float()
         grad_x = q.quant(grad_out, q.gradient, -1) @ q.quant(weight, q.weight, 0)
         dy, xs = grad_out, x
         if q.wgrad_hadamard_size:
@@ -65,7 +69,8 @@ class _QuantizedMatmul(torch.autograd.Function):
             dy = hadamard_rotate(dy, size, axis=0, signs_seed=seed)
             xs = hadamard_rotate(xs, size, axis=0, signs_seed=seed)
         grad_w = q.quant(dy, q.gradient, 0).T @ q.quant(xs, q.activation, 0)
-        return grad_x, grad_w, None
+        x_dtype, w_dtype = ctx.dtypes
+        return grad_x.to(x_dtype), grad_w.to(w_dtype), None
 
 
 class QuantLinear(nn.Linear):
