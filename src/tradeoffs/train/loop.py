@@ -38,8 +38,8 @@ class TrainResult:
     steps: int  # steps completed
     train_loss: list[tuple[int, float]] = field(default_factory=list)  # (step, loss) every log_interval
     val_loss: list[tuple[int, float]] = field(default_factory=list)  # (step, loss) every eval_interval
-    tokens: int = 0  # training tokens processed in this process (resumed steps excluded)
-    step_seconds: list[float] = field(default_factory=list)  # each step of this process (no eval, checkpoints)
+    tokens: int = 0  # training tokens processed (steps before a resume included, from the checkpoint)
+    step_seconds: list[float] = field(default_factory=list)  # each step's time (no eval, checkpoints)
     flops_per_token: int = 0  # model FLOPs per training token (6N + attention + lm_head)
     peak_memory_bytes: int = 0
     finished: bool = False
@@ -160,6 +160,7 @@ def train(
         torch.set_rng_state(state["torch_rng"])  # dropout draws from torch's global generator
         rounding.set_state(state["rounding"])
         result.steps, result.train_loss, result.val_loss = state["step"], state["train_loss"], state["val_loss"]
+        result.step_seconds, result.tokens = state["step_seconds"], state["tokens"]
         best = state["best_loss"]
 
     def save() -> None:
@@ -180,6 +181,8 @@ def train(
                     "train_loss": result.train_loss,
                     "val_loss": result.val_loss,
                     "best_loss": best,
+                    "step_seconds": result.step_seconds,
+                    "tokens": result.tokens,
                 },
             )
 
