@@ -30,7 +30,7 @@ def run(config: NumericsConfig, out_dir: Path) -> Outcome:
     # the crest factor of a scale's granule: a block, a row (channel scales) or the whole tensor
     crest_block = {"block": spec.block_size, "channel": config.row_size}.get(spec.granularity, config.n_values)
     crest = crest_factor(rotated, crest_block)
-    bins = crest_binned_error(rotated, q_rotated, crest_block)
+    bins = crest_binned_error(rotated, q_rotated, crest_block, crest)
     metrics = [
         Metric("qsnr_db", error.qsnr_db, "dB"),
         Metric("relative_mse", error.relative_mse),

@@ -49,14 +49,17 @@ class CrestBin:
     noise: float  # sum of (x - q)^2 over the bin's blocks
 
 
-def crest_binned_error(x: torch.Tensor, q: torch.Tensor, block_size: int) -> list[CrestBin]:
-    """Signal and noise energy summed over blocks grouped by crest factor (bins of CREST_BIN_WIDTH).
+def crest_binned_error(
+    x: torch.Tensor, q: torch.Tensor, block_size: int, crest: torch.Tensor | None = None
+) -> list[CrestBin]:
+    """Signal and noise energy summed over blocks grouped by crest factor (bins of CREST_BIN_WIDTH); `crest`
+    is crest_factor(x, block_size) when the caller has it already.
 
     Sums rather than per-bin QSNRs, so runs can be pooled: QSNR of a bin = 10 log10(signal / noise)."""
     blocks = x.double().reshape(-1, block_size)
     error = (q.double().reshape(-1, block_size) - blocks).square().sum(dim=1)
     signal = blocks.square().sum(dim=1)
-    crest = blocks.abs().amax(dim=1) / (signal / block_size).sqrt()
+    crest = crest_factor(x, block_size) if crest is None else crest
     index = (crest.clamp(max=CREST_BIN_TOP) / CREST_BIN_WIDTH).floor().long()
     valid = signal > 0
     index, error, signal = index[valid], error[valid], signal[valid]

@@ -10,5 +10,5 @@ def study_rows(results: pd.DataFrame, study: str, statuses: tuple[str, ...] = ("
     """Rows of the runs of one study (cfg.study; runs planned before studies existed count as their kind)
     with the given statuses."""
     runs = results[results["status"].isin(statuses)]
-    planned = runs["cfg.study"] if "cfg.study" in runs else pd.Series("", index=runs.index)
-    return runs[planned.fillna("").replace("", np.nan).fillna(runs["kind"]) == study]
+    planned = runs.get("cfg.study", pd.Series(np.nan, index=runs.index)).replace("", np.nan)
+    return runs[planned.fillna(runs["kind"]) == study]

@@ -47,7 +47,7 @@ def launch(config: TrainConfig, out_dir: Path, checkpoint: Path | None = None) -
             f"torchrun with {config.devices} processes failed ({done.returncode}):\n{done.stderr[-4000:]}"
         )
     payload = json.loads(result_path.read_text())
-    result = TrainResult(**{k: v for k, v in payload["result"].items()})
+    result = TrainResult(**payload["result"])
     result.train_loss = [tuple(p) for p in result.train_loss]
     result.val_loss = [tuple(p) for p in result.val_loss]
     if payload["diverged"]:
