@@ -149,7 +149,7 @@ def _qdq(config: BenchExperimentConfig, device: str, peaks: Peaks, recorder: _Re
         labels = {"format": name, "impl": t.name, "elements": x.numel()}
         recorder.add("elements_per_s", t.elements_per_s, "1/s", labels)
         recorder.add("gbs", 8 * t.elements_per_s / 1e9, "GB/s", labels)  # fp32 read and write
-        recorder.add("pct_of_copy", 100 * t.elements_per_s / by_name["copy"].elements_per_s, "%", labels)
+        recorder.add("pct_of_copy", 100 * (t.elements_per_s / by_name["copy"].elements_per_s), "%", labels)
         recorder.add("copies_of_input", t.copies_of_input(x.numel() * x.element_size()), "", labels)
         recorder.memory(t.memory, labels)
         recorder.timing(f"qdq {name} {t.name}", t.measurement, labels)
