@@ -1,6 +1,8 @@
 """Rounding of float32 values onto an element grid (integer or minifloat), with explicit saturation.
 
-Pure tensor functions. Round-to-nearest-even uses torch.round (half to even); stochastic rounding adds
+Pure tensor functions. Round-to-nearest-even of integers uses torch.round (half to even); of minifloats,
+one FP32 addition of a power of two whose FP32 ulp is the element's ulp at that value (the hardware's own
+round-to-nearest-even, in bit operations and adds that torch.compile vectorizes). Stochastic rounding adds
 a uniform [0, 1) draw before flooring, which is unbiased. Overflow is decided here, never by a dtype cast.
 """
 
@@ -19,14 +21,30 @@ def pow2(exponent: torch.Tensor) -> torch.Tensor:
     return torch.where(k >= -126, normal, subnormal)
 
 
+_SMALLEST_NORMAL = 2.0**-126
+
+
 def floor_log2(x: torch.Tensor) -> torch.Tensor:
-    """floor(log2 |x|) exactly (int32) for finite non-zero x, via frexp; 0 gives -1."""
-    return torch.frexp(x)[1] - 1
+    """floor(log2 |x|) exactly (int32) for finite non-zero float32 x, read from the exponent bits
+    (FP32 subnormals are scaled by 2^64 first); 0 gives -191, inf and NaN 128."""
+    magnitude = x.abs()
+    subnormal = magnitude < _SMALLEST_NORMAL
+    normalised = torch.where(subnormal, magnitude * 2.0**64, magnitude)
+    biased = (normalised.view(torch.int32) >> 23) & 0xFF
+    return biased - torch.where(subnormal, 127 + 64, 127).to(torch.int32)
 
 
-# Minifloats torch can cast to with round-to-nearest-even (exact, subnormals included): a clamp then two
-# casts replace the generic arithmetic below, a fast path checked against it by the ml_dtypes tests.
+# Minifloats torch can cast to with round-to-nearest-even (exact, subnormals included): in eager mode a
+# clamp then two casts replace the generic arithmetic below, a fast path checked against it by the ml_dtypes
+# tests. Compiled code keeps the arithmetic, which vectorizes where the casts do not.
 _NATIVE_CASTS = {(4, 3, 7, "fn"): torch.float8_e4m3fn, (5, 2, 15, "ieee"): torch.float8_e5m2}
+
+
+def _magic_rounding_exact(element: ElementFormat) -> bool:
+    """Whether every 2^(e - m + 23), e in [min_exponent, emax], is a normal FP32 number and |x| + it
+    stays in its binade (m <= 22): true for every format but the widest-exponent ones (E8Mm)."""
+    low, high = element.min_exponent - element.man_bits + 150, element.emax - element.man_bits + 150
+    return element.man_bits <= 22 and low >= 1 and high <= 254
 
 
 def uniform_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -53,14 +71,21 @@ def round_to_element(
         low = 0.0 if element.asymmetric else -element.max_value
         return r.clamp(low, element.max_value)
     native = _NATIVE_CASTS.get((element.exp_bits, element.man_bits, element.bias, element.special))
-    if native is not None and saturate and not stochastic:
+    if native is not None and saturate and not stochastic and not torch.compiler.is_compiling():
         return x.clamp(-element.max_value, element.max_value).to(native).to(torch.float32)
     magnitude = x.abs()
-    exponent = floor_log2(magnitude).clamp(min=element.min_exponent)
-    step = pow2(exponent - element.man_bits)
-    scaled = magnitude / step
-    rounded = torch.floor(scaled + uniform_like(x, generator)) if stochastic else torch.round(scaled)
-    q = rounded * step
+    # the exponent of the element binade holding |x| (the subnormal range shares the smallest normal's)
+    exponent = floor_log2(magnitude).clamp(element.min_exponent, element.emax)
+    if stochastic or not _magic_rounding_exact(element):
+        step = pow2(exponent - element.man_bits)
+        scaled = magnitude / step
+        rounded = torch.floor(scaled + uniform_like(x, generator)) if stochastic else torch.round(scaled)
+        q = rounded * step
+    else:
+        # 2^(exponent - m + 23) has an FP32 ulp of 2^(exponent - m), the element's step: adding it rounds
+        # |x| to that step (to nearest, ties to even) and subtracting it again is exact.
+        magic = ((exponent + (127 + 23 - element.man_bits)) << 23).view(torch.float32)
+        q = (magnitude + magic) - magic
     max_value = element.max_value
     if saturate:
         q = q.clamp(max=max_value)

@@ -60,31 +60,52 @@ def _granule_rms(x: torch.Tensor, dims: tuple[int, ...] | None) -> torch.Tensor:
     return mean.sqrt()
 
 
+def _power_of_two_exponent(amax: torch.Tensor, spec: FormatSpec) -> tuple[torch.Tensor, int] | None:
+    """For the power-of-two scale rules (floor, ceil, quartet, rms with E8M0): the E8M0 exponent k in
+    [-127, 127] and the fixed-point shift of the element grid, the scale being 2^(k - shift) (/ 0.75 for
+    quartet); None for the other rules.
+
+    Integer elements are read as fixed point j * 2^-shift (MXINT: emax_elem = 0), so that k, and its clamp
+    to [-127, 127], is the spec's; the scale on the integer grid is 2^shift lower."""
+    element = spec.element_format
+    if spec.scale_rule == "rms" and spec.scale_format == "e8m0":
+        exponent, shift = torch.round(torch.log2(amax / element.max_value)).to(torch.int32), 0
+    elif spec.scale_rule in ("floor", "ceil", "quartet"):
+        shift = element.emax if element.kind == "int" else 0
+        if spec.scale_rule == "ceil":
+            mantissa, exponent = torch.frexp(amax / (element.max_value * 2.0**-shift))
+            exponent = torch.where(mantissa == 0.5, exponent - 1, exponent)
+        else:  # floor and quartet: 2^(floor(log2 amax) - emax_elem)
+            exponent = floor_log2(amax) - (element.emax - shift)
+    else:
+        return None
+    exponent = torch.where(amax > 0, exponent, E8M0_MIN_EXPONENT)
+    return exponent.clamp(E8M0_MIN_EXPONENT, E8M0_MAX_EXPONENT), shift
+
+
 def compute_scale(amax: torch.Tensor, spec: FormatSpec) -> torch.Tensor:
     """The per-granule scale (FP32 tensor) from the granule's amax, by the spec's rule and scale format.
 
     For scale_rule=rms, `amax` is the clipping threshold clip_ratio x RMS instead of the maximum."""
-    element = spec.element_format
-    if spec.scale_rule == "rms" and spec.scale_format == "e8m0":
-        exponent = torch.round(torch.log2(amax / element.max_value))
-        exponent = torch.where(amax > 0, exponent, E8M0_MIN_EXPONENT)
-        return pow2(exponent.clamp(E8M0_MIN_EXPONENT, E8M0_MAX_EXPONENT))
-    if spec.scale_rule in ("absmax", "rms"):
-        scale = _round_scale(amax / element.max_value, spec)
-        return torch.where(amax > 0, scale, torch.ones_like(scale))
-    # Integer elements are read as fixed point k * 2^-shift (MXINT: emax_elem = 0), so that the E8M0
-    # exponent, and its clamp to [-127, 127], is the spec's; the scale on the integer grid is 2^-shift lower.
-    shift = element.emax if element.kind == "int" else 0
-    if spec.scale_rule == "ceil":
-        mantissa, exponent = torch.frexp(amax / (element.max_value * 2.0**-shift))
-        exponent = torch.where(mantissa == 0.5, exponent - 1, exponent)
-    else:  # floor and quartet: 2^(floor(log2 amax) - emax_elem)
-        exponent = floor_log2(amax) - (element.emax - shift)
-    exponent = torch.where(amax > 0, exponent, E8M0_MIN_EXPONENT)
-    scale = pow2(exponent.clamp(E8M0_MIN_EXPONENT, E8M0_MAX_EXPONENT) - shift)
-    if spec.scale_rule == "quartet":
-        scale = scale / 0.75
-    return scale
+    power = _power_of_two_exponent(amax, spec)
+    if power is not None:
+        exponent, shift = power
+        scale = pow2(exponent - shift)
+        return scale / 0.75 if spec.scale_rule == "quartet" else scale
+    scale = _round_scale(amax / spec.element_format.max_value, spec)
+    return torch.where(amax > 0, scale, torch.ones_like(scale))
+
+
+def _divide_by_scale(g: torch.Tensor, amax: torch.Tensor, spec: FormatSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    """(g / scale, scale) for one-level scales. A power-of-two scale 2^(k - shift) multiplies by the exact
+    reciprocal 2^-k instead (then by 2^shift): the same correctly rounded quotient, without a division."""
+    power = _power_of_two_exponent(amax, spec)
+    if power is None or spec.scale_rule == "quartet":
+        scale = compute_scale(amax, spec)
+        return g / torch.where(scale > 0, scale, torch.ones_like(scale)), scale
+    exponent, shift = power
+    scaled = g * pow2(-exponent)
+    return (scaled * 2.0**shift if shift else scaled), pow2(exponent - shift)
 
 
 @dataclass
@@ -131,11 +152,10 @@ def _quantize(x: torch.Tensor, spec: FormatSpec, axis: int, generator: torch.Gen
         block_scale = _round_scale(((amax / element.max_value) / tensor_scale).clamp(max=scale_max), spec)
         scale = block_scale * tensor_scale
         reciprocal = (1.0 / tensor_scale) / block_scale
+        scaled = g * torch.where(scale > 0, reciprocal, 0.0)
     else:
-        block_scale = scale = compute_scale(amax, spec)
-        reciprocal = None
-    safe_scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-    scaled = g / safe_scale if reciprocal is None else g * torch.where(scale > 0, reciprocal, 0.0)
+        scaled, scale = _divide_by_scale(g, amax, spec)
+        block_scale = scale
     elements = round_to_element(scaled, element, saturate=spec.saturate, stochastic=stochastic, generator=generator)
     elements = torch.where(scale > 0, elements, torch.zeros_like(elements))
     return _Quantized(elements, scale, block_scale, tensor_scale, None)
