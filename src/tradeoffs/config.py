@@ -452,6 +452,7 @@ class BenchExperimentConfig(ExperimentConfig):
     format: FormatSpec | None = None  # qdq: the format (conf/format/)
     log2_elements: int = 22  # qdq, copy: the fp32 input has 2^log2_elements values
     compare_torchao: bool = True  # qdq: time torchao's eager quantize-dequantize of the same format beside it
+    compiled: bool = True  # qdq: also time fake_quant through torch.compile (preallocated output and allocating)
     model: ModelConfig | None = None  # inference: the model (conf/model/)
     batch_size: int = 1  # inference: sequences generated together
     prompt_length: int = 64  # inference: prompt tokens (prefill)

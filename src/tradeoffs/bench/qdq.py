@@ -162,15 +162,22 @@ def time_format(
     compare_torchao: bool = True,
     compiled: bool = False,
 ) -> tuple[list[Timed], Agreement]:
-    """fake_quant of a format (eager; also through torch.compile with `compiled`, timed after compiling, and
-    torchao's, where it has one), timed on `x`."""
+    """fake_quant of a format, eager (allocating its output, like a clone), timed on `x` beside torchao's
+    where it has one; with `compiled`, also through torch.compile (timed after compiling) into a
+    preallocated output ("compiled", like the copy) and allocating ("compiled_alloc", like the clone)."""
     spec = get_format(name_or_spec)
     timed = [time_impl("fake_quant", lambda: fake_quant(x, spec), x, config, device)]
     if compiled:
-        fake_quant(x, spec, compiled=True)  # compile outside the timed region (seconds; a cold start)
-        timed.append(time_impl("compiled", lambda: fake_quant(x, spec, compiled=True), x, config, device))
+        out = torch.empty_like(x)
+        fake_quant(x, spec, compiled=True, out=out)  # compile outside the timed region (seconds; a cold start)
+        fake_quant(x, spec, compiled=True)
+        timed.append(time_impl("compiled", lambda: fake_quant(x, spec, compiled=True, out=out), x, config, device))
+        timed.append(time_impl("compiled_alloc", lambda: fake_quant(x, spec, compiled=True), x, config, device))
     reference = torchao_qdq(spec) if compare_torchao else None
     if reference is not None:
         timed.append(time_impl("torchao", lambda: reference(x), x, config, device))
     theirs = reference(x) if reference is not None else None
     return timed, agreement(x, fake_quant(x, spec), theirs)
+
+
+OURS = ("fake_quant", "compiled", "compiled_alloc")  # the implementations of tradeoffs.formats timed above

@@ -24,14 +24,19 @@ def pow2(exponent: torch.Tensor) -> torch.Tensor:
 _SMALLEST_NORMAL = 2.0**-126
 
 
+def _exponent_field(x: torch.Tensor) -> torch.Tensor:
+    """The unbiased exponent field of float32 x (int32): floor(log2 |x|) for normal x, -127 for zero and
+    FP32 subnormals, 128 for inf and NaN."""
+    return ((x.view(torch.int32) >> 23) & 0xFF) - 127
+
+
 def floor_log2(x: torch.Tensor) -> torch.Tensor:
     """floor(log2 |x|) exactly (int32) for finite non-zero float32 x, read from the exponent bits
     (FP32 subnormals are scaled by 2^64 first); 0 gives -191, inf and NaN 128."""
     magnitude = x.abs()
     subnormal = magnitude < _SMALLEST_NORMAL
     normalised = torch.where(subnormal, magnitude * 2.0**64, magnitude)
-    biased = (normalised.view(torch.int32) >> 23) & 0xFF
-    return biased - torch.where(subnormal, 127 + 64, 127).to(torch.int32)
+    return _exponent_field(normalised) - torch.where(subnormal, 64, 0).to(torch.int32)
 
 
 # Minifloats torch can cast to with round-to-nearest-even (exact, subnormals included): in eager mode a
@@ -44,7 +49,7 @@ def _magic_rounding_exact(element: ElementFormat) -> bool:
     """Whether every 2^(e - m + 23), e in [min_exponent, emax], is a normal FP32 number and |x| + it
     stays in its binade (m <= 22): true for every format but the widest-exponent ones (E8Mm)."""
     low, high = element.min_exponent - element.man_bits + 150, element.emax - element.man_bits + 150
-    return element.man_bits <= 22 and low >= 1 and high <= 254
+    return element.man_bits <= 22 and element.min_exponent >= -126 and low >= 1 and high <= 254
 
 
 def uniform_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -74,14 +79,16 @@ def round_to_element(
     if native is not None and saturate and not stochastic and not torch.compiler.is_compiling():
         return x.clamp(-element.max_value, element.max_value).to(native).to(torch.float32)
     magnitude = x.abs()
-    # the exponent of the element binade holding |x| (the subnormal range shares the smallest normal's)
-    exponent = floor_log2(magnitude).clamp(element.min_exponent, element.emax)
     if stochastic or not _magic_rounding_exact(element):
+        exponent = floor_log2(magnitude).clamp(element.min_exponent, element.emax)
         step = pow2(exponent - element.man_bits)
         scaled = magnitude / step
         rounded = torch.floor(scaled + uniform_like(x, generator)) if stochastic else torch.round(scaled)
         q = rounded * step
     else:
+        # The exponent of the element binade holding |x|: the subnormal range (FP32's own included, as
+        # min_exponent >= -126) shares the smallest normal's, values past the top binade use the top's.
+        exponent = _exponent_field(magnitude).clamp(element.min_exponent, element.emax)
         # 2^(exponent - m + 23) has an FP32 ulp of 2^(exponent - m), the element's step: adding it rounds
         # |x| to that step (to nearest, ties to even) and subtracting it again is exact.
         magic = ((exponent + (127 + 23 - element.man_bits)) << 23).view(torch.float32)

@@ -25,7 +25,7 @@ import torch
 
 from tradeoffs.errors import ConfigError
 from tradeoffs.formats.codes import decode, encode
-from tradeoffs.formats.element import floor_log2, pow2, round_to_element
+from tradeoffs.formats.element import pow2, round_to_element
 from tradeoffs.formats.registry import get_format
 from tradeoffs.formats.spec import ElementFormat, FormatSpec
 
@@ -39,7 +39,7 @@ def _finite_amax(x: torch.Tensor, dims: tuple[int, ...] | None) -> torch.Tensor:
     amax = magnitude.amax() if dims is None else magnitude.amax(dim=dims, keepdim=True)
     # The data-dependent test saves a pass in eager mode; compiled code filters always (no graph break).
     if torch.compiler.is_compiling() or not torch.isfinite(amax).all():
-        magnitude = torch.where(torch.isfinite(magnitude), magnitude, 0.0)
+        magnitude = torch.where(magnitude < float("inf"), magnitude, 0.0)  # NaN compares false
         amax = magnitude.amax() if dims is None else magnitude.amax(dim=dims, keepdim=True)
     return amax
 
@@ -60,52 +60,103 @@ def _granule_rms(x: torch.Tensor, dims: tuple[int, ...] | None) -> torch.Tensor:
     return mean.sqrt()
 
 
-def _power_of_two_exponent(amax: torch.Tensor, spec: FormatSpec) -> tuple[torch.Tensor, int] | None:
-    """For the power-of-two scale rules (floor, ceil, quartet, rms with E8M0): the E8M0 exponent k in
-    [-127, 127] and the fixed-point shift of the element grid, the scale being 2^(k - shift) (/ 0.75 for
+def _power_of_two_scale(amax: torch.Tensor, spec: FormatSpec) -> tuple[torch.Tensor, int] | None:
+    """For the power-of-two scale rules (floor, ceil, quartet, rms with E8M0): 2^k, k in [-127, 127] the
+    E8M0 exponent, and the fixed-point shift of the element grid, the scale being 2^(k - shift) (/ 0.75 for
     quartet); None for the other rules.
 
     Integer elements are read as fixed point j * 2^-shift (MXINT: emax_elem = 0), so that k, and its clamp
     to [-127, 127], is the spec's; the scale on the integer grid is 2^shift lower."""
     element = spec.element_format
+    shift = element.emax if element.kind == "int" and spec.scale_rule != "rms" else 0
+    if spec.scale_rule in ("floor", "quartet"):
+        # 2^(floor(log2 amax) - emax_elem): the exponent bits of amax times an exact power of two. Zero and
+        # FP32-subnormal amax give 0, so clamp to 2^-127 as their exponent would; k <= 127 for finite amax.
+        binade = (amax.view(torch.int32) & 0x7F800000).view(torch.float32)
+        return (binade * 2.0 ** (shift - element.emax)).clamp(min=2.0**E8M0_MIN_EXPONENT), shift
     if spec.scale_rule == "rms" and spec.scale_format == "e8m0":
-        exponent, shift = torch.round(torch.log2(amax / element.max_value)).to(torch.int32), 0
-    elif spec.scale_rule in ("floor", "ceil", "quartet"):
-        shift = element.emax if element.kind == "int" else 0
-        if spec.scale_rule == "ceil":
-            mantissa, exponent = torch.frexp(amax / (element.max_value * 2.0**-shift))
-            exponent = torch.where(mantissa == 0.5, exponent - 1, exponent)
-        else:  # floor and quartet: 2^(floor(log2 amax) - emax_elem)
-            exponent = floor_log2(amax) - (element.emax - shift)
+        exponent = torch.round(torch.log2(amax / element.max_value)).to(torch.int32)
+    elif spec.scale_rule == "ceil":
+        mantissa, exponent = torch.frexp(amax / (element.max_value * 2.0**-shift))
+        exponent = torch.where(mantissa == 0.5, exponent - 1, exponent)
     else:
         return None
     exponent = torch.where(amax > 0, exponent, E8M0_MIN_EXPONENT)
-    return exponent.clamp(E8M0_MIN_EXPONENT, E8M0_MAX_EXPONENT), shift
+    return pow2(exponent.clamp(E8M0_MIN_EXPONENT, E8M0_MAX_EXPONENT)), shift
 
 
 def compute_scale(amax: torch.Tensor, spec: FormatSpec) -> torch.Tensor:
     """The per-granule scale (FP32 tensor) from the granule's amax, by the spec's rule and scale format.
 
     For scale_rule=rms, `amax` is the clipping threshold clip_ratio x RMS instead of the maximum."""
-    power = _power_of_two_exponent(amax, spec)
+    power = _power_of_two_scale(amax, spec)
     if power is not None:
-        exponent, shift = power
-        scale = pow2(exponent - shift)
+        scale, shift = power
+        scale = scale * 2.0**-shift if shift else scale
         return scale / 0.75 if spec.scale_rule == "quartet" else scale
     scale = _round_scale(amax / spec.element_format.max_value, spec)
     return torch.where(amax > 0, scale, torch.ones_like(scale))
 
 
-def _divide_by_scale(g: torch.Tensor, amax: torch.Tensor, spec: FormatSpec) -> tuple[torch.Tensor, torch.Tensor]:
-    """(g / scale, scale) for one-level scales. A power-of-two scale 2^(k - shift) multiplies by the exact
-    reciprocal 2^-k instead (then by 2^shift): the same correctly rounded quotient, without a division."""
-    power = _power_of_two_exponent(amax, spec)
+@dataclass
+class _Scales:
+    """Per-granule scales of a symmetric format (granule layout, broadcastable against the granules)."""
+
+    scale: torch.Tensor  # effective scale (block scale x tensor scale): value = element x scale
+    block_scale: torch.Tensor  # the stored per-granule scale
+    tensor_scale: torch.Tensor | None  # second-level decode scale (NVFP4), else None
+    to_grid: torch.Tensor | None  # a multiplier onto the element grid, or None: divide by `scale`
+    grid_factor: float = 1.0  # a further exact power of two applied after `to_grid`
+    positive: bool = False  # every scale > 0 by construction (power-of-two rules): no zero-scale granules
+
+
+def _granule_scales(g: torch.Tensor, spec: FormatSpec, amax: torch.Tensor | None = None) -> _Scales:
+    """Each granule's scale by the spec's rule (from `amax` when the caller has it: the granules' finite
+    amax, or clip ratio x RMS): the first of the two passes of quantization."""
+    element = spec.element_format
+    dims = None if spec.granularity == "tensor" else (-1,)
+    if amax is None:
+        amax = _finite_amax(g, dims) if spec.scale_rule != "rms" else spec.clip_ratio * _granule_rms(g, dims)
+    if spec.tensor_scale:
+        # Two-level scaling in the op order of torchao's NVFP4 reference (and the MSLK/TE kernels):
+        # tensor scale = amax / (max_elem * max_scale), block scale = e4m3((amax_b / max_elem) / tensor scale),
+        # values scaled by the reciprocal (1 / tensor scale) / block scale.
+        scale_max = spec.scale_element.max_value
+        tensor_amax = amax.amax() if spec.scale_rule == "absmax" else _finite_amax(g, None)
+        tensor_scale = torch.where(
+            tensor_amax > 0, tensor_amax / (element.max_value * scale_max), torch.ones_like(tensor_amax)
+        )
+        block_scale = _round_scale(((amax / element.max_value) / tensor_scale).clamp(max=scale_max), spec)
+        scale = block_scale * tensor_scale
+        to_grid = torch.where(scale > 0, (1.0 / tensor_scale) / block_scale, 0.0)
+        return _Scales(scale, block_scale, tensor_scale, to_grid)
+    power = _power_of_two_scale(amax, spec)
     if power is None or spec.scale_rule == "quartet":
         scale = compute_scale(amax, spec)
-        return g / torch.where(scale > 0, scale, torch.ones_like(scale)), scale
-    exponent, shift = power
-    scaled = g * pow2(-exponent)
-    return (scaled * 2.0**shift if shift else scaled), pow2(exponent - shift)
+        return _Scales(scale, scale, None, None)
+    # A power-of-two scale 2^(k - shift) multiplies by the exact reciprocal 2^-k, then by 2^shift: the same
+    # correctly rounded quotient as the division, without a division.
+    power_of_two, shift = power
+    scale = power_of_two * 2.0**-shift if shift else power_of_two
+    return _Scales(scale, scale, None, 1.0 / power_of_two, 2.0**shift, positive=True)
+
+
+def _round_granules(
+    g: torch.Tensor, scales: _Scales, spec: FormatSpec, generator: torch.Generator | None
+) -> torch.Tensor:
+    """The granules divided by their scales and rounded to the element grid (zero where the scale is 0):
+    the second pass."""
+    if scales.to_grid is None:
+        scaled = g / torch.where(scales.scale > 0, scales.scale, torch.ones_like(scales.scale))
+    else:
+        scaled = g * scales.to_grid
+    if scales.grid_factor != 1.0:
+        scaled = scaled * scales.grid_factor
+    stochastic = spec.rounding == "stochastic"
+    elements = round_to_element(
+        scaled, spec.element_format, saturate=spec.saturate, stochastic=stochastic, generator=generator
+    )
+    return elements if scales.positive else torch.where(scales.scale > 0, elements, torch.zeros_like(elements))
 
 
 @dataclass
@@ -132,33 +183,13 @@ def _granules(x: torch.Tensor, spec: FormatSpec, axis: int) -> torch.Tensor:
 
 
 def _quantize(x: torch.Tensor, spec: FormatSpec, axis: int, generator: torch.Generator | None) -> _Quantized:
-    element = spec.element_format
     g = _granules(x.float(), spec, axis)
-    dims = None if spec.granularity == "tensor" else (-1,)
-    stochastic = spec.rounding == "stochastic"
-    if element.asymmetric:
-        return _quantize_asymmetric(g, element, dims, stochastic, generator)
-    amax = _finite_amax(g, dims) if spec.scale_rule != "rms" else spec.clip_ratio * _granule_rms(g, dims)
-    tensor_scale = None
-    if spec.tensor_scale:
-        # Two-level scaling in the op order of torchao's NVFP4 reference (and the MSLK/TE kernels):
-        # tensor scale = amax / (max_elem * max_scale), block scale = e4m3((amax_b / max_elem) / tensor scale),
-        # values scaled by the reciprocal (1 / tensor scale) / block scale.
-        scale_max = spec.scale_element.max_value
-        tensor_amax = _finite_amax(g, None)
-        tensor_scale = torch.where(
-            tensor_amax > 0, tensor_amax / (element.max_value * scale_max), torch.ones_like(tensor_amax)
-        )
-        block_scale = _round_scale(((amax / element.max_value) / tensor_scale).clamp(max=scale_max), spec)
-        scale = block_scale * tensor_scale
-        reciprocal = (1.0 / tensor_scale) / block_scale
-        scaled = g * torch.where(scale > 0, reciprocal, 0.0)
-    else:
-        scaled, scale = _divide_by_scale(g, amax, spec)
-        block_scale = scale
-    elements = round_to_element(scaled, element, saturate=spec.saturate, stochastic=stochastic, generator=generator)
-    elements = torch.where(scale > 0, elements, torch.zeros_like(elements))
-    return _Quantized(elements, scale, block_scale, tensor_scale, None)
+    if spec.asymmetric:
+        dims = None if spec.granularity == "tensor" else (-1,)
+        return _quantize_asymmetric(g, spec.element_format, dims, spec.rounding == "stochastic", generator)
+    scales = _granule_scales(g, spec)
+    elements = _round_granules(g, scales, spec, generator)
+    return _Quantized(elements, scales.scale, scales.block_scale, scales.tensor_scale, None)
 
 
 def _quantize_asymmetric(g, element: ElementFormat, dims, stochastic: bool, generator) -> _Quantized:
@@ -198,18 +229,65 @@ def _fake_quant_eager(x: torch.Tensor, spec: FormatSpec, axis: int, generator: t
     return _restore(q.elements * q.scale, x, axis)
 
 
-_COMPILED: dict[tuple[str, int], Callable[[torch.Tensor], torch.Tensor]] = {}
+def _into(y: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+    return y if out is None else out.copy_(y)
+
+
+def _fused(x: torch.Tensor, out: torch.Tensor | None, spec: FormatSpec, axis: int) -> torch.Tensor:
+    return _into(_fake_quant_eager(x, spec, axis, None), out)
+
+
+def _amax_pass(x: torch.Tensor, spec: FormatSpec, axis: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each block's max |x| and their max, inf or NaN where a block holds one (then the caller filters)."""
+    amax = _granules(x.float(), spec, axis).abs().amax(dim=-1, keepdim=True)
+    return amax, amax.amax()
+
+
+def _scales_pass(x, amax, spec: FormatSpec, axis: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    scales = _granule_scales(_granules(x.float(), spec, axis), spec, amax)
+    return scales.scale, scales.to_grid
+
+
+def _rounding_pass(x, scale, to_grid, out, spec: FormatSpec, axis: int) -> torch.Tensor:
+    elements = _round_granules(_granules(x.float(), spec, axis), _Scales(scale, scale, None, to_grid), spec, None)
+    return _into(_restore(elements * scale, x, axis), out)
+
+
+# Kernels are specialised to each shape (dynamic=False): the compiled functions of all formats share one
+# dynamo cache entry (the wrapper of functools.partial), whose shape changes would otherwise turn every
+# kernel dynamic, and a dynamic kernel indexes blocks with integer divisions, unvectorised (~20x slower).
+# Inductor writes a pointwise result to memory once it counts more than 30 operations; the per-granule
+# scale arithmetic inlined into the rounding pass counts more, and that write and re-read cost a third of
+# the bandwidth. Two-level (NVFP4) scales instead run as passes of their own, vectorized across blocks:
+# the blocks' amax without the finite filter (which halves its speed; taken only when a block is not
+# finite, the test the eager path makes too), their scales, then the rounding.
+_COMPILE_OPTIONS = {"realize_opcount_threshold": 1000}
+_COMPILED: dict[tuple[str, int], Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]] = {}
 _COMPILE_BROKEN: list[str] = []  # the first compilation error; compilation is not retried after it
 
 
-def _compiled(spec: FormatSpec, axis: int) -> Callable[[torch.Tensor], torch.Tensor]:
+def _compiled(spec: FormatSpec, axis: int) -> Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]:
     key = (json.dumps(dataclasses.asdict(spec), sort_keys=True), axis)
     if key not in _COMPILED:
         # every format and axis is a guarded variant of one function: allow many (the default is 8)
         dynamo = torch._dynamo.config
         dynamo.recompile_limit = max(dynamo.recompile_limit, 512)
         dynamo.accumulated_recompile_limit = max(dynamo.accumulated_recompile_limit, 4096)
-        _COMPILED[key] = torch.compile(functools.partial(_fake_quant_eager, spec=spec, axis=axis, generator=None))
+        compile_ = functools.partial(torch.compile, dynamic=False, options=_COMPILE_OPTIONS)
+        if spec.tensor_scale and not spec.asymmetric:
+            block_amax = compile_(functools.partial(_amax_pass, spec=spec, axis=axis))
+            scales = compile_(functools.partial(_scales_pass, spec=spec, axis=axis))
+            rounding = compile_(functools.partial(_rounding_pass, spec=spec, axis=axis))
+
+            def staged(x: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+                amax, tensor_amax = block_amax(x) if spec.scale_rule == "absmax" else (None, None)
+                if tensor_amax is not None and not torch.isfinite(tensor_amax):
+                    amax = None  # the scales pass takes the finite amax itself
+                return rounding(x, *scales(x, amax), out)
+
+            _COMPILED[key] = staged
+        else:
+            _COMPILED[key] = compile_(functools.partial(_fused, spec=spec, axis=axis))
     return _COMPILED[key]
 
 
@@ -220,22 +298,29 @@ def fake_quant(
     axis: int = -1,
     generator: torch.Generator | None = None,
     compiled: bool = False,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Quantize then dequantize `x` in format `fmt` along `axis`; same shape and dtype as `x`.
 
     `axis` is the dimension that granules run along (blocks and channel reductions). Stochastic rounding
     draws from `generator` (seed it for reproducible runs). `compiled=True` runs the same arithmetic fused
-    by torch.compile (bit-identical; compiled once per format, axis and input rank, which takes seconds) for
-    round-to-nearest formats; where compilation is unavailable it warns once and stays eager.
+    by torch.compile (bit-identical; compiled once per format, axis and input shape, in seconds) for
+    round-to-nearest formats; where compilation is unavailable it warns once and stays eager. `out`, a
+    tensor of x's shape and dtype, receives the result (compiled: written directly, no allocation).
     """
     spec = get_format(fmt)
+    if out is not None and (out.shape != x.shape or out.dtype != x.dtype or out.device != x.device):
+        raise ValueError(
+            f"fake_quant: out must match x: got shape {tuple(out.shape)}, {out.dtype}, {out.device} for "
+            f"x of shape {tuple(x.shape)}, {x.dtype}, {x.device}"
+        )
     if compiled and spec.rounding == "nearest" and not _COMPILE_BROKEN:
         try:
-            return _compiled(spec, axis)(x)
+            return _compiled(spec, axis)(x, out)
         except Exception as error:  # no C++ compiler, unsupported backend...: the eager path is always correct
             _COMPILE_BROKEN.append(f"{type(error).__name__}: {error}")
             log.warning("torch.compile of fake_quant failed, using the eager path: %s", _COMPILE_BROKEN[0])
-    return _fake_quant_eager(x, spec, axis, generator)
+    return _into(_fake_quant_eager(x, spec, axis, generator), out)
 
 
 @dataclass

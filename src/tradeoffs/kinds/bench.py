@@ -30,7 +30,7 @@ from tradeoffs.bench.inference import (
     prompt_tokens,
 )
 from tradeoffs.bench.memory import PeakMemory, track_peak_memory
-from tradeoffs.bench.qdq import qdq_input, time_copies, time_format
+from tradeoffs.bench.qdq import OURS, qdq_input, time_copies, time_format
 from tradeoffs.bench.timing import Measurement, Stats, StepTimer, measure, measure_steps
 from tradeoffs.config import BenchExperimentConfig
 from tradeoffs.errors import Unsupported
@@ -142,7 +142,7 @@ def _gemm(config: BenchExperimentConfig, device: str, peaks: Peaks, recorder: _R
 def _qdq(config: BenchExperimentConfig, device: str, peaks: Peaks, recorder: _Recorder) -> None:
     x = qdq_input(config.log2_elements, config.seed, device)
     name = config.format.name
-    timed, agreement = time_format(config.format, x, config.bench, device, config.compare_torchao)
+    timed, agreement = time_format(config.format, x, config.bench, device, config.compare_torchao, config.compiled)
     copy = time_copies(x, config.bench, device)
     by_name = {t.name: t for t in (*timed, *copy)}
     for t in (*timed, *copy):
@@ -155,8 +155,9 @@ def _qdq(config: BenchExperimentConfig, device: str, peaks: Peaks, recorder: _Re
         recorder.timing(f"qdq {name} {t.name}", t.measurement, labels)
     labels = {"format": name, "impl": "fake_quant", "elements": x.numel()}
     if "torchao" in by_name:
-        ratio = by_name["fake_quant"].elements_per_s / by_name["torchao"].elements_per_s
-        recorder.add("speedup_vs_torchao", ratio, "x", labels)
+        for ours in (t for t in timed if t.name in OURS):
+            ratio = ours.elements_per_s / by_name["torchao"].elements_per_s
+            recorder.add("speedup_vs_torchao", ratio, "x", {**labels, "impl": ours.name})
         recorder.add("torchao_max_abs_diff", agreement.max_abs_diff, "", labels)
         recorder.add("torchao_mismatch_fraction", agreement.mismatch_fraction, "", labels)
     elif config.compare_torchao:
