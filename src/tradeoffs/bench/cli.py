@@ -172,6 +172,12 @@ def _spread(values: Sequence[float]) -> str:
     return f"{median:.4g} [{min(values):.4g}, {max(values):.4g}]"
 
 
+def _verdict(values: Sequence[float], target: float) -> str:
+    """A target judged on the median across processes, and whether every process met it."""
+    met = "met" if statistics.median(values) >= target else "not met"
+    return f"{met}; in every process: {'yes' if min(values) >= target else 'no'}"
+
+
 def _report_gemm(runs: list[dict[str, Any]]) -> None:
     print(f"GEMM on {runs[0]['hardware']}; {len(runs)} fresh process(es): median [min, max] across processes")
     print(f"peaks: {runs[0]['peak_source']}")
@@ -222,21 +228,21 @@ def _report_qdq(runs: list[dict[str, Any]]) -> None:
             f"{memory:>16}  {noise}"
         )
     print(
-        f"targets: >= {QDQ_TARGET_OF_COPY:.0f}% of copy and >= {QDQ_TARGET_VS_TORCHAO:.0f}x torchao eager. Like for like: "
-        "'compiled' writes into a preallocated output as the copy does; 'fake_quant' (eager) and 'compiled_alloc' "
-        "allocate theirs as the clone does (fresh pages: the clone runs at a fraction of the copy)"
+        f"targets: >= {QDQ_TARGET_OF_COPY:.0f}% of copy and >= {QDQ_TARGET_VS_TORCHAO:.0f}x torchao eager. "
+        "Like for like: 'compiled' writes into a preallocated output as the copy does; 'fake_quant' (eager) and "
+        "'compiled_alloc' allocate theirs as the clone does (fresh pages: the clone runs at a fraction of the copy)"
     )
     for name, impl in [key for key in keyed[0] if key[0] != "-" and key[1] != "torchao"]:
         rate = [k[(name, impl)]["elements_per_s"] for k in keyed]
         of_copy = [100 * r / k[("-", "copy")]["elements_per_s"] for r, k in zip(rate, keyed, strict=True)]
         of_clone = [100 * r / k[("-", "clone")]["elements_per_s"] for r, k in zip(rate, keyed, strict=True)]
-        met = "met" if min(of_copy) >= QDQ_TARGET_OF_COPY else "not met"
-        line = f"  {name:>11} {impl:>14}: {_spread(of_copy)}% of copy ({met}), {_spread(of_clone)}% of clone"
+        line = f"  {name:>11} {impl:>14}: {_spread(of_copy)}% of copy ({_verdict(of_copy, QDQ_TARGET_OF_COPY)})"
+        line += f", {_spread(of_clone)}% of clone"
         if (name, "torchao") in keyed[0]:
             vs = [r / k[(name, "torchao")]["elements_per_s"] for r, k in zip(rate, keyed, strict=True)]
-            met = "met" if min(vs) >= QDQ_TARGET_VS_TORCHAO else "not met"
             diff = keyed[0][(name, impl)]["max_abs_diff_vs_torchao"]
-            line += f", {_spread(vs)}x torchao ({met}; max |ours - torchao| = {diff:.3g})"
+            verdict = _verdict(vs, QDQ_TARGET_VS_TORCHAO)
+            line += f", {_spread(vs)}x torchao ({verdict}; max |ours - torchao| = {diff:.3g})"
         else:
             line += ", no torchao counterpart"
         print(line)
