@@ -135,6 +135,12 @@ def time_copies(x: torch.Tensor, config: BenchConfig, device: str) -> list[Timed
     ]
 
 
+def time_read(x: torch.Tensor, config: BenchConfig, device: str) -> Timed:
+    """A read-only stream (a sum: one add per 4 bytes read), the bandwidth roof of kernels that read far more
+    than they write, such as a GEMV's weights; it exceeds the copy's, which also writes."""
+    return time_impl("read", lambda: x.sum(), x, config, device)
+
+
 @dataclass
 class Agreement:
     """How fake_quant's output compares with torchao's on the same input, and fake_quant's QSNR."""

@@ -30,7 +30,7 @@ from tradeoffs.bench.inference import (
     prompt_tokens,
 )
 from tradeoffs.bench.memory import PeakMemory, track_peak_memory
-from tradeoffs.bench.qdq import OURS, qdq_input, time_copies, time_format
+from tradeoffs.bench.qdq import OURS, qdq_input, time_copies, time_format, time_read
 from tradeoffs.bench.timing import Measurement, Stats, StepTimer, measure, measure_steps
 from tradeoffs.config import BenchExperimentConfig
 from tradeoffs.errors import Unsupported
@@ -167,9 +167,9 @@ def _qdq(config: BenchExperimentConfig, device: str, peaks: Peaks, recorder: _Re
 
 def _copy(config: BenchExperimentConfig, device: str, peaks: Peaks, recorder: _Recorder) -> None:
     x = qdq_input(config.log2_elements, config.seed, device)
-    for t in time_copies(x, config.bench, device):
+    for t in (*time_copies(x, config.bench, device), time_read(x, config.bench, device)):
         labels = {"impl": t.name, "elements": x.numel()}
-        bandwidth = 8 * t.elements_per_s / 1e9
+        bandwidth = (4 if t.name == "read" else 8) * t.elements_per_s / 1e9  # fp32 read (and written)
         recorder.add("bandwidth_gbs", bandwidth, "GB/s", labels)
         if peaks.bandwidth_gbs:
             recorder.add("pct_of_bandwidth", 100 * bandwidth / peaks.bandwidth_gbs, "%", labels)
