@@ -39,3 +39,12 @@ def test_fake_quant_out_must_match_the_input():
         fake_quant(x, "mxfp4", out=torch.empty(8, 16))
     with pytest.raises(ValueError, match=r"torch\.float64"):
         fake_quant(x, "mxfp4", out=torch.empty(8, 32, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("name", ["mxfp4_sr", "nvfp4_sr"])
+def test_compiled_stochastic_rounding_draws_what_eager_draws(name):
+    x = torch.randn(32, 64, generator=torch.Generator().manual_seed(2))
+    compiled = fake_quant(x, name, generator=torch.Generator().manual_seed(7), compiled=True)
+    eager = fake_quant(x, name, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(compiled, eager)
+    assert not torch.equal(eager, fake_quant(x, name, generator=torch.Generator().manual_seed(8)))

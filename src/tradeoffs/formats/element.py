@@ -57,6 +57,10 @@ def uniform_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Te
     return torch.rand(x.shape, generator=generator, device=x.device, dtype=torch.float32)
 
 
+def _draws(x: torch.Tensor, generator: torch.Generator | None, noise: torch.Tensor | None) -> torch.Tensor:
+    return uniform_like(x, generator) if noise is None else noise
+
+
 def round_to_element(
     x: torch.Tensor,
     element: ElementFormat,
@@ -64,15 +68,17 @@ def round_to_element(
     saturate: bool = True,
     stochastic: bool = False,
     generator: torch.Generator | None = None,
+    noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Round float32 `x` (already divided by its scale) to the nearest value of `element`'s grid.
+    """Round float32 `x` (already divided by its scale) to the nearest value of `element`'s grid, or
+    stochastically with uniform [0, 1) draws: `noise` (x's shape) if given, else drawn from `generator`.
 
     Integer grids are symmetric [-(2^(b-1)-1), 2^(b-1)-1] (asymmetric: [0, 2^b-1]) and always saturate.
     Minifloats: values past max_value saturate to +-max (also +-inf) when `saturate`, else become inf
     (formats with inf) or NaN. NaN stays NaN. The sign of zero is kept.
     """
     if element.kind == "int":
-        r = torch.floor(x + uniform_like(x, generator)) if stochastic else torch.round(x)
+        r = torch.floor(x + _draws(x, generator, noise)) if stochastic else torch.round(x)
         low = 0.0 if element.asymmetric else -element.max_value
         return r.clamp(low, element.max_value)
     native = _NATIVE_CASTS.get((element.exp_bits, element.man_bits, element.bias, element.special))
@@ -83,7 +89,7 @@ def round_to_element(
         exponent = floor_log2(magnitude).clamp(element.min_exponent, element.emax)
         step = pow2(exponent - element.man_bits)
         scaled = magnitude / step
-        rounded = torch.floor(scaled + uniform_like(x, generator)) if stochastic else torch.round(scaled)
+        rounded = torch.floor(scaled + _draws(x, generator, noise)) if stochastic else torch.round(scaled)
         q = rounded * step
     else:
         # The exponent of the element binade holding |x|: the subnormal range (FP32's own included, as

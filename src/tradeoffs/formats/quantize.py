@@ -142,7 +142,7 @@ def _granule_scales(g: torch.Tensor, spec: FormatSpec, amax: torch.Tensor | None
 
 
 def _round_granules(
-    g: torch.Tensor, scales: _Scales, spec: FormatSpec, generator: torch.Generator | None
+    g: torch.Tensor, scales: _Scales, spec: FormatSpec, noise: torch.Tensor | None
 ) -> torch.Tensor:
     """The granules divided by their scales and rounded to the element grid (zero where the scale is 0):
     the second pass."""
@@ -154,7 +154,7 @@ def _round_granules(
         scaled = scaled * scales.grid_factor
     stochastic = spec.rounding == "stochastic"
     elements = round_to_element(
-        scaled, spec.element_format, saturate=spec.saturate, stochastic=stochastic, generator=generator
+        scaled, spec.element_format, saturate=spec.saturate, stochastic=stochastic, noise=noise
     )
     return elements if scales.positive else torch.where(scales.scale > 0, elements, torch.zeros_like(elements))
 
@@ -182,17 +182,25 @@ def _granules(x: torch.Tensor, spec: FormatSpec, axis: int) -> torch.Tensor:
     return moved.reshape(*moved.shape[:-1], length // spec.block_size, spec.block_size)
 
 
-def _quantize(x: torch.Tensor, spec: FormatSpec, axis: int, generator: torch.Generator | None) -> _Quantized:
+def _noise(x: torch.Tensor, spec: FormatSpec, axis: int, generator: torch.Generator | None) -> torch.Tensor | None:
+    """The uniform [0, 1) draws of stochastic rounding, one per value in granule layout (None for RNE); drawn
+    before the arithmetic so that compiled code, which cannot take a generator, rounds with the same draws."""
+    if spec.rounding != "stochastic":
+        return None
+    return torch.rand(_granules(x, spec, axis).shape, generator=generator, device=x.device, dtype=torch.float32)
+
+
+def _quantize(x: torch.Tensor, spec: FormatSpec, axis: int, noise: torch.Tensor | None) -> _Quantized:
     g = _granules(x.float(), spec, axis)
     if spec.asymmetric:
         dims = None if spec.granularity == "tensor" else (-1,)
-        return _quantize_asymmetric(g, spec.element_format, dims, spec.rounding == "stochastic", generator)
+        return _quantize_asymmetric(g, spec.element_format, dims, noise)
     scales = _granule_scales(g, spec)
-    elements = _round_granules(g, scales, spec, generator)
+    elements = _round_granules(g, scales, spec, noise)
     return _Quantized(elements, scales.scale, scales.block_scale, scales.tensor_scale, None)
 
 
-def _quantize_asymmetric(g, element: ElementFormat, dims, stochastic: bool, generator) -> _Quantized:
+def _quantize_asymmetric(g, element: ElementFormat, dims, noise: torch.Tensor | None) -> _Quantized:
     """Asymmetric integer grid: s = (max - min) / (2^b - 1), zero = round(-min / s), min <= 0 <= max."""
     finite = torch.where(torch.isfinite(g), g, 0.0)
     low = (finite.amin() if dims is None else finite.amin(dim=dims, keepdim=True)).clamp(max=0)
@@ -200,7 +208,7 @@ def _quantize_asymmetric(g, element: ElementFormat, dims, stochastic: bool, gene
     scale = (high - low) / element.max_value
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
     zero_point = torch.round(-low / scale)
-    codes = round_to_element(g / scale + zero_point, element, stochastic=stochastic, generator=generator)
+    codes = round_to_element(g / scale + zero_point, element, stochastic=noise is not None, noise=noise)
     return _Quantized(codes - zero_point, scale, scale, None, zero_point)
 
 
@@ -222,10 +230,10 @@ def _cast(x: torch.Tensor, spec: FormatSpec) -> torch.Tensor:
     return source.to(dtype).to(x.dtype)
 
 
-def _fake_quant_eager(x: torch.Tensor, spec: FormatSpec, axis: int, generator: torch.Generator | None) -> torch.Tensor:
+def _fake_quant_eager(x: torch.Tensor, spec: FormatSpec, axis: int, noise: torch.Tensor | None) -> torch.Tensor:
     if spec.is_cast and spec.rounding == "nearest":
         return _cast(x, spec)
-    q = _quantize(x, spec, axis, generator)
+    q = _quantize(x, spec, axis, noise)
     return _restore(q.elements * q.scale, x, axis)
 
 
@@ -233,8 +241,8 @@ def _into(y: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
     return y if out is None else out.copy_(y)
 
 
-def _fused(x: torch.Tensor, out: torch.Tensor | None, spec: FormatSpec, axis: int) -> torch.Tensor:
-    return _into(_fake_quant_eager(x, spec, axis, None), out)
+def _fused(x, noise, out, spec: FormatSpec, axis: int) -> torch.Tensor:
+    return _into(_fake_quant_eager(x, spec, axis, noise), out)
 
 
 def _amax_pass(x: torch.Tensor, spec: FormatSpec, axis: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -248,8 +256,8 @@ def _scales_pass(x, amax, spec: FormatSpec, axis: int) -> tuple[torch.Tensor, to
     return scales.scale, scales.to_grid
 
 
-def _rounding_pass(x, scale, to_grid, out, spec: FormatSpec, axis: int) -> torch.Tensor:
-    elements = _round_granules(_granules(x.float(), spec, axis), _Scales(scale, scale, None, to_grid), spec, None)
+def _rounding_pass(x, scale, to_grid, noise, out, spec: FormatSpec, axis: int) -> torch.Tensor:
+    elements = _round_granules(_granules(x.float(), spec, axis), _Scales(scale, scale, None, to_grid), spec, noise)
     return _into(_restore(elements * scale, x, axis), out)
 
 
@@ -262,11 +270,12 @@ def _rounding_pass(x, scale, to_grid, out, spec: FormatSpec, axis: int) -> torch
 # the blocks' amax without the finite filter (which halves its speed; taken only when a block is not
 # finite, the test the eager path makes too), their scales, then the rounding.
 _COMPILE_OPTIONS = {"realize_opcount_threshold": 1000}
-_COMPILED: dict[tuple[str, int], Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]] = {}
+_Compiled = Callable[[torch.Tensor, torch.Tensor | None, torch.Tensor | None], torch.Tensor]  # (x, noise, out)
+_COMPILED: dict[tuple[str, int], _Compiled] = {}
 _COMPILE_BROKEN: list[str] = []  # the first compilation error; compilation is not retried after it
 
 
-def _compiled(spec: FormatSpec, axis: int) -> Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]:
+def _compiled(spec: FormatSpec, axis: int) -> _Compiled:
     key = (json.dumps(dataclasses.asdict(spec), sort_keys=True), axis)
     if key not in _COMPILED:
         # every format and axis is a guarded variant of one function: allow many (the default is 8)
@@ -279,11 +288,11 @@ def _compiled(spec: FormatSpec, axis: int) -> Callable[[torch.Tensor, torch.Tens
             scales = compile_(functools.partial(_scales_pass, spec=spec, axis=axis))
             rounding = compile_(functools.partial(_rounding_pass, spec=spec, axis=axis))
 
-            def staged(x: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+            def staged(x: torch.Tensor, noise: torch.Tensor | None, out: torch.Tensor | None) -> torch.Tensor:
                 amax, tensor_amax = block_amax(x) if spec.scale_rule == "absmax" else (None, None)
                 if tensor_amax is not None and not torch.isfinite(tensor_amax):
                     amax = None  # the scales pass takes the finite amax itself
-                return rounding(x, *scales(x, amax), out)
+                return rounding(x, *scales(x, amax), noise, out)
 
             _COMPILED[key] = staged
         else:
@@ -304,8 +313,9 @@ def fake_quant(
 
     `axis` is the dimension that granules run along (blocks and channel reductions). Stochastic rounding
     draws from `generator` (seed it for reproducible runs). `compiled=True` runs the same arithmetic fused
-    by torch.compile (bit-identical; compiled once per format, axis and input shape, in seconds) for
-    round-to-nearest formats; where compilation is unavailable it warns once and stays eager. `out`, a
+    by torch.compile (bit-identical, stochastic rounding included: its draws are taken before; compiled once
+    per format, axis and input shape, in seconds); where compilation is unavailable it warns once and stays
+    eager. `out`, a
     tensor of x's shape and dtype, receives the result (compiled: written directly, no allocation).
     """
     spec = get_format(fmt)
@@ -314,13 +324,14 @@ def fake_quant(
             f"fake_quant: out must match x: got shape {tuple(out.shape)}, {out.dtype}, {out.device} for "
             f"x of shape {tuple(x.shape)}, {x.dtype}, {x.device}"
         )
-    if compiled and spec.rounding == "nearest" and not _COMPILE_BROKEN:
+    noise = _noise(x, spec, axis, generator)
+    if compiled and not _COMPILE_BROKEN:
         try:
-            return _compiled(spec, axis)(x, out)
+            return _compiled(spec, axis)(x, noise, out)
         except Exception as error:  # no C++ compiler, unsupported backend...: the eager path is always correct
             _COMPILE_BROKEN.append(f"{type(error).__name__}: {error}")
             log.warning("torch.compile of fake_quant failed, using the eager path: %s", _COMPILE_BROKEN[0])
-    return _into(_fake_quant_eager(x, spec, axis, generator), out)
+    return _into(_fake_quant_eager(x, spec, axis, noise), out)
 
 
 @dataclass
@@ -359,6 +370,6 @@ def quantize(
     spec = get_format(fmt)
     if spec.is_cast:
         raise ConfigError(f"quantize: '{spec.element}' is a plain cast with no codes; use fake_quant")
-    q = _quantize(x, spec, axis, generator)
+    q = _quantize(x, spec, axis, _noise(x, spec, axis, generator))
     codes = encode(q.elements if q.zero_point is None else q.elements + q.zero_point, spec.element_format)
     return QTensor(codes, q.block_scale, q.tensor_scale, q.zero_point, spec, axis, tuple(x.shape))
