@@ -1,6 +1,7 @@
 # The workflow: conf/ (Hydra) -> plan -> one job per experiment -> results.parquet -> reports/.
 # `snakemake --cores N` runs the suite named in conf/config.yaml; `--config suite=NAME` picks another.
 import sys
+from glob import glob
 
 from tradeoffs.plan import default_suite, workflow_plan
 from tradeoffs.report import FIGURES, TABLES
@@ -17,6 +18,7 @@ KINDS = PLAN.kinds()
 STUDIES = PLAN.studies()
 REPORT_FIGURES = [name for name, (study, _) in FIGURES.items() if study in STUDIES]
 REPORT_TABLES = [name for name, (study, _) in TABLES.items() if study in STUDIES]
+REFERENCE_SETS = sorted(glob("reports/reference/*.parquet"))  # other machines' runs, drawn beside this one's
 
 
 include: "workflow/rules/common.smk"

@@ -178,6 +178,7 @@ def test_bad_configs_fail_before_running(overrides, message):
 
 def test_report_products_from_real_results(tmp_path):
     from tradeoffs.report.bench import gemm_figure, gemm_table, inference_table, qdq_table, roofline_figure
+    from tradeoffs.report.reference import export_reference, with_reference
 
     paths = [
         run(tmp_path, "dtype=fp32", "shapes=[[1,128,128],[64,128,128]]")[1],
@@ -199,6 +200,21 @@ def test_report_products_from_real_results(tmp_path):
         figure = make(results)
         assert all(axis.get_ylabel() for axis in figure.axes) and any(axis.get_xlabel() for axis in figure.axes)
         figure.savefig(tmp_path / "figure.png")
+
+    # the same runs kept as a reference set are drawn as hardware of their own beside this run's
+    collect_path = tmp_path / "results.parquet"
+    results.to_parquet(collect_path)
+    reference_dir = tmp_path / "reference"
+    export_reference(collect_path, "other_cpu", directory=reference_dir)
+    with pytest.raises(ConfigError, match=r"no bench runs of \['train'\]; its bench runs are of: \['copy', 'gemm'"):
+        export_reference(collect_path, "x", ("train",), directory=reference_dir)
+    with pytest.raises(ConfigError, match="reference name 'H100 SXM'"):
+        export_reference(collect_path, "H100 SXM", directory=reference_dir)
+    both = gemm_table(with_reference(results, reference_dir))
+    hardware = set(both.index.get_level_values("hardware"))
+    assert len(hardware) == 2 and any(h.endswith("(reference: other_cpu)") for h in hardware)
+    assert len(inference_table(with_reference(results, reference_dir))) == 2 * len(inference)
+    roofline_figure(with_reference(results, reference_dir)).savefig(tmp_path / "roofline.png")
 
 
 def test_bench_gemm_cli_prints_speedups_and_the_autorange_check(tmp_path):

@@ -9,6 +9,8 @@ job --id ID --config J   run one planned experiment from its resolved config (us
 collect OUT.parquet OUT.csv RESULT.json ...   gather results into the tidy table
 figure NAME TABLE OUT    draw one report figure from the tidy table
 table NAME TABLE OUT     write one report table from the tidy table
+reference NAME [...]     keep this run's GEMM/inference benchmarks as reports/reference/NAME.parquet, a
+                         reference set the report draws beside later runs (e.g. after a run on a GPU)
 """
 
 from __future__ import annotations
@@ -76,6 +78,10 @@ def _commands() -> argparse.ArgumentParser:
         command.add_argument("name")
         command.add_argument("table", type=Path, help="results/results.parquet")
         command.add_argument("out", type=Path)
+    reference = sub.add_parser("reference", help="keep this run's benchmarks as a reference set of the report")
+    reference.add_argument("name", help="the set's name, e.g. h100_sxm")
+    reference.add_argument("--results", type=Path, default=Path("results/results.parquet"))
+    reference.add_argument("--benchmarks", nargs="+", default=["gemm", "inference"], help="bench benchmarks kept")
     return parser
 
 
@@ -115,6 +121,10 @@ def main(argv: list[str] | None = None) -> None:
             from tradeoffs.results import collect, write_table
 
             write_table(collect(args.results), args.parquet, args.csv)
+        elif args.command == "reference":
+            from tradeoffs.report.reference import export_reference
+
+            print(f"wrote {export_reference(args.results, args.name, tuple(args.benchmarks))}")
         else:
             from tradeoffs.report import write_figure, write_table_file
 

@@ -9,7 +9,8 @@ for figure_name in REPORT_FIGURES:
             f"figure_{figure_name}"
         localrule: True
         input:
-            "results/results.parquet",
+            table="results/results.parquet",
+            reference=REFERENCE_SETS,
         output:
             report(
                 f"reports/figures/{figure_name}.png",
@@ -24,7 +25,7 @@ for figure_name in REPORT_FIGURES:
         conda:
             ENVIRONMENT
         shell:
-            "{params.py} -m tradeoffs figure {params.name} {input} {output} > {log} 2>&1"
+            "{params.py} -m tradeoffs figure {params.name} {input.table} {output} > {log} 2>&1"
 
 
 for table_name in REPORT_TABLES:
@@ -34,7 +35,8 @@ for table_name in REPORT_TABLES:
             f"table_{table_name}"
         localrule: True
         input:
-            "results/results.parquet",
+            table="results/results.parquet",
+            reference=REFERENCE_SETS,
         output:
             report(
                 f"reports/tables/{table_name}.csv",
@@ -49,4 +51,4 @@ for table_name in REPORT_TABLES:
         conda:
             ENVIRONMENT
         shell:
-            "{params.py} -m tradeoffs table {params.name} {input} {output} > {log} 2>&1"
+            "{params.py} -m tradeoffs table {params.name} {input.table} {output} > {log} 2>&1"

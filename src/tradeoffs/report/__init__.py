@@ -1,4 +1,5 @@
-"""Report products (figures and tables) drawn from the tidy results table only.
+"""Report products (figures and tables) drawn from the tidy results table only, with the reference sets of
+reports/reference/ (other machines' benchmark runs, tradeoffs.report.reference) beside it.
 
 FIGURES and TABLES map a product name to (the study it needs, the function that makes it);
 workflow/rules/report.smk makes one rule per product whose study is in the plan, with the caption
@@ -48,7 +49,9 @@ def write_figure(name: str, table: Path, out: Path) -> None:
     check_choice("figure", name, FIGURES)
     import pandas as pd
 
-    figure = _resolve(FIGURES[name][1])(pd.read_parquet(table))
+    from tradeoffs.report.reference import with_reference
+
+    figure = _resolve(FIGURES[name][1])(with_reference(pd.read_parquet(table)))
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, dpi=130, bbox_inches="tight")
 
@@ -58,5 +61,7 @@ def write_table_file(name: str, table: Path, out: Path) -> None:
     check_choice("table", name, TABLES)
     import pandas as pd
 
+    from tradeoffs.report.reference import with_reference
+
     out.parent.mkdir(parents=True, exist_ok=True)
-    _resolve(TABLES[name][1])(pd.read_parquet(table)).to_csv(out, float_format="%.4g")
+    _resolve(TABLES[name][1])(with_reference(pd.read_parquet(table))).to_csv(out, float_format="%.4g")

@@ -21,12 +21,15 @@ NOISE_RANK = {"ok": 0, "warn": 1, "suspect": 2}
 
 
 def _hardware(runs: pd.DataFrame) -> pd.Series:
-    """A readable name of the machine of each row: the GPU, or the CPU model with its thread count."""
+    """A readable name of the machine of each row: the GPU, or the CPU model with its thread count; runs of a
+    reference set (tradeoffs.report.reference) say so."""
     cpu_model = runs.get("prov.cpu_model", pd.Series("CPU", index=runs.index)).fillna("CPU")
     threads = runs.get("prov.torch_threads", pd.Series(np.nan, index=runs.index)).fillna(0).astype(int)
     cpu = "CPU " + cpu_model.astype(str) + ", " + threads.astype(str) + " thr."
     gpu = runs.get("prov.gpu", pd.Series(None, index=runs.index))
-    return gpu.where(runs["cfg.hardware.device"] == "cuda", cpu)
+    name = gpu.where(runs["cfg.hardware.device"] == "cuda", cpu)
+    reference = runs.get("reference", pd.Series(None, index=runs.index, dtype=object))
+    return name.where(reference.isna(), name + " (reference: " + reference.astype(str) + ")")
 
 
 def bench_rows(results: pd.DataFrame, benchmark: str, statuses: tuple[str, ...] = ("ok", "invalid")) -> pd.DataFrame:

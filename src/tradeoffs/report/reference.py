@@ -1,0 +1,59 @@
+"""Reference data sets: benchmark results measured on other machines (GPUs), kept in the repository under
+reports/reference/<name>.parquet with their provenance, and drawn by the report beside this run's.
+
+A reference set is a slice of another run's results.parquet (the tidy table): its bench rows of some
+benchmarks, every column kept (config, provenance, status, message), plus a `reference` column with the
+set's name. The report's bench products name a reference run's hardware "<GPU or CPU> (reference: <name>)",
+so a set never mixes with this machine's runs, even from the same CPU model.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from tradeoffs.errors import ConfigError
+from tradeoffs.paths import project_root
+
+REFERENCE_BENCHMARKS = ("gemm", "inference")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+
+
+def reference_dir() -> Path:
+    return project_root() / "reports" / "reference"
+
+
+def export_reference(
+    results_path: Path,
+    name: str,
+    benchmarks: tuple[str, ...] = REFERENCE_BENCHMARKS,
+    directory: Path | None = None,
+) -> Path:
+    """Write the bench runs of `benchmarks` in the results table at `results_path` as reference set `name`."""
+    if not _NAME.match(name):
+        raise ConfigError(f"reference name '{name}': use lower-case letters, digits, '_', '-' and '.' (e.g. h100_sxm)")
+    if not results_path.is_file():
+        raise ConfigError(f"no results table at {results_path}: run the suite first (snakemake --cores N)")
+    results = pd.read_parquet(results_path)
+    bench = results[results["kind"] == "bench"]
+    benchmark = bench["cfg.benchmark"] if "cfg.benchmark" in bench else pd.Series(None, index=bench.index, dtype=object)
+    present = sorted(benchmark.dropna().unique())
+    rows = bench[benchmark.isin(benchmarks)]
+    if rows.empty:
+        raise ConfigError(
+            f"{results_path} has no bench runs of {list(benchmarks)}; its bench runs are of: {present or 'none'}"
+        )
+    out = (directory or reference_dir()) / f"{name}.parquet"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows.assign(reference=name).to_parquet(out, index=False)
+    return out
+
+
+def with_reference(results: pd.DataFrame, directory: Path | None = None) -> pd.DataFrame:
+    """`results` with the rows of every reference set in `directory` (default reports/reference/) appended."""
+    files = sorted((directory or reference_dir()).glob("*.parquet"))
+    if not files:
+        return results
+    return pd.concat([results, *(pd.read_parquet(f) for f in files)], ignore_index=True)
