@@ -141,9 +141,7 @@ def _granule_scales(g: torch.Tensor, spec: FormatSpec, amax: torch.Tensor | None
     return _Scales(scale, scale, None, 1.0 / power_of_two, 2.0**shift, positive=True)
 
 
-def _round_granules(
-    g: torch.Tensor, scales: _Scales, spec: FormatSpec, noise: torch.Tensor | None
-) -> torch.Tensor:
+def _round_granules(g: torch.Tensor, scales: _Scales, spec: FormatSpec, noise: torch.Tensor | None) -> torch.Tensor:
     """The granules divided by their scales and rounded to the element grid (zero where the scale is 0):
     the second pass."""
     if scales.to_grid is None:
@@ -153,9 +151,7 @@ def _round_granules(
     if scales.grid_factor != 1.0:
         scaled = scaled * scales.grid_factor
     stochastic = spec.rounding == "stochastic"
-    elements = round_to_element(
-        scaled, spec.element_format, saturate=spec.saturate, stochastic=stochastic, noise=noise
-    )
+    elements = round_to_element(scaled, spec.element_format, saturate=spec.saturate, stochastic=stochastic, noise=noise)
     return elements if scales.positive else torch.where(scales.scale > 0, elements, torch.zeros_like(elements))
 
 
