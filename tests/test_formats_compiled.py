@@ -11,7 +11,7 @@ from tradeoffs.formats import fake_quant
 @pytest.mark.parametrize("name", ["mxfp8_e4m3", "nvfp4"])
 def test_compiled_fake_quant_equals_eager_across_shapes_and_axes(name):
     generator = torch.Generator().manual_seed(0)
-    for shape, axis in [((256, 64), -1), ((128, 96), -1), ((64, 128), 0)]:
+    for shape, axis in [((128, 96), -1), ((64, 128), 0)]:
         x = torch.randn(shape, generator=generator) * torch.logspace(-3, 3, shape[1])
         x[3, 5], x[7, 1], x[9, 2] = float("inf"), float("nan"), -0.0
         compiled, eager = fake_quant(x, name, axis=axis, compiled=True), fake_quant(x, name, axis=axis)
@@ -21,7 +21,7 @@ def test_compiled_fake_quant_equals_eager_across_shapes_and_axes(name):
         assert torch.equal(compiled.signbit()[signed], eager.signbit()[signed])
 
 
-@pytest.mark.parametrize("name", ["int8", "fp8_e4m3", "mxfp4", "mxint8", "nvfp4", "nvfp4_rms"])
+@pytest.mark.parametrize("name", ["int8", "fp8_e4m3", "mxint8", "nvfp4", "nvfp4_rms"])
 def test_compiled_fake_quant_into_a_preallocated_output_equals_eager(name):
     # finite input: NVFP4's staged path takes its block amax without the finite filter here
     x = torch.randn(64, 128, generator=torch.Generator().manual_seed(1)) * torch.logspace(-2, 2, 128)
