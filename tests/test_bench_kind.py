@@ -205,16 +205,16 @@ def test_report_products_from_real_results(tmp_path):
     collect_path = tmp_path / "results.parquet"
     results.to_parquet(collect_path)
     reference_dir = tmp_path / "reference"
-    export_reference(collect_path, "other_cpu", directory=reference_dir)
+    reference_set = export_reference(collect_path, "other_cpu", directory=reference_dir)
     with pytest.raises(ConfigError, match=r"no bench runs of \['train'\]; its bench runs are of: \['copy', 'gemm'"):
         export_reference(collect_path, "x", ("train",), directory=reference_dir)
     with pytest.raises(ConfigError, match="reference name 'H100 SXM'"):
         export_reference(collect_path, "H100 SXM", directory=reference_dir)
-    both = gemm_table(with_reference(results, reference_dir))
+    both = gemm_table(with_reference(results, [reference_set]))
     hardware = set(both.index.get_level_values("hardware"))
     assert len(hardware) == 2 and any(h.endswith("(reference: other_cpu)") for h in hardware)
-    assert len(inference_table(with_reference(results, reference_dir))) == 2 * len(inference)
-    roofline_figure(with_reference(results, reference_dir)).savefig(tmp_path / "roofline.png")
+    assert len(inference_table(with_reference(results, [reference_set]))) == 2 * len(inference)
+    roofline_figure(with_reference(results, [reference_set])).savefig(tmp_path / "roofline.png")
 
 
 def test_bench_gemm_cli_prints_speedups_and_the_autorange_check(tmp_path):

@@ -202,3 +202,26 @@ def test_ue5m3_block_scales_are_ue5m3_values_with_the_configured_bias(bias):
     assert scales.max().item() == 1.875 * 2.0 ** (31 - bias)  # the largest block maps to the largest scale
     error = quantization_error(x, fake_quant(x, spec))
     assert error.qsnr_db > 18  # a usable NVFP4 variant on this data
+
+
+def test_power_of_two_scales_of_elements_below_one_keep_the_exponent_clamp():
+    # a large custom bias puts the element's max below 1 (emax_elem < 0): the scale exponent still clamps
+    # to [-127, 127] and a subnormal amax still gets its exact exponent
+    below_one = FormatSpec(
+        element="fp4_e2m1", bias=4, granularity="block", block_size=2, scale_format="e8m0", scale_rule="floor"
+    )
+    huge = fake_quant(torch.tensor([[1.5 * 2.0**127, 1.0]]), below_one)
+    assert torch.isfinite(huge).all() and huge[0, 0] == below_one.element_format.max_value * 2.0**127
+    tiny_format = FormatSpec(
+        element="fp4_e2m1", bias=8, granularity="block", block_size=2, scale_format="e8m0", scale_rule="floor"
+    )
+    tiny = torch.tensor([[2.0**-130, 0.0]])
+    assert torch.equal(fake_quant(tiny, tiny_format), tiny)
+
+
+def test_rms_scale_of_an_overflowing_block_saturates_to_the_largest_e8m0():
+    spec = FormatSpec(
+        element="fp4_e2m1", granularity="block", block_size=2, scale_format="e8m0", scale_rule="rms", clip_ratio=1.0
+    )
+    q = quantize(torch.tensor([[3e38, 3e38]]), spec)
+    assert q.block_scale.item() == 2.0**127

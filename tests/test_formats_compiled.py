@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tradeoffs.formats import fake_quant
+from tradeoffs.formats import FormatSpec, fake_quant
 
 
 @pytest.mark.parametrize("name", ["mxfp8_e4m3", "nvfp4"])
@@ -48,3 +48,9 @@ def test_compiled_stochastic_rounding_draws_what_eager_draws(name):
     eager = fake_quant(x, name, generator=torch.Generator().manual_seed(7))
     assert torch.equal(compiled, eager)
     assert not torch.equal(eager, fake_quant(x, name, generator=torch.Generator().manual_seed(8)))
+
+
+def test_two_level_scale_of_a_whole_tensor_compiles_like_eager():
+    spec = FormatSpec(element="fp4_e2m1", granularity="tensor", scale_format="e4m3", tensor_scale=True)
+    x = torch.tensor([[1.0, 2.0], [30.0, 60.0]])
+    assert torch.equal(fake_quant(x, spec, compiled=True), fake_quant(x, spec))

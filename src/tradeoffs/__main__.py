@@ -78,6 +78,7 @@ def _commands() -> argparse.ArgumentParser:
         command.add_argument("name")
         command.add_argument("table", type=Path, help="results/results.parquet")
         command.add_argument("out", type=Path)
+        command.add_argument("--reference", nargs="*", type=Path, default=[], help="reference sets drawn beside")
     reference = sub.add_parser("reference", help="keep this run's benchmarks as a reference set of the report")
     reference.add_argument("name", help="the set's name, e.g. h100_sxm")
     reference.add_argument("--results", type=Path, default=Path("results/results.parquet"))
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
             from tradeoffs.report import write_figure, write_table_file
 
             writer = write_figure if args.command == "figure" else write_table_file
-            writer(args.name, args.table, args.out)
+            writer(args.name, args.table, args.out, args.reference)
     except ConfigError as error:
         sys.exit(f"error: {error}")
 

@@ -25,7 +25,7 @@ for figure_name in REPORT_FIGURES:
         conda:
             ENVIRONMENT
         shell:
-            "{params.py} -m tradeoffs figure {params.name} {input.table} {output} > {log} 2>&1"
+            "{params.py} -m tradeoffs figure {params.name} {input.table} {output} --reference {input.reference} > {log} 2>&1"
 
 
 for table_name in REPORT_TABLES:
@@ -51,4 +51,4 @@ for table_name in REPORT_TABLES:
         conda:
             ENVIRONMENT
         shell:
-            "{params.py} -m tradeoffs table {params.name} {input.table} {output} > {log} 2>&1"
+            "{params.py} -m tradeoffs table {params.name} {input.table} {output} --reference {input.reference} > {log} 2>&1"

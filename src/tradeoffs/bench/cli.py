@@ -215,7 +215,7 @@ def _report_qdq(runs: list[dict[str, Any]]) -> None:
     print(f"fake_quant on {n} fp32 values (2^{n.bit_length() - 1}); {len(runs)} fresh process(es): median [min, max]")
     keyed = [{(r["format"], r["impl"]): r for r in run["rows"]} for run in runs]
     copy = [k[("-", "copy")]["elements_per_s"] for k in keyed]
-    print(f"{'format':>11} {'impl':>10} {'Melem/s':>24} {'% of copy':>22} {'copies of input':>16}  noise")
+    print(f"{'format':>11} {'impl':>14} {'Melem/s':>24} {'% of copy':>22} {'copies of input':>16}  noise")
     for key in keyed[0]:
         rate = [k[key]["elements_per_s"] for k in keyed]
         of_copy = [100 * r / c for r, c in zip(rate, copy, strict=True)]
@@ -224,7 +224,7 @@ def _report_qdq(runs: list[dict[str, Any]]) -> None:
         )
         noise = ",".join(k[key]["noise"] for k in keyed)
         print(
-            f"{key[0]:>11} {key[1]:>10} {_spread([r / 1e6 for r in rate]):>24} {_spread(of_copy):>22} "
+            f"{key[0]:>11} {key[1]:>14} {_spread([r / 1e6 for r in rate]):>24} {_spread(of_copy):>22} "
             f"{memory:>16}  {noise}"
         )
     print(

@@ -20,6 +20,7 @@ from tradeoffs.bench.memory import PeakMemory, track_peak_memory
 from tradeoffs.bench.timing import Measurement, measure
 from tradeoffs.config import BenchConfig
 from tradeoffs.formats import FormatSpec, fake_quant, get_format
+from tradeoffs.formats.quantize import compile_failure
 
 QDQ_FORMATS = ("int8", "fp8_e4m3", "mxfp8_e4m3", "mxfp4", "mxint8", "nvfp4")
 ROW = 4096  # values per row: the axis of per-channel scales and of blocks
@@ -177,6 +178,8 @@ def time_format(
         out = torch.empty_like(x)
         fake_quant(x, spec, compiled=True, out=out)  # compile outside the timed region (seconds; a cold start)
         fake_quant(x, spec, compiled=True)
+        if compile_failure() is not None:
+            raise RuntimeError(f"fake_quant's compiled path is off in this process: {compile_failure()}")
         timed.append(time_impl("compiled", lambda: fake_quant(x, spec, compiled=True, out=out), x, config, device))
         timed.append(time_impl("compiled_alloc", lambda: fake_quant(x, spec, compiled=True), x, config, device))
     reference = torchao_qdq(spec) if compare_torchao else None

@@ -25,7 +25,7 @@ import torch
 
 from tradeoffs.errors import ConfigError
 from tradeoffs.formats.codes import decode, encode
-from tradeoffs.formats.element import pow2, round_to_element
+from tradeoffs.formats.element import floor_log2, pow2, round_to_element
 from tradeoffs.formats.registry import get_format
 from tradeoffs.formats.spec import ElementFormat, FormatSpec
 
@@ -69,13 +69,17 @@ def _power_of_two_scale(amax: torch.Tensor, spec: FormatSpec) -> tuple[torch.Ten
     to [-127, 127], is the spec's; the scale on the integer grid is 2^shift lower."""
     element = spec.element_format
     shift = element.emax if element.kind == "int" and spec.scale_rule != "rms" else 0
-    if spec.scale_rule in ("floor", "quartet"):
-        # 2^(floor(log2 amax) - emax_elem): the exponent bits of amax times an exact power of two. Zero and
-        # FP32-subnormal amax give 0, so clamp to 2^-127 as their exponent would; k <= 127 for finite amax.
+    if spec.scale_rule in ("floor", "quartet") and element.emax >= shift:
+        # 2^(floor(log2 amax) - emax_elem): the exponent bits of amax times an exact power of two. With
+        # emax_elem >= 0, k <= 127 for finite amax, and zero and FP32-subnormal amax (bits 0) have k < -127:
+        # clamping the product to 2^-127 is the exponent clamp.
         binade = (amax.view(torch.int32) & 0x7F800000).view(torch.float32)
         return (binade * 2.0 ** (shift - element.emax)).clamp(min=2.0**E8M0_MIN_EXPONENT), shift
-    if spec.scale_rule == "rms" and spec.scale_format == "e8m0":
-        exponent = torch.round(torch.log2(amax / element.max_value)).to(torch.int32)
+    if spec.scale_rule in ("floor", "quartet"):  # elements below 1 (a large custom bias): from the exponent
+        exponent = floor_log2(amax) - (element.emax - shift)
+    elif spec.scale_rule == "rms" and spec.scale_format == "e8m0":
+        # clamped as a float first: log2 of an overflowed (inf) RMS has no int32 value
+        exponent = torch.round(torch.log2(amax / element.max_value)).clamp(-128, 128).to(torch.int32)
     elif spec.scale_rule == "ceil":
         mantissa, exponent = torch.frexp(amax / (element.max_value * 2.0**-shift))
         exponent = torch.where(mantissa == 0.5, exponent - 1, exponent)
@@ -271,6 +275,11 @@ _COMPILED: dict[tuple[str, int], _Compiled] = {}
 _COMPILE_BROKEN: list[str] = []  # the first compilation error; compilation is not retried after it
 
 
+def compile_failure() -> str | None:
+    """The error that turned fake_quant's compiled path off in this process (it then runs eager), or None."""
+    return _COMPILE_BROKEN[0] if _COMPILE_BROKEN else None
+
+
 def _compiled(spec: FormatSpec, axis: int) -> _Compiled:
     key = (json.dumps(dataclasses.asdict(spec), sort_keys=True), axis)
     if key not in _COMPILED:
@@ -279,7 +288,7 @@ def _compiled(spec: FormatSpec, axis: int) -> _Compiled:
         dynamo.recompile_limit = max(dynamo.recompile_limit, 512)
         dynamo.accumulated_recompile_limit = max(dynamo.accumulated_recompile_limit, 4096)
         compile_ = functools.partial(torch.compile, dynamic=False, options=_COMPILE_OPTIONS)
-        if spec.tensor_scale and not spec.asymmetric:
+        if spec.tensor_scale and spec.granularity == "block" and not spec.asymmetric:
             block_amax = compile_(functools.partial(_amax_pass, spec=spec, axis=axis))
             scales = compile_(functools.partial(_scales_pass, spec=spec, axis=axis))
             rounding = compile_(functools.partial(_rounding_pass, spec=spec, axis=axis))

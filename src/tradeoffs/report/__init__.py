@@ -9,7 +9,7 @@ workflow/report/<name>.rst.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tradeoffs.errors import check_choice
@@ -44,24 +44,24 @@ def _resolve(target: str) -> Callable:
     return getattr(importlib.import_module(module), function)
 
 
-def write_figure(name: str, table: Path, out: Path) -> None:
-    """Draw figure `name` from the tidy table at `table` into `out` (PNG)."""
+def write_figure(name: str, table: Path, out: Path, reference: Sequence[Path] = ()) -> None:
+    """Draw figure `name` from the tidy table at `table`, and the reference sets `reference`, into `out` (PNG)."""
     check_choice("figure", name, FIGURES)
     import pandas as pd
 
     from tradeoffs.report.reference import with_reference
 
-    figure = _resolve(FIGURES[name][1])(with_reference(pd.read_parquet(table)))
+    figure = _resolve(FIGURES[name][1])(with_reference(pd.read_parquet(table), reference))
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, dpi=130, bbox_inches="tight")
 
 
-def write_table_file(name: str, table: Path, out: Path) -> None:
-    """Write table `name` (CSV) from the tidy table at `table`."""
+def write_table_file(name: str, table: Path, out: Path, reference: Sequence[Path] = ()) -> None:
+    """Write table `name` (CSV) from the tidy table at `table` and the reference sets `reference`."""
     check_choice("table", name, TABLES)
     import pandas as pd
 
     from tradeoffs.report.reference import with_reference
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    _resolve(TABLES[name][1])(with_reference(pd.read_parquet(table))).to_csv(out, float_format="%.4g")
+    _resolve(TABLES[name][1])(with_reference(pd.read_parquet(table), reference)).to_csv(out, float_format="%.4g")

@@ -3,13 +3,15 @@ reports/reference/<name>.parquet with their provenance, and drawn by the report 
 
 A reference set is a slice of another run's results.parquet (the tidy table): its bench rows of some
 benchmarks, every column kept (config, provenance, status, message), plus a `reference` column with the
-set's name. The report's bench products name a reference run's hardware "<GPU or CPU> (reference: <name>)",
-so a set never mixes with this machine's runs, even from the same CPU model.
+set's name. Snakemake hands every set to every report product (`--reference`); the bench products name a
+reference run's hardware "<GPU or CPU> (reference: <name>)", so a set never mixes with this machine's runs,
+even from the same CPU model.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -51,9 +53,8 @@ def export_reference(
     return out
 
 
-def with_reference(results: pd.DataFrame, directory: Path | None = None) -> pd.DataFrame:
-    """`results` with the rows of every reference set in `directory` (default reports/reference/) appended."""
-    files = sorted((directory or reference_dir()).glob("*.parquet"))
-    if not files:
+def with_reference(results: pd.DataFrame, sets: Sequence[Path]) -> pd.DataFrame:
+    """`results` with the rows of the reference sets `sets` (parquet files) appended."""
+    if not sets:
         return results
-    return pd.concat([results, *(pd.read_parquet(f) for f in files)], ignore_index=True)
+    return pd.concat([results, *(pd.read_parquet(path) for path in sets)], ignore_index=True)
