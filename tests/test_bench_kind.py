@@ -185,7 +185,9 @@ def test_report_products_from_real_results(tmp_path):
         run(tmp_path, "dtype=int8", "shapes=[[1,128,128],[64,128,128]]")[1],
         run(tmp_path, "dtype=fp8_e4m3")[1],
         run(tmp_path, "benchmark=copy", "log2_elements=16")[1],
-        run(tmp_path, "benchmark=qdq", "format=mxint8", "log2_elements=12", "compare_torchao=false")[1],
+        run(tmp_path, "benchmark=qdq", "format=mxint8", "log2_elements=12", "compare_torchao=false", "compiled=false")[
+            1
+        ],
         run(tmp_path, "benchmark=inference", "model=gpt-tiny", "prompt_length=8", "new_tokens=3")[1],
     ]
     results = collect(paths)
