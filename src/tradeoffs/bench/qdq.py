@@ -24,6 +24,7 @@ from tradeoffs.formats.quantize import compile_failure
 
 QDQ_FORMATS = ("int8", "fp8_e4m3", "mxfp8_e4m3", "mxfp4", "mxint8", "nvfp4")
 ROW = 4096  # values per row: the axis of per-channel scales and of blocks
+OURS = ("fake_quant", "compiled", "compiled_alloc")  # the implementations of tradeoffs.formats time_format times
 
 
 def qdq_input(log2_elements: int, seed: int = 0, device: str = "cpu") -> torch.Tensor:
@@ -108,10 +109,15 @@ class Timed:
     measurement: Measurement
     memory: PeakMemory
     elements: int
+    bytes_per_element: int  # memory traffic per fp32 value: read and written (8), or read only (4)
 
     @property
     def elements_per_s(self) -> float:
         return self.elements / self.measurement.stats.median
+
+    @property
+    def gbs(self) -> float:
+        return self.bytes_per_element * self.elements_per_s / 1e9
 
     def copies_of_input(self, input_bytes: int) -> float | None:
         """Peak RSS growth (CUDA: allocator peak growth) in units of the input's size."""
@@ -119,12 +125,14 @@ class Timed:
         return None if growth is None else growth / input_bytes
 
 
-def time_impl(name: str, fn: Callable[[], object], x: torch.Tensor, config: BenchConfig, device: str) -> Timed:
+def time_impl(
+    name: str, fn: Callable[[], object], x: torch.Tensor, config: BenchConfig, device: str, bytes_per_element: int = 8
+) -> Timed:
     """Measure `fn` with the engine, then its peak memory on one more call."""
     measurement = measure(fn, config, device=device)
     with track_peak_memory(device) as memory:
         fn()
-    return Timed(name, measurement, memory, x.numel())
+    return Timed(name, measurement, memory, x.numel(), bytes_per_element)
 
 
 def time_copies(x: torch.Tensor, config: BenchConfig, device: str) -> list[Timed]:
@@ -139,7 +147,7 @@ def time_copies(x: torch.Tensor, config: BenchConfig, device: str) -> list[Timed
 def time_read(x: torch.Tensor, config: BenchConfig, device: str) -> Timed:
     """A read-only stream (a sum: one add per 4 bytes read), the bandwidth roof of kernels that read far more
     than they write, such as a GEMV's weights; it exceeds the copy's, which also writes."""
-    return time_impl("read", lambda: x.sum(), x, config, device)
+    return time_impl("read", lambda: x.sum(), x, config, device, bytes_per_element=4)
 
 
 @dataclass
@@ -178,8 +186,8 @@ def time_format(
         out = torch.empty_like(x)
         fake_quant(x, spec, compiled=True, out=out)  # compile outside the timed region (seconds; a cold start)
         fake_quant(x, spec, compiled=True)
-        if compile_failure() is not None:
-            raise RuntimeError(f"fake_quant's compiled path is off in this process: {compile_failure()}")
+        if (failure := compile_failure()) is not None:
+            raise RuntimeError(f"fake_quant's compiled path is off in this process: {failure}")
         timed.append(time_impl("compiled", lambda: fake_quant(x, spec, compiled=True, out=out), x, config, device))
         timed.append(time_impl("compiled_alloc", lambda: fake_quant(x, spec, compiled=True), x, config, device))
     reference = torchao_qdq(spec) if compare_torchao else None
@@ -187,6 +195,3 @@ def time_format(
         timed.append(time_impl("torchao", lambda: reference(x), x, config, device))
     theirs = reference(x) if reference is not None else None
     return timed, agreement(x, fake_quant(x, spec), theirs)
-
-
-OURS = ("fake_quant", "compiled", "compiled_alloc")  # the implementations of tradeoffs.formats timed above

@@ -148,7 +148,7 @@ def _qdq(config: BenchExperimentConfig, device: str, peaks: Peaks, recorder: _Re
     for t in (*timed, *copy):
         labels = {"format": name, "impl": t.name, "elements": x.numel()}
         recorder.add("elements_per_s", t.elements_per_s, "1/s", labels)
-        recorder.add("gbs", 8 * t.elements_per_s / 1e9, "GB/s", labels)  # fp32 read and write
+        recorder.add("gbs", t.gbs, "GB/s", labels)
         recorder.add("pct_of_copy", 100 * (t.elements_per_s / by_name["copy"].elements_per_s), "%", labels)
         recorder.add("copies_of_input", t.copies_of_input(x.numel() * x.element_size()), "", labels)
         recorder.memory(t.memory, labels)
@@ -169,7 +169,7 @@ def _copy(config: BenchExperimentConfig, device: str, peaks: Peaks, recorder: _R
     x = qdq_input(config.log2_elements, config.seed, device)
     for t in (*time_copies(x, config.bench, device), time_read(x, config.bench, device)):
         labels = {"impl": t.name, "elements": x.numel()}
-        bandwidth = (4 if t.name == "read" else 8) * t.elements_per_s / 1e9  # fp32 read (and written)
+        bandwidth = t.gbs
         recorder.add("bandwidth_gbs", bandwidth, "GB/s", labels)
         if peaks.bandwidth_gbs:
             recorder.add("pct_of_bandwidth", 100 * bandwidth / peaks.bandwidth_gbs, "%", labels)
