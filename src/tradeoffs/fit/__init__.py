@@ -1,0 +1,45 @@
+"""Fits of scaling runs (docs/scaling.md): the Chinchilla and Quartet laws of loss in N and D (Huber loss in
+log space, a grid of initialisations, a convergence check, seeded bootstrap intervals), the best QAT
+fraction per setting, log-log exponents, and divergence rate against bits. Every fit returns a FitResult
+whose status says when it could not be made; `FitResult.rows()` gives rows of the tidy table."""
+
+from tradeoffs.fit.divergence import divergence_rate
+from tradeoffs.fit.laws import (
+    CHINCHILLA_PAPER,
+    QUARTET_PAPER,
+    chinchilla_loss,
+    fit_chinchilla,
+    fit_quartet,
+    predict_loss,
+    quartet_loss,
+)
+from tradeoffs.fit.power import exponents_by_group, power_law
+from tradeoffs.fit.qat import best_qat_fraction
+from tradeoffs.fit.result import FIT_STATUSES, NOT_CONVERGED, OK, TOO_FEW_RUNS, Estimate, FitResult
+from tradeoffs.fit.robust import FitOptions
+from tradeoffs.fit.table import LAWS, fit_table, read_runs, runs_from_tidy
+
+__all__ = [
+    "CHINCHILLA_PAPER",
+    "FIT_STATUSES",
+    "LAWS",
+    "NOT_CONVERGED",
+    "OK",
+    "QUARTET_PAPER",
+    "TOO_FEW_RUNS",
+    "Estimate",
+    "FitOptions",
+    "FitResult",
+    "best_qat_fraction",
+    "chinchilla_loss",
+    "divergence_rate",
+    "exponents_by_group",
+    "fit_chinchilla",
+    "fit_quartet",
+    "fit_table",
+    "power_law",
+    "predict_loss",
+    "quartet_loss",
+    "read_runs",
+    "runs_from_tidy",
+]
