@@ -4,6 +4,7 @@
                          results/<kind>/<id>/result.json. Hydra's --cfg job, --help and -m work.
 bench gemm|qdq [...]     side-by-side ratio benchmarks in fresh processes (tradeoffs.bench.cli; --help)
 bench train [...]        training loop vs a minimal loop, recipes vs fp32 (tradeoffs.train.benchmark; --help)
+fit LAW RUNS.csv [...]   fit a scaling law to a table of runs; parameters with intervals (tradeoffs.fit.cli; --help)
 plan [--suite S]         validate a suite and print its experiment ids
 job --id ID --config J   run one planned experiment from its resolved config (used by Snakemake)
 collect OUT.parquet OUT.csv RESULT.json ...   gather results into the tidy table
@@ -93,6 +94,11 @@ def main(argv: list[str] | None = None) -> None:
         from tradeoffs.train.benchmark import main as train_benchmark
 
         train_benchmark(argv[2:])
+        return
+    if argv[:1] == ["fit"]:
+        from tradeoffs.fit.cli import main as fit_main
+
+        fit_main(argv[1:])
         return
     if argv[:1] == ["bench"] and argv[1:2] and argv[1] in BENCH_COMMANDS:
         from tradeoffs.bench.cli import main as bench_main
