@@ -4,6 +4,7 @@ bit-identical resume, divergence as a result, optimizer-state quantization, the 
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -240,3 +241,87 @@ def test_range_expansion_keeps_tiny_narrow_groups():
     state = 1e-8 * (1 + torch.rand(4 * 128, generator=torch.Generator().manual_seed(1)))
     restored = quantize_state(state, get_format("fp8_e4m3_g128"), True)
     assert ((restored - state) / state).abs().max() < 0.1
+
+
+def _interrupted_checkpoint(corpus, path: Path):
+    """A checkpoint of a run stopped at step 2 of 4, and its config."""
+    config = tiny_config("steps=4", "eval_interval=2", "checkpoint_interval=2")
+    train(config, path, stop_after=2, dataset=corpus)
+    return config
+
+
+def test_a_checkpoint_with_a_flipped_byte_stops_the_run_naming_it(corpus, tmp_path):
+    checkpoint = tmp_path / "checkpoint.pt"
+    config = _interrupted_checkpoint(corpus, checkpoint)
+    damaged = bytearray(checkpoint.read_bytes())
+    damaged[len(damaged) // 2] ^= 0x01
+    checkpoint.write_bytes(damaged)
+    with pytest.raises(Exception, match="sha256") as caught:
+        train(config, checkpoint, dataset=corpus)
+    assert str(checkpoint) in str(caught.value)
+    assert checkpoint.read_bytes() == damaged  # kept for inspection, not overwritten
+
+
+def test_a_truncated_checkpoint_stops_the_run_naming_it(corpus, tmp_path):
+    checkpoint = tmp_path / "checkpoint.pt"
+    config = _interrupted_checkpoint(corpus, checkpoint)
+    checkpoint.write_bytes(checkpoint.read_bytes()[: checkpoint.stat().st_size // 3])
+    with pytest.raises(Exception) as caught:
+        train(config, checkpoint, dataset=corpus)
+    assert str(checkpoint) in str(caught.value)
+
+
+def test_a_rerun_over_a_finished_checkpoint_trains_again(workflow_dir):
+    """A forced rerun (result.json gone, the finished checkpoint still there) measures a new run: its step
+    times are its own, its losses the same (deterministic)."""
+    config = tiny_config("steps=4", "eval_interval=4")
+    out = workflow_dir / "results/train/rerun/result.json"
+    first = run_experiment("train/rerun", config, out)
+    second = run_experiment("train/rerun", config, out)
+    assert first.status == second.status == "ok"
+    assert second.timings["train_s"] != first.timings["train_s"]
+    losses = [[m.value for m in record.metrics if m.name == "final_val_loss"] for record in (first, second)]
+    assert losses[0] == losses[1]
+
+
+def _small_state() -> dict:
+    torch.manual_seed(0)
+    shared = torch.randn(4, 3)
+    return {
+        "model": {"wte.weight": shared, "lm_head.weight": shared, "norm": torch.ones(3, dtype=torch.bfloat16)},
+        "optimizer": {"state": {0: {"step": torch.tensor(3.0)}}, "param_groups": [{"betas": (0.9, 0.95)}]},
+        "rng": torch.get_rng_state()[:16],
+        "curve": [(0, 1.5), (2, float("nan"))],
+        "best": math.inf,
+        "$odd": None,
+    }
+
+
+def test_a_checkpoint_round_trips_its_state_exactly(tmp_path):
+    from tradeoffs.train.checkpoint import load_checkpoint, save_checkpoint
+
+    state = _small_state()
+    save_checkpoint(tmp_path / "c.pt", state)
+    loaded = load_checkpoint(tmp_path / "c.pt")
+    assert loaded.keys() == state.keys() and loaded["best"] == math.inf and loaded["$odd"] is None
+    assert loaded["curve"][0] == (0, 1.5) and math.isnan(loaded["curve"][1][1])
+    assert loaded["optimizer"]["param_groups"][0]["betas"] == (0.9, 0.95)
+    assert torch.equal(loaded["optimizer"]["state"][0]["step"], torch.tensor(3.0))  # integer key kept
+    for name in ("wte.weight", "lm_head.weight", "norm"):
+        assert torch.equal(loaded["model"][name], state["model"][name]), name
+    assert loaded["model"]["norm"].dtype == torch.bfloat16 and torch.equal(loaded["rng"], state["rng"])
+
+
+def test_every_flipped_byte_of_a_checkpoint_is_refused(tmp_path):
+    """Header, metadata or tensor bytes: any single flipped byte is a CheckpointError naming the file."""
+    from tradeoffs.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, {"w": torch.arange(6.0), "rng": torch.arange(4, dtype=torch.uint8), "curve": [(0, 1.5)]})
+    original = path.read_bytes()
+    for position in range(len(original)):
+        damaged = bytearray(original)
+        damaged[position] ^= 0x10
+        path.write_bytes(damaged)
+        with pytest.raises(CheckpointError, match=re.escape(str(path))):
+            load_checkpoint(path)

@@ -11,18 +11,25 @@ The tidy table (results/results.parquet and .csv) has one row per (run, metric);
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+import logging
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from tradeoffs.atomic import write_file_atomic, write_files_atomic
 
 if TYPE_CHECKING:  # pandas is imported by collect/write_table only: every job imports this module
     import pandas as pd
 
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "diverged", "unsupported", "invalid", "error")
+FAILED_STATUSES = ("invalid", "error")  # no usable result; diverged and unsupported are findings, not failures
+log = logging.getLogger(__name__)
+
+
+class UnreadableResult(ValueError):
+    """A result.json that is not a complete result record (truncated, hand-edited...); names the file."""
 
 
 @dataclass
@@ -69,19 +76,10 @@ class ResultRecord:
 
 def write_json_atomic(path: Path | str, payload: Any) -> None:
     """Write JSON to `path` through a temporary file in the same directory and a rename, so a reader
-    (or an interrupted writer) never sees a partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(payload, stream, indent=1, sort_keys=True, allow_nan=True, default=str)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    (or an interrupted writer) never sees a partial file; a full disk raises FileWriteError "no space left
+    on <path>" and keeps the previous file (tradeoffs.atomic)."""
+    data = json.dumps(payload, indent=1, sort_keys=True, allow_nan=True, default=str).encode()
+    write_file_atomic(path, lambda stream: stream.write(data))
 
 
 def write_result(path: Path | str, record: ResultRecord) -> None:
@@ -89,9 +87,39 @@ def write_result(path: Path | str, record: ResultRecord) -> None:
 
 
 def read_result(path: Path | str) -> ResultRecord:
-    raw = json.loads(Path(path).read_text())
-    raw["metrics"] = [Metric(**m) for m in raw["metrics"]]
-    return ResultRecord(**raw)
+    """The record in a result.json; UnreadableResult naming the file if it is not a complete record."""
+    try:
+        raw = json.loads(Path(path).read_text())
+        raw["metrics"] = [Metric(**m) for m in raw["metrics"]]
+        return ResultRecord(**raw)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise UnreadableResult(f"result file {path} is unreadable ({type(error).__name__}: {error})") from None
+
+
+def unreadable_record(path: Path, error: UnreadableResult) -> ResultRecord:
+    """An error record for the experiment whose results/<kind>/<name>/result.json cannot be read."""
+    kind, name = path.parent.parent.name, path.parent.name
+    return ResultRecord(
+        id=f"{kind}/{name}",
+        kind=kind,
+        status="error",
+        message=str(error),
+        config={},
+        metrics=[],
+        timings={},
+        provenance={},
+        seed=None,
+        started="",
+        ended="",
+    )
+
+
+def _read_or_error(path: Path | str) -> ResultRecord:
+    try:
+        return read_result(path)
+    except UnreadableResult as error:
+        log.warning("%s: collected as an error row", error)
+        return unreadable_record(Path(path), error)
 
 
 def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
@@ -129,10 +157,12 @@ def record_rows(record: ResultRecord) -> list[dict[str, Any]]:
 
 
 def collect(paths: Iterable[Path | str]) -> pd.DataFrame:
-    """All results as one tidy DataFrame (see the module docstring for its columns)."""
+    """All results as one tidy DataFrame (see the module docstring for its columns). A result file that
+    cannot be read is an error row of its experiment naming the file (and a logged warning), so one bad file
+    never blocks the table."""
     import pandas as pd
 
-    rows = [row for path in paths for row in record_rows(read_result(path))]
+    rows = [row for path in paths for row in record_rows(_read_or_error(path))]
     frame = pd.DataFrame(rows)
     leading = ["id", "kind", "status", "message", "metric", "value", "unit"]
     ordered = [c for c in leading if c in frame] + sorted(c for c in frame if c not in leading)
@@ -140,9 +170,11 @@ def collect(paths: Iterable[Path | str]) -> pd.DataFrame:
 
 
 def write_table(frame: pd.DataFrame, parquet: Path | str, csv: Path | str) -> None:
-    """Write the tidy table as Parquet and CSV, each atomically."""
-    for target, writer in ((Path(parquet), frame.to_parquet), (Path(csv), frame.to_csv)):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        writer(temporary, index=False)
-        os.replace(temporary, target)
+    """Write the tidy table as Parquet and CSV, atomically: both are renamed into place only once both are
+    complete, so a failure (a full disk: FileWriteError naming the file) keeps the previous table."""
+    write_files_atomic(
+        {
+            parquet: lambda stream: frame.to_parquet(stream, index=False),
+            csv: lambda stream: frame.to_csv(stream, index=False),
+        }
+    )
