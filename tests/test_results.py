@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -85,10 +86,10 @@ def test_runner_records_every_status(tmp_path, monkeypatch):
 
     for exception, status in ((Unsupported("no FP8 units"), "unsupported"), (ZeroDivisionError("boom"), "error")):
 
-        def failing(config, out_dir, exception=exception):
+        def failing(config, job, exception=exception):
             raise exception
 
-        monkeypatch.setattr(numerics, "run", failing)
+        monkeypatch.setattr(numerics, "KIND", dataclasses.replace(numerics.KIND, run=failing))
         failed = run_experiment("numerics/x-00000000", config, tmp_path / status / "result.json")
         assert failed.status == status and failed.metrics == []
         assert failed.message.endswith(("no FP8 units", "boom"))
