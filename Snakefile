@@ -4,7 +4,7 @@ import sys
 from glob import glob
 
 from tradeoffs.plan import default_suite, workflow_plan
-from tradeoffs.report import FIGURES, TABLES
+from tradeoffs.report import FIGURES, TABLES, planned_products
 
 
 report: "workflow/report/workflow.rst"
@@ -16,8 +16,8 @@ PY = sys.executable  # the interpreter running Snakemake: the project venv
 ENVIRONMENT = "../../environment.yml"  # for --use-conda; paths are relative to workflow/rules/
 KINDS = PLAN.kinds()
 STUDIES = PLAN.studies()
-REPORT_FIGURES = [name for name, (study, _) in FIGURES.items() if study in STUDIES]
-REPORT_TABLES = [name for name, (study, _) in TABLES.items() if study in STUDIES]
+REPORT_FIGURES = planned_products(FIGURES, STUDIES)
+REPORT_TABLES = planned_products(TABLES, STUDIES)
 REFERENCE_SETS = sorted(glob("reports/reference/*.parquet"))  # other machines' runs, drawn beside this one's
 
 

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from tradeoffs.bench.hardware import Peaks, cpu_peak_estimate, hardware_table, peaks_for
-from tradeoffs.config import PEAK_DTYPES, HardwareConfig
+from tradeoffs.hardware import PEAK_DTYPES, HardwareConfig
 
 GPU_DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8")
 
@@ -90,9 +90,9 @@ def test_a_benchmark_job_has_the_machine_to_itself():
 
     from tradeoffs.resources import job_resources
 
-    gemm = job_resources("bench", {"benchmark": "gemm", "shapes": [[4096, 4096, 4096]], "hardware": {"threads": 0}})
+    gemm = job_resources("gemm", {"shapes": [[4096, 4096, 4096]], "hardware": {"threads": 0}})
     assert gemm.threads == os.cpu_count() and gemm.group is None and gemm.gpus == 0
     assert gemm.mem_mb >= 1500 + 40 * 3 * 4096**2 / 1e6
-    pinned = job_resources("bench", {"benchmark": "qdq", "log2_elements": 26, "hardware": {"threads": 1}})
+    pinned = job_resources("qdq", {"format": {"element": "int8"}, "log2_elements": 26, "hardware": {"threads": 1}})
     assert pinned.threads == 1 and pinned.mem_mb > 64 * 2**26 / 1e6
-    assert job_resources("bench", {"benchmark": "copy", "hardware": {"device": "cuda"}}).gpus == 1
+    assert job_resources("bandwidth", {"hardware": {"device": "cuda"}}).gpus == 1

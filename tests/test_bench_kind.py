@@ -12,7 +12,8 @@ import torch
 
 from tradeoffs.bench.gemm import ACCURACY_GATE, build_case, check_supported
 from tradeoffs.bench.qdq import torchao_qdq
-from tradeoffs.config import GEMM_DTYPES, load_experiment
+from tradeoffs.config import load_experiment
+from tradeoffs.hardware import GEMM_DTYPES
 from tradeoffs.errors import ConfigError, Unsupported
 from tradeoffs.formats import fake_quant, get_format
 from tradeoffs.results import collect
@@ -21,10 +22,17 @@ from tradeoffs.runner import run_experiment
 FAST = ["bench.min_runs=3", "bench.min_time_s=0.005", "bench.warmup=1", "bench.warmup_time_s=0"]
 
 
+def benchmark_kind(overrides):
+    """The kind a list of overrides names with `benchmark=<kind>` (gemm by default), and the other overrides."""
+    named = [o.split("=", 1)[1] for o in overrides if o.startswith("benchmark=")]
+    return (named[0] if named else "gemm"), [o for o in overrides if not o.startswith("benchmark=")]
+
+
 def run(tmp_path, *overrides):
-    config = load_experiment("bench", [*FAST, *overrides])
+    kind, rest = benchmark_kind(overrides)
+    config = load_experiment(kind, [*FAST, *rest])
     path = tmp_path / f"run{len(list(tmp_path.iterdir()))}" / "result.json"
-    return run_experiment("bench/test", config, path, job_threads=1), path
+    return run_experiment(f"{kind}/test", config, path, job_threads=1), path
 
 
 def metrics_of(record, name):
@@ -70,7 +78,7 @@ def test_shapes_a_kernel_cannot_take_are_recorded_per_shape(tmp_path):
 
 @pytest.mark.parametrize("dtype", GEMM_DTYPES)
 def test_every_dtype_runs_on_this_cpu_within_its_accuracy_gate_or_is_unsupported(dtype):
-    hardware = load_experiment("bench").hardware
+    hardware = load_experiment("gemm").hardware
     try:
         check_supported(dtype, "cpu", hardware)
     except Unsupported:
@@ -115,7 +123,7 @@ def test_torchao_counterparts_are_matched_by_structure():
 
 
 def test_copy_benchmark_calibrates_the_bandwidth(tmp_path):
-    record, _ = run(tmp_path, "benchmark=copy", "log2_elements=16")
+    record, _ = run(tmp_path, "benchmark=bandwidth", "log2_elements=16")
     assert record.status == "ok"
     bandwidth = {m.labels["impl"]: m.value for m in metrics_of(record, "bandwidth_gbs")}
     assert set(bandwidth) == {"copy", "clone", "read"} and min(bandwidth.values()) > 0
@@ -149,7 +157,7 @@ def test_inference_flops_count_every_position():
     from tradeoffs.bench.inference import inference_flops
     from tradeoffs.models import flops_breakdown
 
-    model = load_experiment("bench", ["benchmark=inference", "model=gpt-tiny"]).model
+    model = load_experiment("inference", ["model=gpt-tiny"]).model
     terms = flops_breakdown(model, 1)
     flops = inference_flops(model, batch=2, prompt=10, new_tokens=5)
     attention = 2 * model.n_layer * model.d_model
@@ -161,11 +169,11 @@ def test_inference_flops_count_every_position():
     ("overrides", "message"),
     [
         (["dtype=fp64"], "valid choices: fp32, tf32"),
-        (["benchmark=train"], "valid choices: gemm, qdq, copy"),
+        (["benchmark=gemmm"], "valid choices: bandwidth, capture, crossover, gemm"),
         (["benchmark=qdq"], "needs a format"),
         (["shapes=[[1,2]]"], "[M, K, N]"),
         (["repeat=3"], "bench.repeats=3"),
-        (["log2_elements=40"], "10..32"),
+        (["benchmark=bandwidth", "log2_elements=40"], "10..32"),
         (["benchmark=inference"], "needs a model"),
         (["benchmark=inference", "model=gpt-tiny", "dtype=int8"], "valid choices: fp32, bf16, fp16"),
         (["benchmark=inference", "model=gpt-tiny", "prompt_length=120", "new_tokens=20"], "context_length=128"),
@@ -173,7 +181,8 @@ def test_inference_flops_count_every_position():
 )
 def test_bad_configs_fail_before_running(overrides, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        load_experiment("bench", overrides)
+        kind, rest = benchmark_kind(overrides)
+        load_experiment(kind, rest)
 
 
 def test_report_products_from_real_results(tmp_path):
@@ -184,7 +193,7 @@ def test_report_products_from_real_results(tmp_path):
         run(tmp_path, "dtype=fp32", "shapes=[[1,128,128],[64,128,128]]")[1],
         run(tmp_path, "dtype=int8", "shapes=[[1,128,128],[64,128,128]]")[1],
         run(tmp_path, "dtype=fp8_e4m3")[1],
-        run(tmp_path, "benchmark=copy", "log2_elements=16")[1],
+        run(tmp_path, "benchmark=bandwidth", "log2_elements=16")[1],
         run(tmp_path, "benchmark=qdq", "format=mxint8", "log2_elements=12", "compare_torchao=false", "compiled=false")[
             1
         ],
@@ -208,7 +217,7 @@ def test_report_products_from_real_results(tmp_path):
     results.to_parquet(collect_path)
     reference_dir = tmp_path / "reference"
     reference_set = export_reference(collect_path, "other_cpu", directory=reference_dir)
-    with pytest.raises(ConfigError, match=r"no bench runs of \['train'\]; its bench runs are of: \['copy', 'gemm'"):
+    with pytest.raises(ConfigError, match=r"no benchmark runs of \['train'\]; its benchmark runs are of: \['bandwidth', 'gemm'"):
         export_reference(collect_path, "x", ("train",), directory=reference_dir)
     with pytest.raises(ConfigError, match="reference name 'H100 SXM'"):
         export_reference(collect_path, "H100 SXM", directory=reference_dir)

@@ -11,7 +11,7 @@ import torch
 
 from tradeoffs.bench.memory import track_peak_memory
 from tradeoffs.bench.timing import measure, measure_steps, noise_flag, stop_reason, summarize, tail_is_indicative
-from tradeoffs.config import BenchConfig
+from tradeoffs.bench.timing import BenchConfig
 
 
 def test_summarize_on_known_samples():

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from tradeoffs.config import DataConfig
+from tradeoffs.data import DataConfig
 from tradeoffs.data import (
     DataError,
     eval_batches,

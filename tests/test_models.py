@@ -15,7 +15,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from conftest import ROOT
-from tradeoffs.config import ModelConfig
+from tradeoffs.models import ModelConfig
 from tradeoffs.errors import ConfigError
 from tradeoffs.models import (
     GPT,

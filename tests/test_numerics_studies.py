@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tradeoffs.config import DistributionConfig
+from tradeoffs.numerics.distributions import DistributionConfig
 from tradeoffs.formats import fake_quant, get_format, hadamard_rotate
 from tradeoffs.numerics import crest_binned_error, quantization_error, sample
 from tradeoffs.numerics.lmul import float_multiply, lmul, lmul_offset_bits, random_operands, relative_errors

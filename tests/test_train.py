@@ -33,6 +33,10 @@ def tiny_config(*overrides: str):
     return load_experiment("train", [*TINY, *overrides])
 
 
+def compose_train(overrides: list[str]):
+    return load_experiment("train", overrides)
+
+
 @pytest.fixture(scope="module")
 def corpus() -> Dataset:
     """A small byte corpus in memory (the loop's logic does not depend on which corpus)."""
@@ -205,6 +209,7 @@ def test_training_benchmark_prints_its_ratios(capsys):
     from tradeoffs.train.benchmark import main
 
     main(
+        compose_train,
         [
             "--model",
             "gpt-tiny",

@@ -12,6 +12,8 @@ figure NAME TABLE OUT    draw one report figure from the tidy table
 table NAME TABLE OUT     write one report table from the tidy table
 reference NAME [...]     keep this run's GEMM/inference benchmarks as reports/reference/NAME.parquet, a
                          reference set the report draws beside later runs (e.g. after a run on a GPU)
+claims TABLE [--md M] [--csv C]   decide the papers' claims (conf/claims.yaml) from the tidy table; print
+                         the verdict counts (tradeoffs.report.claims)
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ import logging
 import sys
 from pathlib import Path
 
-from tradeoffs.config import EXPERIMENT_SCHEMAS
+from tradeoffs.atomic import FileWriteError
 from tradeoffs.errors import ConfigError
+from tradeoffs.kinds import kind_names
 
-BENCH_COMMANDS = ("gemm", "qdq", "train")  # `bench gemm|qdq|train`: ratio benchmarks; `bench key=value`: the kind
+BENCH_COMMANDS = ("gemm", "qdq", "train")  # `bench gemm|qdq|train`: side-by-side ratio benchmarks
 HYDRA_QUIET = ("hydra.output_subdir=null", "hydra.run.dir=.", "hydra/job_logging=none", "hydra/hydra_logging=none")
 
 
@@ -58,6 +61,29 @@ def _run_hydra_app(kind: str, argv: list[str]) -> None:
     hydra.main(config_path=str(conf_dir()), config_name=kind, version_base=None)(task)()
 
 
+def _job_config(text: str) -> dict:
+    """The resolved config `job --config` got, checked to be a JSON object naming a kind."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"--config: not valid JSON ({error}); give the resolved config as one JSON object") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"--config: expected a JSON object (the resolved config), got {type(value).__name__}")
+    if "kind" not in value:
+        raise ConfigError(f"--config: no 'kind' key; valid kinds: {', '.join(kind_names())}")
+    return value
+
+
+def _check_report_inputs(table: Path, reference: list[Path]) -> None:
+    """A figure or table needs the tidy table and every reference set it is given: name the missing one."""
+    if not table.is_file():
+        raise ConfigError(f"results table {table} not found: collect the results first (`tradeoffs collect`)")
+    for path in reference:
+        if not path.is_file():
+            kept = ", ".join(sorted(p.name for p in path.parent.glob("*.parquet"))) or "none"
+            raise ConfigError(f"--reference: reference set {path} not found; sets in {path.parent}: {kept}")
+
+
 def _commands() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tradeoffs", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -70,6 +96,12 @@ def _commands() -> argparse.ArgumentParser:
     job.add_argument("--config", required=True, help="the resolved config as JSON")
     job.add_argument("--out", required=True, type=Path, help="path of result.json")
     job.add_argument("--threads", type=int, default=None)
+    job.add_argument(
+        "--exit-zero-on-failure",
+        action="store_true",
+        help="exit 0 when the experiment fails (its result.json records it; the workflow passes this)",
+    )
+    job.add_argument("--inputs", nargs="*", type=Path, default=[], help="result files of the experiments it reads")
     collect = sub.add_parser("collect", help="gather result.json files into the tidy table")
     collect.add_argument("parquet", type=Path)
     collect.add_argument("csv", type=Path)
@@ -84,6 +116,11 @@ def _commands() -> argparse.ArgumentParser:
     reference.add_argument("name", help="the set's name, e.g. h100_sxm")
     reference.add_argument("--results", type=Path, default=Path("results/results.parquet"))
     reference.add_argument("--benchmarks", nargs="+", default=["gemm", "inference"], help="bench benchmarks kept")
+    claims = sub.add_parser("claims", help="decide the papers' claims from the tidy table (conf/claims.yaml)")
+    claims.add_argument("table", type=Path, help="results/results.parquet")
+    claims.add_argument("--md", type=Path, help="the claims report to write (reports/claims.md)")
+    claims.add_argument("--csv", type=Path, help="one row per claim part (reports/tables/claims.csv)")
+    claims.add_argument("--reference", nargs="*", type=Path, default=[], help="reference sets read beside it")
     return parser
 
 
@@ -91,9 +128,10 @@ def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if argv[:2] == ["bench", "train"]:
+        from tradeoffs.config import load_experiment
         from tradeoffs.train.benchmark import main as train_benchmark
 
-        train_benchmark(argv[2:])
+        train_benchmark(lambda overrides: load_experiment("train", overrides), argv[2:])
         return
     if argv[:1] == ["fit"]:
         from tradeoffs.fit.cli import main as fit_main
@@ -105,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
 
         bench_main(argv[1:])
         return
-    if argv and argv[0] in EXPERIMENT_SCHEMAS:
+    if argv and argv[0] in kind_names():
         _run_hydra_app(argv[0], argv[1:])
         return
     args = _commands().parse_args(argv)
@@ -119,15 +157,24 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{len(plan.experiments)} experiments in suite '{plan.suite}'", file=sys.stderr)
         elif args.command == "job":
             from tradeoffs.config import to_typed
+            from tradeoffs.results import FAILED_STATUSES
             from tradeoffs.runner import run_experiment
 
-            config = to_typed(json.loads(args.config))
-            record = run_experiment(args.id, config, args.out, job_threads=args.threads)
-            print(f"{args.id}: {record.status} {record.message}".rstrip())
+            config = to_typed(_job_config(args.config))
+            record = run_experiment(args.id, config, args.out, job_threads=args.threads, inputs=tuple(args.inputs))
+            summary = f"{args.id}: {record.status} {record.message}".rstrip()
+            if record.status in FAILED_STATUSES and not args.exit_zero_on_failure:
+                sys.exit(f"error: {summary}")
+            print(summary)
         elif args.command == "collect":
             from tradeoffs.results import collect, write_table
 
             write_table(collect(args.results), args.parquet, args.csv)
+        elif args.command == "claims":
+            from tradeoffs.report.claims import summary_line, write_claims
+
+            print(summary_line(write_claims(args.table, args.md, args.csv, args.reference)))
+            print("wrote " + (", ".join(str(p) for p in (args.md, args.csv) if p) or "nothing (no --md, --csv)"))
         elif args.command == "reference":
             from tradeoffs.report.reference import export_reference
 
@@ -135,9 +182,10 @@ def main(argv: list[str] | None = None) -> None:
         else:
             from tradeoffs.report import write_figure, write_table_file
 
+            _check_report_inputs(args.table, args.reference)
             writer = write_figure if args.command == "figure" else write_table_file
             writer(args.name, args.table, args.out, args.reference)
-    except ConfigError as error:
+    except (ConfigError, FileWriteError) as error:
         sys.exit(f"error: {error}")
 
 

@@ -1,7 +1,7 @@
 """The planner: a suite (conf/suite/<name>.yaml) becomes fully resolved experiments with stable ids.
 
 An id reads `<kind>/<axis values joined by _>-<hash8>`, e.g. `numerics/mxfp4_gaussian_none-1a2b3c4d`; the
-hash covers every resolved value that affects the result (config.config_hash). The Snakefile builds its
+hash covers every resolved value that affects the result (tradeoffs.identity.config_hash). The Snakefile builds its
 DAG from the plan. Because Snakemake re-parses the Snakefile in every job (and every cluster job), a plan
 is cached under .snakemake/tradeoffs/, keyed on the contents of conf/ and of the package's sources.
 """
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from tradeoffs.errors import ConfigError
 from tradeoffs.paths import conf_dir, project_root
-from tradeoffs.resources import JobResources, job_resources
+from tradeoffs.resources import JobResources
 
 if TYPE_CHECKING:  # tradeoffs.config imports Hydra and torch: only planning needs it, not a cached plan
     from tradeoffs.config import SuiteConfig, SweepConfig
@@ -36,6 +36,7 @@ class PlannedExperiment:
     overrides: tuple[str, ...]
     config: dict[str, Any]
     inputs: tuple[str, ...] = ()  # result files of the experiments it reads (its study's `source`)
+    job: JobResources = JobResources()  # what its job asks a scheduler for on the first try (its kind's sizer)
 
     @property
     def result_path(self) -> str:
@@ -46,7 +47,7 @@ class PlannedExperiment:
 
     def resources(self, attempt: int = 1) -> JobResources:
         """What this experiment's job asks a scheduler for (tradeoffs.resources), on its `attempt`-th try."""
-        return job_resources(self.kind, self.config, attempt)
+        return self.job.for_attempt(attempt)
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,7 @@ def _sources(
 
 def _plan_experiments(suite_name: str, suite: SuiteConfig) -> list[PlannedExperiment]:
     from tradeoffs.config import as_dict, config_hash, load_experiment, to_typed
+    from tradeoffs.kinds import get_kind
 
     experiments: list[PlannedExperiment] = []
     seen: dict[str, tuple[str, ...]] = {}
@@ -183,7 +185,10 @@ def _plan_experiments(suite_name: str, suite: SuiteConfig) -> list[PlannedExperi
                     )
                 seen[experiment_id] = overrides
                 inputs = () if source is None else (source.result_path,)
-                experiments.append(PlannedExperiment(experiment_id, kind, overrides, as_dict(config), inputs))
+                resources = get_kind(kind).resources(config)
+                experiments.append(
+                    PlannedExperiment(experiment_id, kind, overrides, as_dict(config), inputs, resources)
+                )
     return experiments
 
 
@@ -216,7 +221,9 @@ def _read_plan(path: Path) -> Plan:
     return Plan(
         raw["suite"],
         tuple(
-            PlannedExperiment(e["id"], e["kind"], tuple(e["overrides"]), e["config"], tuple(e["inputs"]))
+            PlannedExperiment(
+                e["id"], e["kind"], tuple(e["overrides"]), e["config"], tuple(e["inputs"]), JobResources(**e["job"])
+            )
             for e in raw["experiments"]
         ),
     )

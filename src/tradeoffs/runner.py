@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tradeoffs.config import ExperimentConfig, as_dict
+from tradeoffs.config import as_dict
 from tradeoffs.errors import Diverged, InvalidResult, Unsupported
-from tradeoffs.kinds import get_runner
+from tradeoffs.kinds import get_kind
+from tradeoffs.kinds.base import ExperimentConfig, Job
 from tradeoffs.provenance import collect_provenance
 from tradeoffs.results import Outcome, ResultRecord, write_result
 
@@ -44,16 +45,21 @@ def _now() -> str:
 
 
 def run_experiment(
-    experiment_id: str, config: ExperimentConfig, result_path: Path, job_threads: int | None = None
+    experiment_id: str,
+    config: ExperimentConfig,
+    result_path: Path,
+    job_threads: int | None = None,
+    inputs: tuple[Path, ...] = (),
 ) -> ResultRecord:
-    """Run `config` and write its ResultRecord to `result_path` (also returned)."""
+    """Run `config` and write its ResultRecord to `result_path` (also returned); `inputs` are the result files of
+    the experiments it reads, as planned."""
     out_dir = result_path.parent
     out_dir.mkdir(parents=True, exist_ok=True)
     configure_threads(config, job_threads)
     seed_everything(config.seed)
     started, clock = _now(), time.perf_counter()
     try:
-        outcome = get_runner(config.kind)(config, out_dir)
+        outcome = get_kind(config.kind).run(config, Job(out_dir, tuple(inputs)))
     except Unsupported as reason:
         outcome = Outcome(status="unsupported", message=str(reason))
     except Diverged as reason:

@@ -38,5 +38,5 @@ def planned_resources(kind):
 
 JOB_COMMAND = (
     "{params.py} -m tradeoffs job --id {params.id} --config {params.config:q} --out {output.result} "
-    "--threads {threads} > {log} 2>&1"
+    "--threads {threads} --inputs {input} --exit-zero-on-failure > {log} 2>&1"
 )

@@ -16,6 +16,7 @@ qdq   elements/s of tradeoffs.formats.fake_quant per format on a 2^26-value fp32
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -26,9 +27,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+import yaml
 
-from tradeoffs.config import GEMM_DTYPES, BenchConfig
+from tradeoffs.bench.timing import BenchConfig
+from tradeoffs.hardware import GEMM_DTYPES
 from tradeoffs.paths import conf_dir
 
 QDQ_TARGET_OF_COPY, QDQ_TARGET_VS_TORCHAO, AUTORANGE_TOLERANCE = 40.0, 10.0, 0.05
@@ -36,7 +38,7 @@ QDQ_TARGET_OF_COPY, QDQ_TARGET_VS_TORCHAO, AUTORANGE_TOLERANCE = 40.0, 10.0, 0.0
 
 def load_bench_config(args: argparse.Namespace) -> BenchConfig:
     """conf/bench/default.yaml with the command line's overrides."""
-    raw = OmegaConf.merge(OmegaConf.structured(BenchConfig), OmegaConf.load(conf_dir() / "bench" / "default.yaml"))
+    raw = yaml.safe_load((conf_dir() / "bench" / "default.yaml").read_text()) or {}
     overrides = {
         "warmup": args.warmup,
         "min_runs": args.min_runs,
@@ -47,7 +49,7 @@ def load_bench_config(args: argparse.Namespace) -> BenchConfig:
     for key, value in overrides.items():
         if value is not None:
             raw[key] = value
-    return OmegaConf.to_object(raw)
+    return BenchConfig(**raw)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -256,7 +258,7 @@ def _child(args: argparse.Namespace) -> None:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     config = load_bench_config(args)
     result = (_gemm_child if args.benchmark == "gemm" else _qdq_child)(args, config, device)
-    timing = OmegaConf.to_container(OmegaConf.structured(config))
+    timing = dataclasses.asdict(config)
     result.update(threads=torch.get_num_threads(), device=device, config=timing)
     args.child_out.write_text(json.dumps(result))
 

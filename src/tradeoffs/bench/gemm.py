@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import torch
 
-from tradeoffs.config import GEMM_DTYPES, HardwareConfig
 from tradeoffs.errors import Unsupported, check_choice
 from tradeoffs.formats import FormatSpec, quantize
+from tradeoffs.hardware import GEMM_DTYPES, HardwareConfig
 
 # The peak each dtype's throughput is compared with (weight-only variants compute in bf16).
 PEAK_DTYPE = {

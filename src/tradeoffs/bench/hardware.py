@@ -13,8 +13,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from tradeoffs.config import HardwareConfig
 from tradeoffs.errors import ConfigError, InvalidResult, Unsupported
+from tradeoffs.hardware import HardwareConfig
 from tradeoffs.paths import conf_dir
 
 # FLOP (int8: OP) per cycle per core by ISA, best first: (flag, FLOP/cycle, how). Every AVX-512 figure

@@ -21,10 +21,10 @@ import torch
 from torch import nn
 
 from tradeoffs.bench.timing import StepTimer
-from tradeoffs.config import ModelConfig
-from tradeoffs.models import build_model, flops_breakdown
+from tradeoffs.models import ModelConfig, build_model, flops_breakdown
 
 TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+INFERENCE_DTYPES = tuple(TORCH_DTYPES)
 
 
 def load_model(config: ModelConfig, dtype: str, device: str, seed: int) -> nn.Module:

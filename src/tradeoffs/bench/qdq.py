@@ -17,8 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from tradeoffs.bench.memory import PeakMemory, track_peak_memory
-from tradeoffs.bench.timing import Measurement, measure
-from tradeoffs.config import BenchConfig
+from tradeoffs.bench.timing import BenchConfig, Measurement, measure
 from tradeoffs.formats import FormatSpec, fake_quant, get_format
 from tradeoffs.formats.quantize import compile_failure
 

@@ -28,12 +28,35 @@ from typing import Any
 import numpy as np
 import torch
 
-from tradeoffs.config import BenchConfig
-from tradeoffs.errors import check_choice
+from tradeoffs.errors import ConfigError, check_choice, check_positive
+from tradeoffs.identity import descriptive
 
 NOISE_WARN, NOISE_SUSPECT = 0.10, 0.25
 STOP_REASONS = ("min_runs", "min_time", "max_time")
 DEVICES = ("cpu", "cuda")
+
+
+@dataclass
+class BenchConfig:
+    """Timing rules of the benchmark engine (conf/bench/): warm-up, minimum count and time, a time cap."""
+
+    name: str = descriptive("default")
+    warmup: int = 3  # warm-up calls after the cold (first) call ...
+    warmup_time_s: float = 0.05  # ... and at least this long
+    min_runs: int = 10
+    min_time_s: float = 0.2
+    max_time_s: float = 10.0
+    repeats: int = 3  # fresh-process repeats for headline numbers
+    l2_flush: bool = False
+
+    def __post_init__(self) -> None:
+        check_positive("bench.warmup", self.warmup, allow_zero=True)
+        check_positive("bench.warmup_time_s", self.warmup_time_s, allow_zero=True)
+        check_positive("bench.min_runs", self.min_runs)
+        check_positive("bench.min_time_s", self.min_time_s)
+        check_positive("bench.repeats", self.repeats)
+        if self.max_time_s < self.min_time_s:
+            raise ConfigError(f"bench.max_time_s ({self.max_time_s}) < bench.min_time_s ({self.min_time_s})")
 
 
 # ------------------------------------------------------------------------------------------- statistics

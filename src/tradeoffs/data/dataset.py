@@ -14,6 +14,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -24,11 +25,56 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
-from tradeoffs.config import DataConfig
 from tradeoffs.data import bpe
 from tradeoffs.data.batches import eval_batches, random_batch
 from tradeoffs.data.sources import DataError, fetch, read_member, stdlib_corpus
+from tradeoffs.errors import ConfigError, check_choice, check_positive
+from tradeoffs.identity import descriptive
 from tradeoffs.paths import project_root
+
+
+@dataclass
+class DataConfig:
+    """A text corpus (conf/data/): embedded (offline) or downloaded by URL with a checksum (tradeoffs.data).
+
+    The corpus is one byte stream split contiguously into train | validation | test by the fractions, unless
+    `split_members` names an archive's own split files. The sha256 pins the downloaded file, so the URL (a
+    mirror) does not enter the experiment hash; an embedded corpus's hash is computed and recorded at run time.
+    """
+
+    name: str = descriptive("stdlib")
+    source: str = "embedded"
+    url: str = descriptive("")
+    sha256: str = ""  # of the downloaded file (url); optional pin for an embedded corpus
+    member: str = ""  # the file to read inside a .zip archive ("" = its only file)
+    split_members: dict[str, str] = field(default_factory=dict)  # train/validation/test -> archive member
+    max_bytes: int = 0  # read at most this many bytes of the corpus (of each member with split_members); 0 = all
+    tokenizer: str = "bytes"
+    vocab_size: int = 256
+    validation_fraction: float = 0.05
+    test_fraction: float = 0.05
+
+    def __post_init__(self) -> None:
+        check_choice("data.source", self.source, ("embedded", "url"))
+        check_choice("data.tokenizer", self.tokenizer, ("bytes", "bpe"))
+        if self.source == "url" and not (self.url and re.fullmatch(r"[0-9a-f]{64}", self.sha256)):
+            raise ConfigError("data: source=url needs data.url and a 64-hex-digit data.sha256")
+        if self.sha256 and not re.fullmatch(r"[0-9a-f]{64}", self.sha256):
+            raise ConfigError(f"data.sha256 must be 64 lowercase hex digits, got {self.sha256!r}")
+        if self.tokenizer == "bytes" and self.vocab_size != 256:
+            raise ConfigError(f"data.vocab_size must be 256 with tokenizer=bytes, got {self.vocab_size}")
+        if self.tokenizer == "bpe" and not 256 < self.vocab_size <= 65536:
+            raise ConfigError(f"data.vocab_size must be in (256, 65536] with tokenizer=bpe, got {self.vocab_size}")
+        check_positive("data.max_bytes", self.max_bytes, allow_zero=True)
+        for split in self.split_members:
+            check_choice("data.split_members key", split, ("train", "validation", "test"))
+        if self.split_members and "train" not in self.split_members:
+            raise ConfigError("data.split_members needs a 'train' member")
+        if not (self.validation_fraction >= 0 and self.test_fraction >= 0) or not (
+            self.validation_fraction + self.test_fraction < 1
+        ):
+            raise ConfigError("data.validation_fraction and data.test_fraction must be >= 0 with a sum below 1")
+
 
 SPLITS = ("train", "validation", "test")
 FORMAT_VERSION = 1

@@ -1,20 +1,32 @@
-"""Experiment kinds: each is a module with `run(config, out_dir) -> Outcome`; the schema is in config.py
-and the rule in workflow/rules/<kind>.smk. Modules are imported on demand (torch is slow to import)."""
+"""Experiment kinds. Each module of this package is one kind: its schema (a dataclass extending
+ExperimentConfig), its `run(config, job) -> Outcome` and its resource sizer, declared as
+`KIND = Kind(schema, run, resources)`. The module's name is the kind's name; nothing else lists the kinds.
+Modules are imported on first use (they import torch)."""
 
 from __future__ import annotations
 
+import functools
 import importlib
-from collections.abc import Callable
+import pkgutil
 from pathlib import Path
 
-from tradeoffs.config import EXPERIMENT_SCHEMAS, ExperimentConfig
-from tradeoffs.errors import check_choice
-from tradeoffs.results import Outcome
+from tradeoffs.errors import ConfigError, check_choice
 
-KindRunner = Callable[[ExperimentConfig, Path], Outcome]
+_NOT_KINDS = {"base", "sources"}
 
 
-def get_runner(kind: str) -> KindRunner:
-    """The `run` function of an experiment kind."""
-    check_choice("experiment kind", kind, EXPERIMENT_SCHEMAS)
-    return importlib.import_module(f"tradeoffs.kinds.{kind}").run
+@functools.cache
+def kind_names() -> tuple[str, ...]:
+    """Every experiment kind, from the package's modules (no import)."""
+    here = [str(Path(__file__).parent)]
+    names = (m.name for m in pkgutil.iter_modules(here))
+    return tuple(sorted(n for n in names if not n.startswith("_") and n not in _NOT_KINDS))
+
+
+def get_kind(name: str):
+    """The Kind declared by tradeoffs.kinds.<name>."""
+    check_choice("experiment kind", name, kind_names())
+    kind = importlib.import_module(f"tradeoffs.kinds.{name}").KIND
+    if kind.name != name:
+        raise ConfigError(f"tradeoffs.kinds.{name} declares a schema of kind '{kind.name}'")
+    return kind

@@ -7,21 +7,43 @@ pass: weights and activations along the input features, gradients along the outp
 from __future__ import annotations
 
 import math
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import torch
 
-from tradeoffs.config import CaptureConfig
 from tradeoffs.data import load_dataset
-from tradeoffs.errors import ConfigError
-from tradeoffs.formats import fake_quant, hadamard_rotate
-from tradeoffs.models import build_model
+from tradeoffs.errors import ConfigError, check_choice, check_positive
+from tradeoffs.formats import FormatSpec, fake_quant, hadamard_rotate
+from tradeoffs.identity import descriptive
+from tradeoffs.kinds.base import ExperimentConfig, Job, Kind
+from tradeoffs.kinds.sources import load_trained_model
+from tradeoffs.kinds.train import TrainExperimentConfig
 from tradeoffs.models.capture import capture_linear_tensors
 from tradeoffs.numerics import quantization_error
-from tradeoffs.paths import results_dir
 from tradeoffs.results import Metric, Outcome
 
 ROLES = ("weight", "activation", "gradient")
+
+
+@dataclass
+class CaptureConfig(ExperimentConfig):
+    """QSNR of a format on the tensors of a trained model (the capture kind): the weights, inputs
+    (activations) and output gradients of every Linear, from one validation batch through the checkpoint of
+    its `source` train experiment (set by the planner from the suite's source study)."""
+
+    kind: str = "capture"
+    source: TrainExperimentConfig = field(default_factory=TrainExperimentConfig)
+    source_id: str = descriptive()  # the train experiment whose checkpoint is read (its config is `source`)
+    format: FormatSpec = field(default_factory=FormatSpec)
+    rotation: str = "none"  # none | hadamard: blockwise along the quantization axis before quantizing
+    rotation_size: int = 32
+    batch_size: int = 8
+
+    def __post_init__(self) -> None:
+        check_choice("rotation", self.rotation, ("none", "hadamard"))
+        check_positive("batch_size", self.batch_size)
+        if self.rotation_size < 2 or self.rotation_size & (self.rotation_size - 1):
+            raise ConfigError(f"rotation_size must be a power of two >= 2, got {self.rotation_size}")
 
 
 def _quantized(x: torch.Tensor, config: CaptureConfig) -> torch.Tensor:
@@ -31,20 +53,9 @@ def _quantized(x: torch.Tensor, config: CaptureConfig) -> torch.Tensor:
     return hadamard_rotate(fake_quant(rotated, config.format), config.rotation_size, inverse=True)
 
 
-def run(config: CaptureConfig, out_dir: Path) -> Outcome:
-    checkpoint = results_dir() / config.source_id / "checkpoint.pt"
-    if not config.source_id or not checkpoint.is_file():
-        raise ConfigError(
-            f"capture needs the checkpoint of its source train experiment ({checkpoint}); plan it from a suite "
-            "study with `source: <train study>`"
-        )
+def run(config: CaptureConfig, job: Job) -> Outcome:
     train = config.source
-    model = build_model(train.model)
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    if state["step"] != train.steps:
-        raise ConfigError(f"the checkpoint of {config.source_id} is at step {state['step']} of {train.steps}")
-    model.load_state_dict(state["model"])
-    model.eval()  # no dropout while capturing (gradients still flow)
+    model = load_trained_model(job, train, config.source_id).model
     dataset = load_dataset(train.data)
     x, y = next(iter(dataset.eval_batches("validation", config.batch_size, train.model.context_length)))
     tensors = capture_linear_tensors(model, x, y)
@@ -62,3 +73,6 @@ def run(config: CaptureConfig, out_dir: Path) -> Outcome:
         metrics.append(Metric("qsnr_db", qsnr, "dB", {"tensor": "all", "role": role}))
     metrics.append(Metric("bits_per_element", config.format.bits_per_element(train.model.d_model), "bit"))
     return Outcome(metrics=metrics)
+
+
+KIND = Kind(CaptureConfig, run)

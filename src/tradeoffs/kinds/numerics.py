@@ -5,17 +5,70 @@ INT-vs-FP crest-factor study; measured on the values the quantizer sees, i.e. af
 
 from __future__ import annotations
 
-from pathlib import Path
+import math
+from dataclasses import dataclass, field
 
 import torch
 
-from tradeoffs.config import NumericsConfig
-from tradeoffs.formats import fake_quant, hadamard_rotate
+from tradeoffs.errors import ConfigError, check_choice, check_positive
+from tradeoffs.formats import FormatSpec, fake_quant, hadamard_rotate
+from tradeoffs.kinds.base import ExperimentConfig, Job, Kind
 from tradeoffs.numerics import crest_binned_error, crest_factor, quantization_error, sample
+from tradeoffs.numerics.distributions import DistributionConfig
+from tradeoffs.resources import GROUP_BELOW_S, JobResources, gpus, round_up, threads
 from tradeoffs.results import Metric, Outcome
 
+ROTATIONS = ("none", "hadamard", "random_hadamard")
 
-def run(config: NumericsConfig, out_dir: Path) -> Outcome:
+
+@dataclass
+class NumericsConfig(ExperimentConfig):
+    """Quantization error of a format on a synthetic distribution (the numerics kind)."""
+
+    kind: str = "numerics"
+    format: FormatSpec = field(default_factory=FormatSpec)
+    distribution: DistributionConfig = field(default_factory=DistributionConfig)
+    rotation: str = "none"
+    rotation_size: int = 32
+    n_values: int = 2**20
+    row_size: int = 4096
+
+    def __post_init__(self) -> None:
+        check_choice("rotation", self.rotation, ROTATIONS)
+        check_positive("n_values", self.n_values)
+        check_positive("row_size", self.row_size)
+        if self.n_values % self.row_size:
+            raise ConfigError(f"row_size={self.row_size} does not divide n_values={self.n_values}")
+        if self.format.granularity == "block" and self.row_size % self.format.block_size:
+            raise ConfigError(f"format.block_size={self.format.block_size} does not divide row_size={self.row_size}")
+        if self.rotation != "none" and (
+            self.rotation_size < 2
+            or self.rotation_size & (self.rotation_size - 1)
+            or self.row_size % self.rotation_size
+        ):
+            raise ConfigError(
+                f"rotation_size={self.rotation_size} must be a power of two dividing row_size={self.row_size}"
+            )
+
+
+def numerics_resources(config: NumericsConfig) -> JobResources:
+    """Memory and time grow with the sample (about 100 bytes per value measured with its copies) and with a
+    dense Hadamard rotation (its k x k matrix built in float64, and 2 n k flops)."""
+    rotation = config.rotation_size if config.rotation != "none" else 0
+    compute_s = config.n_values / 8e6 + 2 * config.n_values * rotation / 1e10
+    mem_mb = 1000 + (100 * config.n_values + 24 * rotation**2) / 1e6
+    need_gpus = gpus(config)
+    small = compute_s < GROUP_BELOW_S and not need_gpus
+    return JobResources(
+        threads=threads(config),
+        mem_mb=round_up(mem_mb, 100),
+        runtime=5 + math.ceil(3 * compute_s / 60),
+        gpus=need_gpus,
+        group=config.kind if small else None,
+    )
+
+
+def run(config: NumericsConfig, job: Job) -> Outcome:
     rows = config.n_values // config.row_size
     x = sample(config.distribution, rows, config.row_size, config.seed)
     signs_seed = config.seed if config.rotation == "random_hadamard" else None
@@ -47,3 +100,6 @@ def run(config: NumericsConfig, out_dir: Path) -> Outcome:
             Metric("crest_bin_noise", crest_bin.noise, "", labels),
         ]
     return Outcome(metrics=metrics)
+
+
+KIND = Kind(NumericsConfig, run, numerics_resources)

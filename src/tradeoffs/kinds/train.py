@@ -6,19 +6,43 @@ was interrupted, and is the trained model other experiments load."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 
 from tradeoffs.bench.hardware import check_device, peaks_for
-from tradeoffs.config import TrainConfig
 from tradeoffs.data import load_dataset
 from tradeoffs.errors import Diverged
+from tradeoffs.kinds.base import ExperimentConfig, Job, Kind
+from tradeoffs.kinds.sources import CHECKPOINT
 from tradeoffs.models import count_parameters
 from tradeoffs.provenance import collect_provenance
+from tradeoffs.resources import JobResources, gpus, threads
 from tradeoffs.results import Metric, Outcome
 from tradeoffs.train import TrainResult, state_bytes_per_parameter, train
+from tradeoffs.train.config import TrainConfig
 from tradeoffs.train.distributed import launch
+
+
+@dataclass
+class TrainExperimentConfig(TrainConfig, ExperimentConfig):
+    """The train kind's schema: a training run (tradeoffs.train.TrainConfig) planned as an experiment."""
+
+    kind: str = "train"
+
+
+def train_resources(config: TrainExperimentConfig) -> JobResources:
+    """A training run is never grouped. With `devices` > 1 it launches that many data-parallel processes
+    (torchrun) inside its job: one GPU each on CUDA, at least one thread each, and memory for each (2000 MB:
+    torch, the model, its gradients and AdamW states, a batch; the model ladder tops out at 30M parameters).
+    An hour of wall time until runs get longer."""
+    return JobResources(
+        threads=threads(config, default=config.devices),
+        mem_mb=2000 * config.devices,
+        runtime=60,
+        gpus=gpus(config) * config.devices,
+        group=None,
+    )
 
 
 def _curve_metrics(result: TrainResult) -> list[Metric]:
@@ -34,10 +58,11 @@ def arithmetic(config: TrainConfig) -> str:
     return "fp32" if config.recipe.compute_dtype == "fp32" else f"native {config.recipe.compute_dtype} autocast"
 
 
-def run(config: TrainConfig, out_dir: Path) -> Outcome:
+def run(config: TrainExperimentConfig, job: Job) -> Outcome:
     check_device(config.hardware)
     dataset = load_dataset(config.data)
-    checkpoint = out_dir / "checkpoint.pt"
+    out_dir = job.out_dir
+    checkpoint = out_dir / CHECKPOINT
     try:
         if config.devices > 1:
             result = launch(config, out_dir, checkpoint)
@@ -71,3 +96,6 @@ def run(config: TrainConfig, out_dir: Path) -> Outcome:
         timings={"train_s": result.train_seconds},
         artifacts=[checkpoint.name],
     )
+
+
+KIND = Kind(TrainExperimentConfig, run, train_resources)

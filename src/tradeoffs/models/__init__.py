@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from torch import nn
 
-from tradeoffs.config import ModelConfig
 from tradeoffs.models.counting import (
     ParameterCount,
     activation_counts,
@@ -14,7 +13,7 @@ from tradeoffs.models.counting import (
     flops_per_token,
     module_parameter_count,
 )
-from tradeoffs.models.gpt import GPT, KVCache
+from tradeoffs.models.gpt import GPT, KVCache, ModelConfig
 from tradeoffs.models.hf import HFCausalLM, load_hf_model
 
 
@@ -30,6 +29,7 @@ __all__ = [
     "GPT",
     "HFCausalLM",
     "KVCache",
+    "ModelConfig",
     "ParameterCount",
     "activation_counts",
     "build_model",

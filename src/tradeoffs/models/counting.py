@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from tradeoffs.config import ModelConfig
+from tradeoffs.models.gpt import ModelConfig
 
 
 @dataclass(frozen=True)

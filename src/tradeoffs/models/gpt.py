@@ -22,7 +22,48 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tradeoffs.config import ModelConfig
+from tradeoffs.errors import ConfigError, check_choice, check_positive
+from tradeoffs.identity import descriptive
+
+
+@dataclass
+class ModelConfig:
+    """A model (conf/model/): a GPT of the project's own family (tradeoffs.models.gpt), or a Hugging Face
+    causal LM loaded from a local directory (family=hf, path=...; the architecture fields are then unused)."""
+
+    name: str = descriptive("gpt-tiny")
+    family: str = "gpt"
+    path: str = ""  # family=hf: a local directory written by save_pretrained
+    d_model: int = 64
+    n_layer: int = 2
+    n_head: int = 4
+    n_kv_head: int = 4  # = n_head: multi-head; 1 < n_kv_head < n_head: grouped-query; 1: multi-query
+    d_ff: int = 256
+    context_length: int = 128
+    vocab_size: int = 256
+    norm: str = "layernorm"
+    bias: bool = False  # biases in every Linear and LayerNorm
+    tie_embeddings: bool = False  # lm_head shares the token embedding's weight
+    dropout: float = 0.0
+    init_std: float = 0.02
+
+    def __post_init__(self) -> None:
+        check_choice("model.family", self.family, ("gpt", "hf"))
+        if self.family == "hf" and not self.path:
+            raise ConfigError("model: family=hf needs model.path, a local directory written by save_pretrained")
+        for key in ("d_model", "n_layer", "n_head", "n_kv_head", "d_ff", "context_length", "vocab_size"):
+            check_positive(f"model.{key}", getattr(self, key))
+        check_choice("model.norm", self.norm, ("layernorm", "rmsnorm"))
+        check_positive("model.init_std", self.init_std)
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
+        if self.d_model % self.n_head:
+            raise ConfigError(f"model.n_head={self.n_head} does not divide model.d_model={self.d_model}")
+        if self.n_head % self.n_kv_head:
+            raise ConfigError(
+                f"model.n_kv_head={self.n_kv_head} does not divide model.n_head={self.n_head} "
+                "(n_kv_head = n_head for MHA, a divisor for GQA, 1 for MQA)"
+            )
 
 
 @dataclass

@@ -2,10 +2,42 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
-from tradeoffs.config import DistributionConfig
+from tradeoffs.errors import ConfigError, check_choice, check_positive
+from tradeoffs.identity import descriptive
+
+DISTRIBUTIONS = ("gaussian", "laplace", "student_t", "spikes", "channel_outliers")
+
+
+@dataclass
+class DistributionConfig:
+    """A synthetic value distribution for the numerics studies (conf/distribution/)."""
+
+    name: str = descriptive("gaussian")
+    family: str = "gaussian"
+    dof: float = 0.0  # student_t degrees of freedom
+    spike_fraction: float = 0.0  # spikes: share of values replaced by large spikes
+    spike_scale: float = 0.0  # spikes: spike magnitude in standard deviations
+    outlier_channels: int = 0  # channel_outliers: number of channels (columns) scaled up
+    outlier_scale: float = 0.0  # channel_outliers: their scale factor
+    row_scale_octaves: float = 0.0  # each row (token) scaled by 2^U(0, octaves): magnitudes vary like real data
+
+    def __post_init__(self) -> None:
+        check_choice("distribution.family", self.family, DISTRIBUTIONS)
+        if self.family == "student_t":
+            check_positive("distribution.dof", self.dof)
+        if self.family == "spikes":
+            if not 0 < self.spike_fraction < 1:
+                raise ConfigError(f"distribution.spike_fraction must be in (0, 1), got {self.spike_fraction}")
+            check_positive("distribution.spike_scale", self.spike_scale)
+        if self.family == "channel_outliers":
+            check_positive("distribution.outlier_channels", self.outlier_channels)
+            check_positive("distribution.outlier_scale", self.outlier_scale)
+        check_positive("distribution.row_scale_octaves", self.row_scale_octaves, allow_zero=True)
 
 
 def sample(distribution: DistributionConfig, rows: int, columns: int, seed: int) -> torch.Tensor:

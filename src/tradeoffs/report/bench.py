@@ -1,5 +1,5 @@
-"""Figures and tables of the hardware benchmarks (the bench kind): GEMM throughput by shape and dtype with
-the percentage of peak, a roofline per hardware, and the quantize-dequantize comparison.
+"""Figures and tables of the hardware benchmarks (the gemm, bandwidth, qdq and inference kinds): GEMM throughput
+by shape and dtype with the percentage of peak, a roofline per hardware, and the quantize-dequantize comparison.
 
 Each point is the median over fresh-process repeats of per-run medians; error bars span the repeats.
 """
@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from tradeoffs.config import GEMM_DTYPES
+from tradeoffs.hardware import GEMM_DTYPES
+from tradeoffs.report.common import select
 
 DTYPE_ORDER = list(GEMM_DTYPES)
 NOISE_RANK = {"ok": 0, "warn": 1, "suspect": 2}
@@ -32,12 +33,11 @@ def _hardware(runs: pd.DataFrame) -> pd.Series:
     return name.where(reference.isna(), name + " (reference: " + reference.astype(str) + ")")
 
 
-def bench_rows(results: pd.DataFrame, benchmark: str, statuses: tuple[str, ...] = ("ok", "invalid")) -> pd.DataFrame:
-    """Rows of bench runs of one benchmark with the given statuses, with a `hardware` column."""
-    if "cfg.benchmark" not in results:
-        return results.iloc[0:0].assign(hardware=[])
-    runs = results[(results["kind"] == "bench") & (results["cfg.benchmark"] == benchmark)]
-    runs = runs[runs["status"].isin(statuses)]
+def bench_rows(
+    results: pd.DataFrame, study: str, statuses: tuple[str, ...] = ("ok", "invalid"), required: bool = True
+) -> pd.DataFrame:
+    """Rows of the benchmark runs of one study with the given statuses, with a `hardware` column."""
+    runs = select(results, study, statuses, required=required)
     return runs.assign(hardware=_hardware(runs))
 
 
@@ -142,7 +142,7 @@ def _bandwidths(results: pd.DataFrame, frame: pd.DataFrame) -> dict[str, tuple[f
     """Memory bandwidth per hardware: the datasheet's for a GPU, else the copy benchmark's calibration (its
     read-only stream where measured: the roof of GEMVs, which read their weights and write little)."""
     out: dict[str, tuple[float, str]] = {}
-    copy = bench_rows(results, "copy")
+    copy = bench_rows(results, "bandwidth", required=False)
     copy = copy[copy["metric"] == "bandwidth_gbs"]
     for impl, how in (("copy", "measured copy"), ("read", "measured read stream")):
         runs = copy[copy["label.impl"] == impl]
@@ -153,7 +153,7 @@ def _bandwidths(results: pd.DataFrame, frame: pd.DataFrame) -> dict[str, tuple[f
         if value and value > 0:
             out[name] = (float(value), "datasheet")
     for name in frame["hardware"].unique():
-        out.setdefault(name, (np.nan, "unknown (no copy benchmark)"))
+        out.setdefault(name, (np.nan, "unknown (no bandwidth study)"))
     return out
 
 

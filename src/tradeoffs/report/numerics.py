@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from tradeoffs.report.common import study_rows
+from tradeoffs.report.common import select
 
 RUN_METRICS = ["qsnr_db", "relative_mse", "bias", "alignment", "bits_per_element"]
 # The INT-vs-FP paper's crossover crest factors (claims.md), shown beside ours.
@@ -25,7 +25,7 @@ MIN_BLOCKS_PER_BIN = 64  # Monte-Carlo crest bins with fewer blocks are too nois
 
 def qsnr_frame(results: pd.DataFrame, study: str = "numerics") -> pd.DataFrame:
     """One row per successful run of a numerics study: format, distribution, rotation, QSNR and friends."""
-    runs = study_rows(results, study)
+    runs = select(results, study)
     runs = runs[runs["metric"].isin(RUN_METRICS)]
     wide = runs.pivot_table(
         index=["id", "cfg.format.name", "cfg.distribution.name", "cfg.rotation"],
@@ -91,7 +91,7 @@ def qsnr_table(results: pd.DataFrame) -> pd.DataFrame:
 
 def crest_frame(results: pd.DataFrame) -> pd.DataFrame:
     """Monte-Carlo QSNR per (format, crest bin), pooling the numerics study's runs of each format."""
-    runs = study_rows(results, "numerics")
+    runs = select(results, "numerics")
     runs = runs[runs["metric"].str.startswith("crest_bin_")]
     wide = runs.pivot_table(
         index=["id", "cfg.format.name", "label.crest"], columns="metric", values="value", aggfunc="first"
@@ -106,7 +106,7 @@ def crest_frame(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def _crossover_runs(results: pd.DataFrame) -> pd.DataFrame:
-    runs = study_rows(results, "crossover")
+    runs = select(results, "crossover")
     return runs.rename(columns={"cfg.int_format.name": "int_format", "cfg.fp_format.name": "fp_format"})
 
 
@@ -211,7 +211,7 @@ def quantizer_figure(results: pd.DataFrame) -> plt.Figure:
 
 
 def lmul_frame(results: pd.DataFrame) -> pd.DataFrame:
-    runs = study_rows(results, "lmul")
+    runs = select(results, "lmul")
     runs = runs[runs["metric"] == "mean_relative_error"]
     return runs.rename(columns={"label.multiplier": "multiplier", "cfg.operands": "operands"})
 
@@ -237,7 +237,7 @@ def lmul_figure(results: pd.DataFrame) -> plt.Figure:
 
 def capture_frame(results: pd.DataFrame) -> pd.DataFrame:
     """Pooled QSNR per (format, rotation, tensor role) over every Linear of the captured model."""
-    runs = study_rows(results, "capture")
+    runs = select(results, "capture")
     runs = runs[(runs["metric"] == "qsnr_db") & (runs["label.tensor"] == "all")]
     return runs.rename(
         columns={"cfg.format.name": "format", "cfg.rotation": "rotation", "label.role": "role", "value": "qsnr_db"}
@@ -246,7 +246,7 @@ def capture_frame(results: pd.DataFrame) -> pd.DataFrame:
 
 def capture_figure(results: pd.DataFrame) -> plt.Figure:
     """QSNR of each format on a trained model's weights, activations and gradients, per rotation."""
-    source = ", ".join(sorted(study_rows(results, "capture")["cfg.source_id"].dropna().unique()))
+    source = ", ".join(sorted(select(results, "capture")["cfg.source_id"].dropna().unique()))
     return _bar_panels(
         capture_frame(results), "qsnr_db", "role", "QSNR (dB), higher is better",
         f"QSNR on tensors captured from a trained model ({source})", hue_order=["weight", "activation", "gradient"],

@@ -1,8 +1,8 @@
 """Reference data sets: benchmark results measured on other machines (GPUs), kept in the repository under
 reports/reference/<name>.parquet with their provenance, and drawn by the report beside this run's.
 
-A reference set is a slice of another run's results.parquet (the tidy table): its bench rows of some
-benchmarks, every column kept (config, provenance, status, message), plus a `reference` column with the
+A reference set is a slice of another run's results.parquet (the tidy table): its rows of some benchmark
+kinds, every column kept (config, provenance, status, message), plus a `reference` column with the
 set's name. Snakemake hands every set to every report product (`--reference`); the bench products name a
 reference run's hardware "<GPU or CPU> (reference: <name>)", so a set never mixes with this machine's runs,
 even from the same CPU model.
@@ -20,6 +20,7 @@ from tradeoffs.errors import ConfigError
 from tradeoffs.paths import project_root
 
 REFERENCE_BENCHMARKS = ("gemm", "inference")
+BENCHMARK_KINDS = ("bandwidth", "gemm", "inference", "qdq")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
 
@@ -33,19 +34,18 @@ def export_reference(
     benchmarks: tuple[str, ...] = REFERENCE_BENCHMARKS,
     directory: Path | None = None,
 ) -> Path:
-    """Write the bench runs of `benchmarks` in the results table at `results_path` as reference set `name`."""
+    """Write the runs of the benchmark kinds `benchmarks` in the results table at `results_path` as reference set `name`."""
     if not _NAME.match(name):
         raise ConfigError(f"reference name '{name}': use lower-case letters, digits, '_', '-' and '.' (e.g. h100_sxm)")
     if not results_path.is_file():
         raise ConfigError(f"no results table at {results_path}: run the suite first (snakemake --cores N)")
     results = pd.read_parquet(results_path)
-    bench = results[results["kind"] == "bench"]
-    benchmark = bench["cfg.benchmark"] if "cfg.benchmark" in bench else pd.Series(None, index=bench.index, dtype=object)
-    present = sorted(benchmark.dropna().unique())
-    rows = bench[benchmark.isin(benchmarks)]
+    present = sorted(set(results["kind"]) & set(BENCHMARK_KINDS))
+    rows = results[results["kind"].isin(benchmarks)]
     if rows.empty:
         raise ConfigError(
-            f"{results_path} has no bench runs of {list(benchmarks)}; its bench runs are of: {present or 'none'}"
+            f"{results_path} has no benchmark runs of {list(benchmarks)}; its benchmark runs are of: "
+            f"{present or 'none'}"
         )
     out = (directory or reference_dir()) / f"{name}.parquet"
     out.parent.mkdir(parents=True, exist_ok=True)

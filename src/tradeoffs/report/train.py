@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from tradeoffs.report.common import study_rows
+from tradeoffs.report.common import select
 
 SUMMARY_METRICS = {
     "final_val_loss": "val loss (nats)",
@@ -23,7 +23,7 @@ SUMMARY_METRICS = {
 
 
 def _runs(results: pd.DataFrame) -> pd.DataFrame:
-    runs = study_rows(results, "train", ("ok", "diverged"))
+    runs = select(results, "train", ("ok", "diverged"))
     return runs.rename(columns={"cfg.recipe.name": "recipe", "cfg.model.name": "model"})
 
 

@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from tradeoffs.config import TrainConfig, load_experiment
 from tradeoffs.data import Dataset, load_dataset
 from tradeoffs.models import build_model
+from tradeoffs.train.config import TrainConfig
 from tradeoffs.train.loop import AUTOCAST_DTYPES, train
+
+# Builds the TrainConfig of a list of `key=value` overrides of the train kind (the command line composes them).
+Configure = Callable[[list[str]], TrainConfig]
 
 REFERENCE_TARGET, EMULATION_TARGET = 0.95, 2.0  # issue #4: >= 0.95x the reference; FP8/MXFP8 <= 2x fp32
 
@@ -66,16 +70,16 @@ def _median_after_warmup(times: list[float], warmup: int) -> float:
 
 
 def compare(
-    overrides: list[str], recipes: list[str], steps: int, warmup: int, rounds: int
+    configure: Configure, overrides: list[str], recipes: list[str], steps: int, warmup: int, rounds: int
 ) -> tuple[list[LoopComparison], dict[str, float]]:
     """Loop ratios for fp32/bf16 (project vs minimal loop) and every recipe's median step time, in rounds."""
-    dataset = load_dataset(load_experiment("train", overrides).data)
+    dataset = load_dataset(configure(overrides).data)
     step_times: dict[str, list[float]] = {}
     references: dict[str, list[float]] = {}
     for _ in range(rounds):
         for recipe in recipes:
-            config = load_experiment(
-                "train", [*overrides, f"recipe={recipe}", f"steps={steps + warmup}", f"eval_interval={10**6}"]
+            config = configure(
+                [*overrides, f"recipe={recipe}", f"steps={steps + warmup}", f"eval_interval={10**6}"]
             )
             if recipe in ("fp32", "bf16"):
                 references.setdefault(recipe, []).append(
@@ -89,7 +93,7 @@ def compare(
     return loops, medians
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(configure: Configure, argv: list[str] | None = None) -> None:
     """`python -m tradeoffs bench train`: print the loop ratio (target >= 0.95 for fp32 and bf16) and each
     recipe's step time relative to fp32 (target <= 2 for fp8 and mxfp8)."""
     import argparse
@@ -108,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     overrides = [f"model={args.model}", f"model.context_length={args.context}", f"batch_size={args.batch}"]
     overrides += ["compile_quant=false"] if args.eager else []
-    loops, medians = compare(overrides, args.recipes, args.steps, args.warmup, args.rounds)
+    loops, medians = compare(configure, overrides, args.recipes, args.steps, args.warmup, args.rounds)
     print(
         f"training loop benchmark: {args.model}, {args.batch} x {args.context} tokens per step, "
         f"{args.threads} threads, {args.rounds} rounds of {args.steps} timed steps (after {args.warmup})"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
 import os
 import subprocess
@@ -20,8 +21,9 @@ from pathlib import Path
 
 import torch
 
-from tradeoffs.config import TrainConfig, as_dict, to_typed
 from tradeoffs.errors import Diverged
+from tradeoffs.identity import from_plain, plain
+from tradeoffs.train.config import TrainConfig
 from tradeoffs.train.loop import TrainResult, train
 
 RESULT_FILE = "train_result.json"
@@ -35,7 +37,8 @@ def launch(config: TrainConfig, out_dir: Path, checkpoint: Path | None = None) -
     result_path.unlink(missing_ok=True)
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={config.devices}",
-        "-m", "tradeoffs.train.distributed", "--config", json.dumps(as_dict(config)), "--out", str(result_path),
+        "-m", "tradeoffs.train.distributed", "--config", json.dumps(plain(config)), "--out", str(result_path),
+        "--schema", f"{type(config).__module__}:{type(config).__qualname__}",
     ]  # fmt: skip
     if checkpoint is not None:
         command += ["--checkpoint", str(checkpoint)]
@@ -62,8 +65,10 @@ def _worker(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--checkpoint", type=Path, default=None)
+    parser.add_argument("--schema", default="tradeoffs.train.config:TrainConfig", help="module:class of the config")
     args = parser.parse_args(argv)
-    config = to_typed(json.loads(args.config))
+    module, name = args.schema.split(":")
+    config = from_plain(getattr(importlib.import_module(module), name), json.loads(args.config))
     backend = "nccl" if config.hardware.device == "cuda" else "gloo"
     torch.distributed.init_process_group(backend)
     rank = torch.distributed.get_rank()

@@ -10,8 +10,8 @@ ends with exactly the weights of an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
-import os
 import resource
 import statistics
 import time
@@ -21,14 +21,17 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from tradeoffs.config import TrainConfig, as_dict, config_hash
 from tradeoffs.data import Dataset, load_dataset
 from tradeoffs.errors import ConfigError, Diverged
+from tradeoffs.identity import config_hash, plain
 from tradeoffs.models import build_model, flops_per_token
+from tradeoffs.train.checkpoint import load_checkpoint, save_checkpoint
+from tradeoffs.train.config import TrainConfig
 from tradeoffs.train.optim import build_optimizer, build_scheduler, quantize_optimizer_states
 from tradeoffs.train.quantized import apply_recipe
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -103,13 +106,6 @@ def _global_mean(value: torch.Tensor, world: int) -> float:
     return value.item()
 
 
-def _save(path: Path, payload: dict) -> None:
-    """torch.save to a temporary file renamed into place: a checkpoint is whole or absent."""
-    temporary = path.with_suffix(f".{os.getpid()}.tmp")
-    torch.save(payload, temporary)
-    temporary.replace(path)
-
-
 def train(
     config: TrainConfig,
     checkpoint: Path | None = None,
@@ -117,9 +113,11 @@ def train(
     stop_after: int | None = None,
     dataset: Dataset | None = None,
 ) -> tuple[torch.nn.Module, TrainResult]:
-    """Train per `config`; resume from `checkpoint` when it exists (same config hash) and write it at every
-    checkpoint_interval and at the end. `stop_after` ends the run after that many steps, as an interruption
-    would (for resume tests). Raises Diverged (with `.result`) on a NaN/inf loss or a loss spike."""
+    """Train per `config`; resume from `checkpoint` when it holds an unfinished run of the same config (a
+    finished one is trained again from step 0, so a rerun measures its own run; a damaged one raises
+    CheckpointError naming it), and write it at every checkpoint_interval and at the end. `stop_after` ends
+    the run after that many steps, as an interruption would (for resume tests). Raises Diverged (with
+    `.result`) on a NaN/inf loss or a loss spike."""
     device = "cuda" if config.hardware.device == "cuda" else "cpu"
     distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
     rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if distributed else (0, 1)
@@ -148,10 +146,13 @@ def train(
     fingerprint = config_hash(config)
     best = math.inf  # running minimum of the training loss, for the spike test
 
-    if checkpoint is not None and checkpoint.is_file():
-        state = torch.load(checkpoint, weights_only=False)
-        if state["config_hash"] != fingerprint:
-            raise ConfigError(f"checkpoint {checkpoint} belongs to another config ({state['config_hash']})")
+    state = load_checkpoint(checkpoint) if checkpoint is not None and checkpoint.is_file() else None
+    if state is not None and state["config_hash"] != fingerprint:
+        raise ConfigError(f"checkpoint {checkpoint} belongs to another config ({state['config_hash']})")
+    if state is not None and state["step"] >= config.steps:
+        log.info("%s holds a finished run: training again from step 0 (a rerun measures its own run)", checkpoint)
+        state = None
+    if state is not None:
         module.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -165,11 +166,11 @@ def train(
 
     def save() -> None:
         if checkpoint is not None and rank == 0:
-            _save(
+            save_checkpoint(
                 checkpoint,
                 {
                     "config_hash": fingerprint,
-                    "config": as_dict(config),
+                    "config": plain(config),
                     "step": result.steps,
                     "model": module.state_dict(),
                     "optimizer": optimizer.state_dict(),

@@ -15,8 +15,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from tradeoffs.config import RecipeConfig, TrainConfig
 from tradeoffs.formats import FormatSpec, fake_quant
+from tradeoffs.train.config import RecipeConfig, TrainConfig
 
 STATE_NAMES = ("exp_avg", "exp_avg_sq")
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from tradeoffs.config import RecipeConfig
 from tradeoffs.formats import FormatSpec, fake_quant, hadamard_rotate
+from tradeoffs.train.config import RecipeConfig
 
 
 @dataclass

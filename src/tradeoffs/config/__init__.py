@@ -1,0 +1,30 @@
+"""The pipeline's configuration: composing experiment configs with Hydra (compose.py), the suites (suite.py) and
+the table of config groups (groups.py). Library configs live with their code (ModelConfig in tradeoffs.models,
+FormatSpec in tradeoffs.formats, ...), a kind's schema beside its run function (tradeoffs.kinds), and the
+identity hash in tradeoffs.identity."""
+
+from tradeoffs.config.compose import (
+    as_dict,
+    compose,
+    explain,
+    hydra_session,
+    load_experiment,
+    register_schemas,
+    to_typed,
+)
+from tradeoffs.config.suite import SuiteConfig, SweepConfig, load_suite
+from tradeoffs.identity import config_hash
+
+__all__ = [
+    "SuiteConfig",
+    "SweepConfig",
+    "as_dict",
+    "compose",
+    "config_hash",
+    "explain",
+    "hydra_session",
+    "load_experiment",
+    "load_suite",
+    "register_schemas",
+    "to_typed",
+]

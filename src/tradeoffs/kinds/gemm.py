@@ -1,0 +1,94 @@
+"""The gemm kind: TFLOP/s of a dtype over [M, K, N] shapes (tradeoffs.bench.gemm), as a percentage of the
+hardware's peak, with the output's error against fp64 beside the speed and raw samples in samples.json."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tradeoffs.bench.gemm import ACCURACY_GATE, build_case, check_supported
+from tradeoffs.bench.hardware import Peaks
+from tradeoffs.bench.memory import track_peak_memory
+from tradeoffs.bench.timing import measure
+from tradeoffs.errors import ConfigError, Unsupported, check_choice
+from tradeoffs.hardware import GEMM_DTYPES
+from tradeoffs.kinds._benchmark import BenchmarkConfig, Recorder, benchmark_resources, benchmark_run
+from tradeoffs.kinds.base import Kind
+from tradeoffs.resources import JobResources
+
+
+@dataclass
+class GemmConfig(BenchmarkConfig):
+    """GEMM throughput of one dtype over [M, K, N] shapes, with its output error against fp64 (the gemm kind)."""
+
+    kind: str = "gemm"
+    dtype: str = "fp32"  # one of GEMM_DTYPES
+    shapes: list[list[int]] = field(default_factory=lambda: [[1024, 1024, 1024]])  # [M, K, N] each
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice("dtype", self.dtype, GEMM_DTYPES)
+        if not self.shapes:
+            raise ConfigError("shapes: a gemm benchmark needs at least one [M, K, N]")
+        for shape in self.shapes:
+            if len(shape) != 3 or min(shape) < 1:
+                raise ConfigError(f"shapes: each shape is [M, K, N] with positive sizes, got {shape}")
+
+
+def gemm_resources(config: GemmConfig) -> JobResources:
+    """Memory for the largest operands: fp32, bf16 and quantized copies and an fp64 reference, about 40 bytes
+    per GEMM element."""
+    elements = max(m * k + k * n + m * n for m, k, n in config.shapes)
+    return benchmark_resources(config, 40 * elements)
+
+
+def _gemm(config: GemmConfig, device: str, peaks: Peaks, recorder: Recorder) -> None:
+    check_supported(config.dtype, device, config.hardware)
+    ran = 0
+    for m, k, n in config.shapes:
+        labels = {"m": m, "k": k, "n": n, "shape": f"{m}x{k}x{n}"}
+        try:
+            case = build_case(config.dtype, (m, k, n), device, config.seed)
+        except Unsupported as reason:
+            recorder.add("supported", 0, "", {**labels, "reason": str(reason)})
+            recorder.notes.append(f"{labels['shape']} unsupported: {reason}")
+            continue
+        ran += 1
+        with case.precision():
+            measurement = measure(case.fn, config.bench, device=device)
+            with track_peak_memory(device) as memory:
+                case.fn()
+        labels["kernel"] = case.kernel
+        tflops = case.flops / measurement.stats.median / 1e12
+        peak = peaks.tflops.get(case.peak_dtype)
+        recorder.add("supported", 1, "", labels)
+        recorder.add("tflops", tflops, "TFLOP/s", labels)
+        recorder.add(
+            "pct_of_peak",
+            peaks.percent(case.peak_dtype, tflops),
+            "%",
+            {
+                **labels,
+                "peak_dtype": case.peak_dtype,
+                "peak_tflops": peak,
+                "peak_method": peaks.method,
+            },
+        )
+        recorder.add("arithmetic_intensity", case.intensity, "FLOP/B", labels)
+        gbs = case.bytes / measurement.stats.median / 1e9
+        recorder.add("gbs", gbs, "GB/s", labels)
+        if peaks.bandwidth_gbs:
+            recorder.add("pct_of_bandwidth", 100 * gbs / peaks.bandwidth_gbs, "%", labels)
+        recorder.add("output_rel_error", case.output_error, "", labels)
+        if not case.output_error <= ACCURACY_GATE[case.dtype]:
+            recorder.problems.append(
+                f"{labels['shape']}: output error {case.output_error:.3g} fails the accuracy gate "
+                f"{ACCURACY_GATE[case.dtype]} of {case.dtype}"
+            )
+        recorder.memory(memory, labels)
+        recorder.timing(f"gemm {case.dtype} {labels['shape']}", measurement, labels)
+    if not ran:
+        raise Unsupported("; ".join(recorder.notes))
+    recorder.notes.append(f"peaks: {peaks.source}")
+
+
+KIND = Kind(GemmConfig, benchmark_run(_gemm), gemm_resources)
