@@ -243,8 +243,15 @@ def fit_chinchilla(
         return cannot_fit("chinchilla", TOO_FEW_RUNS, shortage, runs.run_ids, level=options.level, seed=options.seed)
     optimum = minimise(CHINCHILLA, runs.columns(), runs.log_loss, grid(CHINCHILLA_GRID, CHINCHILLA.names), options)
     if not optimum.converged:
-        return _not_converged("chinchilla", optimum, CHINCHILLA_ESTIMATES, _natural_or_nan(optimum), runs, options)
-    warm = replace_starts(options)
+        return _not_converged(
+            "chinchilla",
+            optimum,
+            CHINCHILLA_ESTIMATES,
+            _point(_chinchilla_natural, optimum, len(CHINCHILLA_ESTIMATES)),
+            runs,
+            options,
+        )
+    warm = options.for_refit()
 
     def refit(indices: np.ndarray) -> np.ndarray | None:
         if _shortage(runs, indices, len(CHINCHILLA.names), "runs"):
@@ -270,13 +277,9 @@ def fit_chinchilla(
     )
 
 
-def replace_starts(options: FitOptions) -> FitOptions:
-    """The options of a bootstrap refit: one start (the full fit's optimum), no nested bootstrap."""
-    return FitOptions(options.huber_delta, 1, 0, options.seed, options.level, options.max_nfev)
-
-
-def _natural_or_nan(optimum: Optimum) -> np.ndarray:
-    return _chinchilla_natural(optimum.theta) if np.all(np.isfinite(optimum.theta)) else np.full(7, math.nan)
+def _point(natural, optimum: Optimum, size: int) -> list[float]:
+    """The natural parameters of an optimum (nan where the optimiser gave none)."""
+    return list(natural(optimum.theta)) if np.all(np.isfinite(optimum.theta)) else [math.nan] * size
 
 
 def _not_converged(fit, optimum, names, point, runs: _Runs, options: FitOptions) -> FitResult:
@@ -334,11 +337,11 @@ def fit_quartet(
 
     shared = stage_one(reference_rows, grid(QUARTET_GRID, QUARTET_SHARED.names), options)
     if not shared.converged:
-        point = _quartet_natural(shared.theta) if np.all(np.isfinite(shared.theta)) else [math.nan] * 6
+        point = _point(_quartet_natural, shared, len(QUARTET_ESTIMATES))
         return _not_converged("quartet", shared, QUARTET_ESTIMATES, point, runs, options)
     efficiency_grid = grid(EFFICIENCY_GRID, ("u", "v"))
     per_precision = {p: stage_two(shared.theta, np.flatnonzero(labels == p), efficiency_grid, options) for p in fitted}
-    warm = replace_starts(options)
+    warm = options.for_refit()
 
     def refit(indices: np.ndarray) -> np.ndarray | None:
         rows = indices[is_reference[indices]]
@@ -399,7 +402,7 @@ def fit_quartet(
 def predict_loss(result: FitResult, n_params, tokens, precision: str | None = None) -> np.ndarray:
     """The fitted law's loss at (N, D), for drawing curves: a chinchilla or quartet result (with
     `precision`, that precision's effN and effD; without, the reference precision)."""
-    values = {e.name: e.value for e in result.estimates if not e.labels}
+    values = {e.name: e.value for e in result.estimates if e.name not in ("eff_n", "eff_d")}
     if result.fit == "chinchilla":
         return chinchilla_loss(n_params, tokens, **{k: values[k] for k in ("E", "A", "B", "alpha", "beta")})
     if result.fit != "quartet":

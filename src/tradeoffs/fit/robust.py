@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.optimize import least_squares
@@ -36,6 +36,10 @@ class FitOptions:
         check_positive("max_nfev", self.max_nfev)
         if not 0 < self.level < 1:
             raise ConfigError(f"level: must be in (0, 1), got {self.level}")
+
+    def for_refit(self) -> FitOptions:
+        """The options of a bootstrap refit: one start (the full fit's optimum), no nested bootstrap."""
+        return replace(self, n_starts=1, n_bootstrap=0)
 
 
 @dataclass(frozen=True)

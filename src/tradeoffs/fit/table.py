@@ -5,7 +5,7 @@ one row per run with those columns."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -146,8 +146,6 @@ def fit_table(
 
 
 def _with_labels(result: FitResult, labels: Mapping[str, Any]) -> FitResult:
-    from dataclasses import replace
-
     return replace(result, estimates=tuple(replace(e, labels={**labels, **e.labels}) for e in result.estimates))
 
 
