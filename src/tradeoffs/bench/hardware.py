@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from omegaconf import OmegaConf
+import yaml
 
 from tradeoffs.errors import ConfigError, InvalidResult, Unsupported
 from tradeoffs.hardware import HardwareConfig
@@ -69,8 +69,7 @@ def hardware_table() -> dict[str, HardwareConfig]:
     """Every conf/hardware/*.yaml, validated against HardwareConfig."""
     table = {}
     for path in sorted((conf_dir() / "hardware").glob("*.yaml")):
-        merged = OmegaConf.merge(OmegaConf.structured(HardwareConfig), OmegaConf.load(path))
-        table[path.stem] = OmegaConf.to_object(merged)
+        table[path.stem] = HardwareConfig(**(yaml.safe_load(path.read_text()) or {}))
     return table
 
 
