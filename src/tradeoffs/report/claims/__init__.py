@@ -1,0 +1,68 @@
+"""The papers' claims with verdicts decided from the tidy results table.
+
+conf/claims.yaml holds one entry per claim (tradeoffs.report.claims.spec): its papers, statement, and parts,
+each with the criterion (tradeoffs.report.claims.criteria) that decides it from reads of the table's rows
+(tradeoffs.report.claims.select). tradeoffs.report.claims.engine applies them and
+tradeoffs.report.claims.render writes reports/claims.md and reports/tables/claims.csv (docs/claims.md).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from tradeoffs.errors import ConfigError
+from tradeoffs.report.claims.engine import decide_part, evaluate_claims
+from tradeoffs.report.claims.render import claims_markdown, claims_table, summary_line
+from tradeoffs.report.claims.spec import Claim, Part, Read, load_claims, parse_claims
+from tradeoffs.report.claims.verdicts import ClaimVerdict, Decision
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def write_claims(
+    table: Path,
+    markdown: Path | None = None,
+    csv: Path | None = None,
+    reference: Sequence[Path] = (),
+    claims_file: Path | None = None,
+) -> list[ClaimVerdict]:
+    """Decide every claim from the tidy table at `table` (with the reference sets `reference`) and write the
+    Markdown report and the CSV table where asked; returns the verdicts."""
+    import pandas as pd
+
+    from tradeoffs.report.reference import with_reference
+
+    if not table.is_file():
+        raise ConfigError(f"results table {table} not found: collect the results first (`tradeoffs collect`)")
+    claims = load_claims(claims_file)
+    results = with_reference(pd.read_parquet(table), reference)
+    verdicts = evaluate_claims(results, claims)
+    if markdown is not None:
+        _write_atomic(markdown, claims_markdown(claims, verdicts, results))
+    if csv is not None:
+        _write_atomic(csv, claims_table(claims, verdicts).to_csv(index=False))
+    return verdicts
+
+
+__all__ = [
+    "Claim",
+    "ClaimVerdict",
+    "Decision",
+    "Part",
+    "Read",
+    "claims_markdown",
+    "claims_table",
+    "decide_part",
+    "evaluate_claims",
+    "load_claims",
+    "parse_claims",
+    "summary_line",
+    "write_claims",
+]
