@@ -1,4 +1,4 @@
-"""The quantize-dequantize benchmark of the formats library (issue #3): tradeoffs.formats.fake_quant beside a
+"""The quantize-dequantize benchmark of the formats library: tradeoffs.formats.fake_quant beside a
 plain tensor copy (the memory-bandwidth limit) and torchao's eager quantize-dequantize of the same format,
 timed by the engine in one process, with peak memory and the agreement of the two implementations.
 
