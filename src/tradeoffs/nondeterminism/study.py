@@ -43,7 +43,6 @@ class NondeterminismConfig:
         default_factory=lambda: [
             REPEAT,
             "batch=1",
-            "batch=16",
             "shuffle=1",
             "split_k=2",
             "split_k=8",
