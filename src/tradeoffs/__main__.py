@@ -115,7 +115,7 @@ def _commands() -> argparse.ArgumentParser:
     reference = sub.add_parser("reference", help="keep this run's benchmarks as a reference set of the report")
     reference.add_argument("name", help="the set's name, e.g. h100_sxm")
     reference.add_argument("--results", type=Path, default=Path("results/results.parquet"))
-    reference.add_argument("--benchmarks", nargs="+", default=["gemm", "inference"], help="bench benchmarks kept")
+    reference.add_argument("--benchmarks", nargs="+", default=["gemm", "inference"], help="benchmark kinds kept")
     claims = sub.add_parser("claims", help="decide the papers' claims from the tidy table (conf/claims.yaml)")
     claims.add_argument("table", type=Path, help="results/results.parquet")
     claims.add_argument("--md", type=Path, help="the claims report to write (reports/claims.md)")
