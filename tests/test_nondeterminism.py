@@ -342,3 +342,29 @@ def test_gpu_orders_give_the_reference_logits_in_fp64(prompts):
     for comparison in result.comparisons:
         assert comparison.identical_fraction == 1.0
         assert max(p.max_logit_difference for p in comparison.prompts) < 1e-12
+
+
+def test_a_hugging_face_llama_is_split_and_order_invariant_in_fp64(prompts):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from tradeoffs.models import HFCausalLM
+
+    torch.manual_seed(0)
+    llama = LlamaConfig(
+        vocab_size=256,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=32,
+        attn_implementation="sdpa",
+    )
+    model = HFCausalLM(LlamaForCausalLM(llama).eval())
+    with torch.no_grad(), SplitK(3) as mode:
+        model(prompts)
+    assert mode.calls == {"linear": 7 * llama.num_hidden_layers + 1, "attention": llama.num_hidden_layers}
+    config = small_study(precisions=["fp64"], perturbations=["batch=1", "shuffle=1", "split_k=3", "attention=native"])
+    for comparison in run_study(model, prompts, config).comparisons:
+        assert comparison.identical_fraction == 1.0
+        assert max(p.max_logit_difference for p in comparison.prompts) < 1e-12, comparison.perturbation
