@@ -18,8 +18,8 @@ from tradeoffs.quant.config import (
     SmoothQuantConfig,
     needs_calibration,
 )
-from tradeoffs.quant.layers import kv_cache_hooks, make_llm_int8, make_quantized
-from tradeoffs.quant.rotation import hadamard_size, rotate_gpt
+from tradeoffs.quant.layers import head_dims, kv_cache_hooks, make_llm_int8, make_quantized
+from tradeoffs.quant.rotation import hadamard_size, is_gpt, rotate_gpt
 from tradeoffs.quant.sequential import gptq_model
 from tradeoffs.quant.spec import QuantSpec
 from tradeoffs.quant.structure import as_linears, target_linears
@@ -63,14 +63,27 @@ def check_config(model: nn.Module, config: MethodConfig, calibration: Tensor | N
         raise ConfigError(f"quantize_: {type(model).__name__} has no nn.Linear inside its decoder blocks")
     _check_divides("spec.weight", spec.weight_format, targets)
     _check_divides("spec.activation", spec.activation_format, targets)
-    if needs_calibration(config):
-        if calibration is None or calibration.ndim != 2 or calibration.dtype != torch.long:
-            raise ConfigError(
-                f"calibration: {type(config).__name__} needs calibration token ids, an int64 tensor (samples, "
-                f"tokens); got {None if calibration is None else (calibration.dtype, tuple(calibration.shape))}"
-            )
+    kv = spec.kv_cache_format
+    if kv is not None and kv.granularity == "block" and any(d % kv.block_size for d in head_dims(model)):
+        raise ConfigError(
+            f"spec.kv_cache: block size {kv.block_size} of '{kv.name or kv.element}' does not divide the head "
+            f"dimension {sorted(head_dims(model))}; choose a per-token (channel) format or a smaller block"
+        )
+    if needs_calibration(config) and (calibration is None or calibration.ndim != 2 or calibration.dtype != torch.long):
+        raise ConfigError(
+            f"calibration: {type(config).__name__} needs calibration token ids, an int64 tensor (samples, "
+            f"tokens); got {None if calibration is None else (calibration.dtype, tuple(calibration.shape))}"
+        )
     if isinstance(config, SmoothQuantConfig):
         norm_readers(model, config.layers)
+    if isinstance(config, RotationConfig):
+        if not is_gpt(model):
+            raise ConfigError(
+                f"rotation: supported for tradeoffs.models.GPT (wte, wpe, blocks, ln_f, lm_head); got "
+                f"{type(model).__name__}. Valid methods for it: rtn, gptq, smoothquant, llm_int8"
+            )
+        formats = [f for f in (spec.weight_format, spec.activation_format) if f is not None]
+        hadamard_size(model.wte.weight.shape[1], config.hadamard_size, formats)
     return targets
 
 

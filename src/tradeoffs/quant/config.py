@@ -189,6 +189,10 @@ def method_config(name: str, **values) -> MethodConfig:
     if unknown:
         raise ConfigError(f"method {name}: unknown keys {sorted(unknown)}; valid keys: {valid}")
     if isinstance(values.get("gptq"), dict):
+        settings = [f.name for f in dataclasses.fields(GPTQ)]
+        unknown = set(values["gptq"]) - set(settings)
+        if unknown:
+            raise ConfigError(f"method {name}: unknown gptq keys {sorted(unknown)}; valid keys: {settings}")
         values["gptq"] = GPTQ(**values["gptq"])
     return cls(**values)
 

@@ -123,6 +123,13 @@ def kv_cache_hooks(model: nn.Module, fmt: FormatSpec) -> list[torch.utils.hooks.
     return handles
 
 
+def head_dims(model: nn.Module) -> set[int]:
+    """The head dimensions of the model's attention layers (the axis KV cache quantization runs along)."""
+    return {
+        m.head_dim for m in model.modules() if hasattr(m, "head_dim") and (hasattr(m, "qkv") or hasattr(m, "k_proj"))
+    }
+
+
 def _heads(x: Tensor, head_dim: int, fmt: FormatSpec) -> Tensor:
     shaped = x.reshape(*x.shape[:-1], x.shape[-1] // head_dim, head_dim)
     return fake_quant(shaped, fmt, axis=-1).reshape(x.shape)

@@ -40,7 +40,8 @@ def block_rotation(dimension: int, size: int, signs_seed: int | None) -> Tensor:
     return torch.block_diag(*([block] * (dimension // size)))
 
 
-def _is_gpt(model: nn.Module) -> bool:
+def is_gpt(model: nn.Module) -> bool:
+    """Whether the model has the layout of tradeoffs.models.GPT."""
     return all(hasattr(model, name) for name in ("wte", "wpe", "blocks", "ln_f", "lm_head"))
 
 
@@ -82,10 +83,8 @@ def rotate_gpt(
 ) -> dict[str, Tensor]:
     """Rotate a tradeoffs.models.GPT in place (module docstring); returns the online rotation (s x s, FP32)
     per Linear name, to apply to its input at run time."""
-    if not _is_gpt(model):
-        raise ConfigError(
-            f"rotation: supported for tradeoffs.models.GPT (wte, wpe, blocks, ln_f, lm_head); got {type(model).__name__}"
-        )
+    if not is_gpt(model):
+        raise ConfigError(f"rotation: supported for tradeoffs.models.GPT only, got {type(model).__name__}")
     width = model.wte.weight.shape[1]
     tied = model.lm_head.weight is model.wte.weight
     if tied and not torch.all(model.ln_f.weight == 1):
