@@ -147,7 +147,9 @@ def test_whole_model_gptq_calibrates_each_layer_on_the_quantized_layers_before_i
     accumulator = HessianAccumulator(32)
     for x in captured:
         accumulator.add(x)
-    expected = gptq_quantize_weight(original.blocks[1].attn.qkv.weight, accumulator.hessian, spec.weight_format, settings)
+    expected = gptq_quantize_weight(
+        original.blocks[1].attn.qkv.weight, accumulator.hessian, spec.weight_format, settings
+    )
     assert torch.equal(model.blocks[1].attn.qkv.weight, expected)
     # and the whole model is closer to full precision than round-to-nearest
     rtn = copy.deepcopy(original)
