@@ -9,8 +9,7 @@ import dataclasses
 import pytest
 import torch
 
-from tradeoffs.formats import FormatSpec, fake_quant, get_format
-from tradeoffs.formats.scales import compute_scales
+from tradeoffs.formats import FormatSpec, compute_scales, fake_quant, get_format
 from tradeoffs.models import GPT, ModelConfig
 from tradeoffs.quant import GPTQ, GPTQConfig, RTNConfig, get_spec, gptq_quantize_weight, hessian, quantize_
 from tradeoffs.quant.structure import decoder_blocks

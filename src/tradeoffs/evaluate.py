@@ -58,9 +58,7 @@ class Protocol:
         return f"rolling-{self.context_length}-prefix{self.prefix_token}"
 
 
-def get_protocol(
-    name: str, context_length: int, *, stride: int | None = None, prefix_token: int = 0
-) -> Protocol:
+def get_protocol(name: str, context_length: int, *, stride: int | None = None, prefix_token: int = 0) -> Protocol:
     """A pinned protocol by name: `rolling` (lm-eval loglikelihood_rolling) or `sliding` (stride default
     context_length // 2)."""
     check_choice("protocol", name, PROTOCOL_KINDS)

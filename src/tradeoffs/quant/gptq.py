@@ -25,8 +25,7 @@ import torch
 from torch import Tensor
 
 from tradeoffs.errors import ConfigError
-from tradeoffs.formats import FormatSpec, get_format
-from tradeoffs.formats.scales import Scales, compute_scales, round_with_scales
+from tradeoffs.formats import FormatSpec, Scales, compute_scales, get_format, round_with_scales
 from tradeoffs.quant.config import GPTQ
 
 
@@ -103,11 +102,11 @@ class _ColumnScales:
         return self.group.for_slice(offset, offset + 1)
 
 
-def gptq_quantize_weight(weight: Tensor, h: Tensor, fmt: FormatSpec | str, settings: GPTQ = GPTQ()) -> Tensor:
+def gptq_quantize_weight(weight: Tensor, h: Tensor, fmt: FormatSpec | str, settings: GPTQ | None = None) -> Tensor:
     """The GPTQ-quantized (dequantized, FP32) weight (out, in) for the Hessian h (in, in) of its inputs,
     in format `fmt` along the input features (see the module docstring)."""
-    fmt = get_format(fmt)
-    rows, columns = weight.shape
+    fmt, settings = get_format(fmt), settings or GPTQ()
+    columns = weight.shape[1]
     if h.shape != (columns, columns):
         raise ValueError(f"gptq: Hessian of shape {tuple(h.shape)} for a weight of shape {tuple(weight.shape)}")
     if fmt.granularity == "block" and columns % fmt.block_size:

@@ -10,6 +10,8 @@ calibrated last on the full quantized model.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import Tensor, nn
 
@@ -73,10 +75,8 @@ def _stage_hessian(run, stage: list[nn.Linear]) -> Tensor:
     try:
         for call in run:
             remaining.update(id(m) for m in stage)
-            try:
+            with contextlib.suppress(_Stop):
                 call()
-            except _Stop:
-                pass
     finally:
         for handle in handles:
             handle.remove()
@@ -100,7 +100,7 @@ def gptq_model(
         linears = [m for m in block.modules() if isinstance(m, nn.Linear) and id(m) in wanted]
         if linears:
             for stage in _stages(block, arguments[0], linears):
-                calls = [lambda a=a: block(*a[0], **a[1]) for a in arguments]
+                calls = [lambda a=a, block=block: block(*a[0], **a[1]) for a in arguments]
                 _quantize_stage(stage, _stage_hessian(calls, stage), fmt, settings)
         arguments = [with_hidden(a, block_output(block(*a[0], **a[1]))) for a in arguments]
     head = output_head(model)

@@ -7,6 +7,7 @@ Hugging Face causal LMs (whose GPT-2 Conv1D projections `as_linears` turns into 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import torch
@@ -135,10 +136,8 @@ def block_inputs(model: nn.Module, batches: list[Tensor]) -> list[tuple[tuple, d
     handle = first.register_forward_pre_hook(catch, with_kwargs=True)
     try:
         for idx in batches:
-            try:
+            with contextlib.suppress(_Stop):
                 model(idx)
-            except _Stop:
-                pass
     finally:
         handle.remove()
     return captured
