@@ -34,10 +34,10 @@ class Target:
 
     @property
     def bound(self) -> str:
-        """The target as text, e.g. '>= 40'."""
+        """The target as text, e.g. '>= 40.0'."""
         parts = [
-            f">= {self.low:g}" if self.low is not None else "",
-            f"<= {self.high:g}" if self.high is not None else "",
+            f">= {self.low}" if self.low is not None else "",
+            f"<= {self.high}" if self.high is not None else "",
         ]
         return " and ".join(p for p in parts if p)
 

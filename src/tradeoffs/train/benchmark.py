@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from tradeoffs.bench.targets import target
 from tradeoffs.data import Dataset, load_dataset
 from tradeoffs.models import build_model
 from tradeoffs.train.config import TrainConfig
@@ -24,8 +25,6 @@ from tradeoffs.train.loop import AUTOCAST_DTYPES, train
 
 # Builds the TrainConfig of a list of `key=value` overrides of the train kind (the command line composes them).
 Configure = Callable[[list[str]], TrainConfig]
-
-REFERENCE_TARGET, EMULATION_TARGET = 0.95, 2.0  # issue #4: >= 0.95x the reference; FP8/MXFP8 <= 2x fp32
 
 
 def reference_step_seconds(config: TrainConfig, dataset: Dataset, steps: int) -> list[float]:
@@ -78,9 +77,7 @@ def compare(
     references: dict[str, list[float]] = {}
     for _ in range(rounds):
         for recipe in recipes:
-            config = configure(
-                [*overrides, f"recipe={recipe}", f"steps={steps + warmup}", f"eval_interval={10**6}"]
-            )
+            config = configure([*overrides, f"recipe={recipe}", f"steps={steps + warmup}", f"eval_interval={10**6}"])
             if recipe in ("fp32", "bf16"):
                 references.setdefault(recipe, []).append(
                     _median_after_warmup(reference_step_seconds(config, dataset, steps + warmup), warmup)
@@ -94,8 +91,8 @@ def compare(
 
 
 def main(configure: Configure, argv: list[str] | None = None) -> None:
-    """`python -m tradeoffs bench train`: print the loop ratio (target >= 0.95 for fp32 and bf16) and each
-    recipe's step time relative to fp32 (target <= 2 for fp8 and mxfp8)."""
+    """`python -m tradeoffs bench train`: print the loop ratio of fp32 and bf16 and each recipe's step time
+    relative to fp32, each against its target in conf/claims.yaml."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="tradeoffs bench train", description=__doc__)
@@ -117,16 +114,15 @@ def main(configure: Configure, argv: list[str] | None = None) -> None:
         f"training loop benchmark: {args.model}, {args.batch} x {args.context} tokens per step, "
         f"{args.threads} threads, {args.rounds} rounds of {args.steps} timed steps (after {args.warmup})"
     )
+    loop_target, emulation_target = target("train_loop_vs_minimal"), target("emulated_step_vs_fp32")
     for loop in loops:
-        verdict = "met" if loop.ratio >= REFERENCE_TARGET else "not met"
         print(
             f"  {loop.recipe:>6}: project loop {1 / loop.project_s:7.2f} steps/s, minimal loop "
-            f"{1 / loop.reference_s:7.2f} steps/s, ratio {loop.ratio:.3f} (target >= {REFERENCE_TARGET}: {verdict})"
+            f"{1 / loop.reference_s:7.2f} steps/s, ratio {loop.ratio:.3f} ({loop_target.verdict(loop.ratio)})"
         )
     for recipe, seconds in medians.items():
         relative = seconds / medians["fp32"] if "fp32" in medians else float("nan")
-        target = f" (target <= {EMULATION_TARGET}: {'met' if relative <= EMULATION_TARGET else 'not met'})"
         print(
             f"  {recipe:>6}: {seconds * 1e3:8.1f} ms/step, {relative:5.2f}x fp32"
-            + (target if recipe in ("fp8", "mxfp8") else "")
+            + (f" ({emulation_target.verdict(relative)})" if recipe in emulation_target.applies_to else "")
         )
