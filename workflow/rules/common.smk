@@ -37,6 +37,6 @@ def planned_resources(kind):
 
 
 JOB_COMMAND = (
-    "{params.py} -m tradeoffs job --id {params.id} --config {params.config:q} --out {output.result} "
+    "{params.py} -m tradeoffs.worker job --id {params.id} --config {params.config:q} --out {output.result} "
     "--threads {threads} --inputs {input} --exit-zero-on-failure > {log} 2>&1"
 )

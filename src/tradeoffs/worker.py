@@ -1,0 +1,275 @@
+"""A warm worker for local runs: one server process imports torch and the experiment kinds once, and forks a
+child per job, so a sub-second experiment no longer pays a fresh interpreter and torch's import (seconds).
+
+Each Snakemake job stays one experiment with its own rule, result.json and log: its shell runs the light
+client `python -m tradeoffs.worker job ...` (standard library only), which hands the job's arguments, working
+directory, environment and its stdout/stderr file descriptors to the server over a Unix socket and exits
+with the child's exit status. The child runs `python -m tradeoffs job ...` exactly as a fresh process would
+(`tradeoffs.__main__.main`), writing to the job's own log. A failed child is that job's failure only.
+
+The server is started by the first client (a file lock keeps it to one) and exits after `IDLE_S` seconds
+without jobs. Its socket's name carries a digest of the package sources and the interpreter, so editing the
+code starts a fresh server instead of running stale code. Inside a SLURM job (SLURM_JOB_ID set) or with
+TRADEOFFS_WORKER=off the client runs the job in its own process, as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+IDLE_S = 60.0  # the server exits after this long without a job
+START_TIMEOUT_S = 120.0  # a cold server imports torch and every kind: tens of seconds on a loaded machine
+PACKAGE = Path(__file__).resolve().parent
+
+
+def _digest() -> str:
+    """Package sources and interpreter: a server is only reused by clients of the very same code."""
+    digest = hashlib.sha256(sys.executable.encode())
+    for path in sorted(PACKAGE.rglob("*.py")):
+        digest.update(str(path.relative_to(PACKAGE)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def socket_path(root: Path | None = None) -> Path:
+    """Where this code's server listens: .snakemake/tradeoffs/worker-<digest>.sock under the project."""
+    from tradeoffs.paths import project_root
+
+    return (root or project_root()) / ".snakemake" / "tradeoffs" / f"worker-{_digest()}.sock"
+
+
+def enabled() -> bool:
+    """Whether jobs go through the warm worker: locally, unless TRADEOFFS_WORKER=off; never inside SLURM."""
+    return os.environ.get("TRADEOFFS_WORKER", "on") != "off" and "SLURM_JOB_ID" not in os.environ
+
+
+# ----------------------------------------------------------------------------------------------- client
+def _send(sock: socket.socket, payload: dict) -> None:
+    data = json.dumps(payload).encode()
+    sock.sendall(len(data).to_bytes(8, "big") + data)
+
+
+def _receive(sock: socket.socket) -> dict | None:
+    header = _read_exactly(sock, 8)
+    if header is None:
+        return None
+    data = _read_exactly(sock, int.from_bytes(header, "big"))
+    return None if data is None else json.loads(data)
+
+
+def _read_exactly(sock: socket.socket, size: int) -> bytes | None:
+    chunks, remaining = [], size
+    while remaining:
+        chunk = sock.recv(remaining)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def _connect(path: Path) -> socket.socket | None:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(str(path))
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
+def _start_server(path: Path) -> socket.socket | None:
+    """Connect to this code's server, starting it first if none listens (one starter at a time)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        sock = _connect(path)
+        if sock is not None:
+            return sock
+        path.unlink(missing_ok=True)
+        log = open(path.with_suffix(".log"), "a")  # noqa: SIM115 -- handed to the detached server
+        subprocess.Popen(
+            [sys.executable, "-m", "tradeoffs.worker", "serve", str(path)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            cwd=os.getcwd(),
+        )
+        log.close()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            sock = _connect(path)
+            if sock is not None:
+                return sock
+            time.sleep(0.05)
+    return None
+
+
+def run_job(argv: list[str]) -> int:
+    """Run `python -m tradeoffs <argv>` through the warm worker (or in this process where it is off or fails
+    to start); returns the exit status."""
+    sock = _start_server(socket_path()) if enabled() else None
+    if sock is None:
+        return _run_here(argv)
+    with sock:
+        request = {"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}
+        _send(sock, request)
+        socket.send_fds(sock, [b"fds"], [sys.stdout.fileno(), sys.stderr.fileno()])
+        reply = _receive(sock)
+    if reply is None:
+        print("error: the warm worker ended the job without a status; see its log", file=sys.stderr)
+        return 1
+    return int(reply["status"])
+
+
+def _run_here(argv: list[str]) -> int:
+    from tradeoffs.__main__ import main
+
+    try:
+        main(argv)
+    except SystemExit as done:
+        return _exit_status(done)
+    return 0
+
+
+def _exit_status(done: SystemExit) -> int:
+    if done.code is None:
+        return 0
+    if isinstance(done.code, int):
+        return done.code
+    print(done.code, file=sys.stderr)
+    return 1
+
+
+# ----------------------------------------------------------------------------------------------- server
+def _preload() -> None:
+    """Import what every job needs (torch, the kinds and the libraries they use, the config schemas), so a
+    forked child starts with them; no tensor work here, so the child starts with no thread pool."""
+    import torch
+
+    torch.set_num_threads(1)
+    import tradeoffs.__main__
+    import tradeoffs.config
+    import tradeoffs.runner  # noqa: F401
+    from tradeoffs.kinds import get_kind, kind_names
+
+    for kind in kind_names():
+        get_kind(kind)
+
+
+def _end_with_client(connection: socket.socket) -> None:
+    """End the child when its client goes away (Snakemake interrupted or killed the job): nothing runs unowned."""
+    with contextlib.suppress(OSError):
+        if not connection.recv(1):
+            os._exit(130)
+
+
+def _child(connection: socket.socket, listener: socket.socket) -> None:
+    """In the forked child: take the client's stdout/stderr, environment and directory, run the job, reply."""
+    listener.close()
+    request = _receive(connection)
+    _, fds, _, _ = socket.recv_fds(connection, 16, 2)
+    threading.Thread(target=_end_with_client, args=(connection,), daemon=True).start()
+    status = 1
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(fds[0], 1)
+        os.dup2(fds[1], 2)
+        for fd in fds:
+            os.close(fd)
+        os.environ.clear()
+        os.environ.update(request["env"])
+        os.chdir(request["cwd"])
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        status = _run_here(request["argv"])
+    except BaseException as error:  # the job's own failures are result rows; this is the worker failing
+        print(f"error: warm worker child failed: {type(error).__name__}: {error}", file=sys.stderr)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        with contextlib.suppress(OSError):
+            _send(connection, {"status": status})
+        os._exit(status)
+
+
+def serve(path: Path, idle_s: float = IDLE_S) -> None:
+    """Listen on `path`, forking one child per job, until `idle_s` pass with no job running or arriving."""
+    _preload()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    temporary = path.with_suffix(f".{os.getpid()}.tmp")
+    temporary.unlink(missing_ok=True)
+    listener.bind(str(temporary))
+    os.chmod(temporary, 0o600)
+    listener.listen(64)
+    os.replace(temporary, path)  # clients connect only once the server is ready
+    children: set[int] = set()
+    last_active = time.monotonic()
+    listener.settimeout(1.0)
+    try:
+        while True:
+            _reap(children)
+            if children:
+                last_active = time.monotonic()
+            elif time.monotonic() - last_active > idle_s:
+                break
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            last_active = time.monotonic()
+            children.add(_fork_job(connection, listener))
+        path.unlink(missing_ok=True)  # no new client can connect; serve the ones already queued
+        listener.setblocking(False)
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except BlockingIOError:
+                break
+            children.add(_fork_job(connection, listener))
+        for pid in children:
+            os.waitpid(pid, 0)
+    finally:
+        path.unlink(missing_ok=True)
+        listener.close()
+
+
+def _fork_job(connection: socket.socket, listener: socket.socket) -> int:
+    connection.setblocking(True)
+    pid = os.fork()
+    if pid == 0:
+        _child(connection, listener)
+    connection.close()
+    return pid
+
+
+def _reap(children: set[int]) -> None:
+    for pid in list(children):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done:
+            children.discard(pid)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m tradeoffs.worker job ARGS...` runs `tradeoffs job ARGS...` warm; `serve SOCKET` is the server."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"] and len(argv) == 2:
+        serve(Path(argv[1]))
+        return
+    sys.exit(run_job(argv))
+
+
+if __name__ == "__main__":
+    main()
