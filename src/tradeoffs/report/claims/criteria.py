@@ -232,7 +232,7 @@ def threshold(
         half = max(noise, 2 * value.standard_error())
         band = (mean - half, mean + half)
         text = f"{name} = {fmt(mean)} (noise +-{half:.2g})"
-    return judge(band, low, high, text, [value.number(value=mean)], value.run_ids)
+    return judge(band, low, high, text, [value.number(name, mean)], value.run_ids)
 
 
 @criterion(ordered=True)
