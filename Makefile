@@ -8,7 +8,7 @@ CORES  ?= all
 SMK    := $(BIN)/snakemake --workflow-profile workflow/profiles/default
 SUITE  ?= quick
 
-.PHONY: run test report dry-run lint lock clean-results
+.PHONY: run test test-fast report dry-run lint lock clean-results
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# Everyday subset: everything but the tests marked slow (real Snakemake and SLURM runs, big oracles).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
 
 report: $(STAMP)
 	$(SMK) --cores $(CORES) --config suite=$(SUITE) --report reports/report.html

@@ -1,6 +1,7 @@
 # One rule per experiment kind in the plan (numerics, crossover, lmul, ...): each job runs
-# `python -m tradeoffs job` on its experiment's resolved config (tradeoffs.kinds.<kind>), with threads,
-# resources and group derived from that config (tradeoffs.resources, through common.smk).
+# `python -m tradeoffs job` (through the warm worker locally, tradeoffs.worker) on its experiment's resolved
+# config (tradeoffs.kinds.<kind>), with threads, resources and group from the plan (through common.smk).
+# benchmark.tsv (Snakemake's) holds the job's wall time, start-up included: `tradeoffs bench suite` reads it.
 
 for experiment_kind in KINDS:
 
@@ -17,6 +18,8 @@ for experiment_kind in KINDS:
             config=planned_config(experiment_kind),
         log:
             f"results/{experiment_kind}/{{name}}/log.txt",
+        benchmark:
+            f"results/{experiment_kind}/{{name}}/benchmark.tsv"
         conda:
             ENVIRONMENT
         threads: planned_threads(experiment_kind)
