@@ -22,8 +22,9 @@ def _counts(verdicts: Sequence[str]) -> str:
 
 
 def summary_line(verdicts: Sequence[ClaimVerdict]) -> str:
-    """'17 claims: 5 confirmed, 1 refuted, 11 inconclusive (9 not in this suite, ...); 40 parts: ...'."""
-    reasons = Counter(r for v in verdicts for r in v.reason.split("; ") if r)
+    """'17 claims: 5 confirmed, 1 refuted, 11 inconclusive (9 not in this suite, ...); 40 parts: ...', an
+    inconclusive claim counted under the reason of its first undecided part."""
+    reasons = Counter(v.reason.split("; ")[0] for v in verdicts if v.reason)
     why = f" ({', '.join(f'{n} {r}' for r, n in reasons.most_common())})" if reasons else ""
     parts = [p.decision.verdict for v in verdicts for p in v.parts]
     return (
