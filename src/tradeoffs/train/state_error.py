@@ -13,6 +13,7 @@ from torch import Tensor
 from tradeoffs.errors import ConfigError
 from tradeoffs.formats import FormatSpec
 from tradeoffs.numerics import QuantError, quantization_error
+from tradeoffs.train.checkpoint import load_checkpoint
 from tradeoffs.train.optim import STATE_NAMES, quantize_state
 
 
@@ -38,5 +39,4 @@ def checkpoint_state_error(checkpoint: Path, spec: FormatSpec, expand: bool) -> 
     """optimizer_state_error of the Adam moments saved in a training checkpoint (tradeoffs.train.train's)."""
     if not checkpoint.is_file():
         raise ConfigError(f"no training checkpoint at {checkpoint}: run its train experiment first")
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    return optimizer_state_error(saved["optimizer"]["state"], spec, expand)
+    return optimizer_state_error(load_checkpoint(checkpoint)["optimizer"]["state"], spec, expand)
