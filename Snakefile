@@ -3,13 +3,14 @@
 import sys
 from glob import glob
 
-from tradeoffs.plan import default_suite, workflow_plan
+from tradeoffs.plan import check_workflow_config, default_suite, workflow_plan
 from tradeoffs.report import FIGURES, TABLES, planned_products
 
 
 report: "workflow/report/workflow.rst"
 
 
+check_workflow_config(config)  # a misspelt --config key is an error, not the default suite
 # A cluster job reads the plan its run submitted it with (tradeoffs.plan.workflow_plan).
 PLAN = workflow_plan(config.get("suite", default_suite()), cluster_job=workflow.remote_exec)
 PY = sys.executable  # the interpreter running Snakemake: the project venv

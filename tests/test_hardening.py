@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import stat
 import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from conftest import ROOT
 from conftest import TRAIN_TINY as TINY
 from tradeoffs.__main__ import main
 from tradeoffs.config import as_dict, load_experiment
+from tradeoffs.plan import build_plan
 from tradeoffs.results import Metric, ResultRecord, read_result, write_json_atomic, write_result
 from tradeoffs.runner import run_experiment
 from tradeoffs.train import train
@@ -244,3 +247,235 @@ def test_result_files_follow_the_umask(tmp_path):
         os.umask(previous)
     for name in ("result.json", "t.parquet", "t.csv"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o640, name
+
+
+# --- sources come from the plan, inside results/ -----------------------------------------------------------
+
+
+def test_a_job_cannot_read_a_source_outside_the_results_directory(workflow_dir, tmp_path_factory):
+    outside = tmp_path_factory.mktemp("elsewhere") / "train/x/result.json"
+    write_result(outside, replace(_record("train/x"), artifacts=["checkpoint.pt"]))
+    config = load_experiment("capture", ["source_id=train/x"])
+    out = workflow_dir / "results/capture/x/result.json"
+    record = run_experiment("capture/x", config, out, inputs=(outside,))
+    assert record.status == "error" and f"source result {outside} is outside the results directory" in record.message
+
+
+# --- retrying failed runs ----------------------------------------------------------------------------------
+
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+RETRY_SUITE = f"""experiments:
+  probe:
+    kind: numerics
+    fixed: {{n_values: 4096, row_size: 64}}
+  broken:  # a real failure: 256 token ids, 64 embeddings
+    kind: train
+    fixed: {{{", ".join(o.replace("=", ": ") for o in TINY)}, model.vocab_size: 64, steps: 2, eval_interval: 2}}
+"""
+
+
+def _snakemake(root: Path, *args: str) -> str:
+    done = subprocess.run([SNAKEMAKE, "--config", "suite=retry", *args], cwd=root, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout + done.stderr
+
+
+@pytest.mark.slow
+def test_clean_makes_snakemake_rerun_the_failed_runs_only(workflow_dir, capsys):
+    """Deleting a failed run's directory alone leaves the tidy table up to date ("Nothing to be done"); `clean
+    --status error` removes the failed runs' results and the table, so the next run reruns exactly those."""
+    (workflow_dir / "conf/suite/retry.yaml").write_text(RETRY_SUITE)
+    _snakemake(workflow_dir, "--cores", "2")
+    table = pd.read_parquet(workflow_dir / "results/results.parquet").drop_duplicates("id").set_index("id")
+    (failed,) = table.index[table["status"] == "error"]
+    (kept,) = table.index[table["status"] == "ok"]
+    kept_mtime = (workflow_dir / "results" / kept / "result.json").stat().st_mtime_ns
+
+    (workflow_dir / "results" / failed).rename(workflow_dir / "deleted-by-hand")  # the README's retry before
+    assert "Nothing to be done" in _snakemake(workflow_dir, "-n")
+    (workflow_dir / "deleted-by-hand").rename(workflow_dir / "results" / failed)
+
+    main(["clean", "--status", "error", "--suite", "retry"])
+    assert f"removed {workflow_dir / 'results' / failed}" in capsys.readouterr().out
+    assert not (workflow_dir / "results" / failed).exists()
+    assert not (workflow_dir / "results/results.parquet").exists()
+    dry = _snakemake(workflow_dir, "-n")
+    planned = dict(re.findall(r"^(\w+)\s+(\d+)$", dry, flags=re.MULTILINE))
+    assert planned.get("train") == "1" and planned.get("collect") == "1" and "numerics" not in planned, dry[-2000:]
+    assert (workflow_dir / "results" / kept / "result.json").stat().st_mtime_ns == kept_mtime
+    main(["clean", "--status", "error", "--suite", "retry"])  # nothing left to remove
+    assert "no runs ended error" in capsys.readouterr().out
+
+
+# --- the thread count is part of the id --------------------------------------------------------------------
+
+
+def _hand_run(arguments: list[str], capsys) -> tuple[str, ResultRecord]:
+    main(arguments)
+    experiment_id = capsys.readouterr().out.splitlines()[0].split(":")[0]
+    return experiment_id, read_result(Path("results") / experiment_id / "result.json")
+
+
+def _values(record: ResultRecord, timing: set[str] = frozenset()) -> list[tuple]:
+    return [(m.name, json.dumps(m.labels, sort_keys=True), m.value) for m in record.metrics if m.name not in timing]
+
+
+TIMING_METRICS = {"tokens_per_s", "cold_start_step", "model_tflops_per_s", "mfu", "peak_memory"}
+
+
+def test_the_planner_fixes_each_jobs_thread_count_in_its_config(workflow_dir):
+    (workflow_dir / "conf/suite/threads.yaml").write_text(
+        "experiments:\n  numerics: {sweep: {hardware.threads: [0, 3]}}\n  gemm: {}\n  train: {}\n"
+    )
+    plan = build_plan("threads")
+    for experiment in plan.experiments:
+        assert experiment.config["hardware"]["threads"] == experiment.job.threads >= 1, experiment.id
+    assert [e.job.threads for e in plan.of_kind("numerics")] == [1, 3]
+    assert plan.of_kind("gemm")[0].job.threads == os.cpu_count()
+
+
+def test_a_run_by_hand_and_its_planned_job_agree_on_threads_id_and_metrics(workflow_dir, capsys):
+    """The same experiment by hand (torch's default threads) and as a planned job (its job's threads): where the
+    counts differ the ids differ; with the planned count the id and every non-timing metric are the same."""
+    overrides = [*TINY, "steps=2", "eval_interval=2", "study=train"]
+    (workflow_dir / "conf/suite/one.yaml").write_text(
+        "experiments:\n  train:\n    fixed: {" + ", ".join(o.replace("=", ": ") for o in overrides[:-1]) + "}\n"
+    )
+    (planned,) = build_plan("one").experiments
+    assert planned.config["hardware"]["threads"] == 1
+    out = workflow_dir / planned.result_path
+    main(["job", "--id", planned.id, "--config", planned.config_json(), "--out", str(out), "--threads", "2"])
+    by_job = read_result(out)
+    assert by_job.provenance["torch_threads"] == 1  # the planned count, whatever the job was given
+
+    by_hand_id, by_hand = _hand_run(["train", *overrides, "hardware.threads=1"], capsys)
+    assert by_hand_id.rsplit("-", 1)[1] == planned.id.rsplit("-", 1)[1]
+    assert _values(by_hand, TIMING_METRICS) == _values(by_job, TIMING_METRICS)
+
+    torch.set_num_threads(2)
+    default_id, default = _hand_run(["numerics", "n_values=4096", "row_size=64"], capsys)
+    one_id, _ = _hand_run(["numerics", "n_values=4096", "row_size=64", "hardware.threads=1"], capsys)
+    assert default.config["hardware"]["threads"] == 2 and default_id != one_id
+
+
+# --- reports of failed runs --------------------------------------------------------------------------------
+
+
+def _failed(study: str, kind: str) -> ResultRecord:
+    record = _record(f"{kind}/{study}-failed", metrics=0)
+    return replace(record, status="error", message=f"RuntimeError: {study} broke", config={"study": study, "seed": 0})
+
+
+def test_every_report_product_shows_a_study_of_failed_runs_as_failed(tmp_path):
+    from tradeoffs.report import FIGURES, TABLES, write_figure, write_table_file
+
+    studies = sorted(
+        {s for registry in (FIGURES, TABLES) for p in registry.values() for s in (*p.studies, *p.optional)}
+    )
+    paths = [tmp_path / f"{study}/result.json" for study in studies]
+    for study, path in zip(studies, paths, strict=True):
+        write_result(path, _failed(study, study))
+    main(["collect", str(tmp_path / "t.parquet"), str(tmp_path / "t.csv"), *map(str, paths)])
+    for name, product in TABLES.items():
+        write_table_file(name, tmp_path / "t.parquet", tmp_path / f"{name}.csv")
+        table = pd.read_csv(tmp_path / f"{name}.csv", index_col="id")
+        assert set(table["status"]) == {"error"} and f"{product.studies[0]}-failed" in " ".join(table.index)
+    for name in FIGURES:
+        write_figure(name, tmp_path / "t.parquet", tmp_path / f"{name}.png")
+        assert (tmp_path / f"{name}.png").stat().st_size > 5_000, name
+
+
+def test_a_table_with_some_failed_runs_lists_them_beside_the_others(workflow_dir):
+    from tradeoffs.report import write_figure, write_table_file
+
+    good = workflow_dir / "results/numerics/good/result.json"
+    run_experiment("numerics/good", load_experiment("numerics", ["n_values=4096", "row_size=64"]), good)
+    bad = workflow_dir / "results/numerics/bad/result.json"
+    write_result(bad, _failed("numerics", "numerics"))
+    main(["collect", "t.parquet", "t.csv", str(good), str(bad)])
+    write_table_file("numerics_qsnr", Path("t.parquet"), Path("qsnr.csv"))
+    table = pd.read_csv("qsnr.csv", index_col=0)
+    assert table.loc["numerics/numerics-failed", "status"] == "error"
+    assert table.drop(index="numerics/numerics-failed").notna().any(axis=None)
+    write_figure("numerics_qsnr", Path("t.parquet"), Path("qsnr.png"))
+
+
+# --- training data too small, evaluation capped ------------------------------------------------------------
+
+
+def test_a_split_too_small_at_run_time_names_the_data_keys(workflow_dir):
+    """With the whole corpus (max_bytes 0) the split sizes are known only once it is read."""
+    config = load_experiment("train", [*TINY, "steps=2", "eval_interval=2", "data.validation_fraction=0.000001"])
+    record = run_experiment("train/small", config, workflow_dir / "results/train/small/result.json")
+    assert record.status == "error"
+    assert "data.validation_fraction=1e-06" in record.message and "validation split" in record.message
+    assert "fewer than model.context_length + 1 = 33" in record.message
+
+
+def test_eval_windows_beyond_the_split_are_a_recorded_warning(workflow_dir):
+    overrides = [*TINY, "steps=2", "eval_interval=2", "data.max_bytes=20000", "eval_windows=100"]
+    record = run_experiment("train/cap", load_experiment("train", overrides), workflow_dir / "results/t/result.json")
+    assert record.status == "ok"
+    assert "warning: eval_windows=100 capped at the 31 windows of the validation split" in record.message
+
+
+# --- GEMM fractions of peak --------------------------------------------------------------------------------
+
+
+def test_a_fraction_of_peak_above_one_is_flagged_invalid_not_drawn(workflow_dir):
+    from tradeoffs.bench.hardware import peaks_for
+    from tradeoffs.hardware import HardwareConfig
+    from tradeoffs.report import write_figure, write_table_file
+
+    peaks = peaks_for(HardwareConfig(), 1, {"cpu_mhz": 2000.0, "isa_flags": ["fma"]})
+    assert peaks.clock == "nominal (no turbo)" and "no turbo" in peaks.source
+    assert peaks.above_peak("fp32", 0.05) == "" and "above 100%" in peaks.above_peak("fp32", 0.07)
+
+    config = load_experiment("gemm", ["shapes=[[64,64,64]]", "bench.min_time_s=0.01", "hardware.threads=1"])
+    out = workflow_dir / "results/gemm/g/result.json"
+    record = run_experiment("gemm/g", config, out)
+    (pct,) = [m for m in record.metrics if m.name == "pct_of_peak"]
+    assert pct.labels["peak_clock"] in ("nominal (no turbo)", "max (cpufreq)") and pct.labels["peak_valid"] == 1
+    main(["collect", "t.parquet", "t.csv", str(out)])
+    table = pd.read_parquet("t.parquet")
+    table.loc[table["metric"] == "pct_of_peak", "value"] = 103.0  # as measured with boosting cores
+    table.to_parquet("t.parquet")
+    write_table_file("bench_gemm", Path("t.parquet"), Path("gemm.csv"))
+    row = pd.read_csv("gemm.csv").iloc[0]
+    assert pd.isna(row["pct_of_peak"]) and row["pct_above_peak"] == 103.0
+    write_figure("bench_gemm", Path("t.parquet"), Path("gemm.png"))
+
+
+# --- determinism -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_real_experiments_twice_give_bit_identical_metrics(workflow_dir):
+    """A numerics run, a short training run and a capture of its checkpoint, twice each from scratch: every
+    metric but the timing ones is bit-identical."""
+    runs = []
+    for attempt in ("a", "b"):
+        numerics = load_experiment("numerics", ["format=nvfp4", "distribution=student_t3", "n_values=16384"])
+        train_config = load_experiment("train", [*TINY, "steps=4", "eval_interval=2", "recipe=mxfp8"])
+        train_out = workflow_dir / f"results/train/{attempt}/result.json"
+        trained = run_experiment(f"train/{attempt}", train_config, train_out)
+        capture = load_experiment("capture", ["format=int8", f"source_id=train/{attempt}"])
+        capture.source = train_config
+        captured = run_experiment(
+            f"capture/{attempt}", capture, workflow_dir / f"results/capture/{attempt}/result.json", inputs=(train_out,)
+        )
+        numbers = run_experiment(f"numerics/{attempt}", numerics, workflow_dir / f"results/numerics/{attempt}/r.json")
+        assert {trained.status, captured.status, numbers.status} == {"ok"}, (trained.message, captured.message)
+        runs.append([_values(record, TIMING_METRICS) for record in (numbers, trained, captured)])
+    assert runs[0] == runs[1]
+
+
+# --- a kind that computes on the CPU under a GPU's entry ---------------------------------------------------
+
+
+@pytest.mark.parametrize(("kind", "overrides"), [("numerics", ["n_values=4096", "row_size=64"]), ("lmul", [])])
+def test_a_cpu_kind_under_a_gpu_entry_is_unsupported_not_a_cpu_result(workflow_dir, kind, overrides):
+    config = load_experiment(kind, [*overrides, "hardware=h100_sxm"])
+    record = run_experiment(f"{kind}/gpu", config, workflow_dir / f"results/{kind}/gpu/result.json")
+    assert record.status == "unsupported" and not record.metrics
+    assert f"hardware=h100_sxm (device cuda): the {kind} kind computes on the CPU only" in record.message

@@ -4,9 +4,12 @@
                          results/<kind>/<id>/result.json. Hydra's --cfg job, --help and -m work.
 bench gemm|qdq [...]     side-by-side ratio benchmarks in fresh processes (tradeoffs.bench.cli; --help)
 bench train [...]        training loop vs a minimal loop, recipes vs fp32 (tradeoffs.train.benchmark; --help)
+bench suite [RESULTS]    where a finished run's time went: work, start-up, cold start per kind, critical path
 fit LAW RUNS.csv [...]   fit a scaling law to a table of runs; parameters with intervals (tradeoffs.fit.cli; --help)
 plan [--suite S]         validate a suite and print its experiment ids
 job --id ID --config J   run one planned experiment from its resolved config (used by Snakemake)
+clean --status S [...]   remove the results of a suite's runs that ended S (e.g. error) and the tidy table,
+                         so the next `snakemake` reruns them
 collect OUT.parquet OUT.csv RESULT.json ...   gather results into the tidy table
 figure NAME TABLE OUT    draw one report figure from the tidy table
 table NAME TABLE OUT     write one report table from the tidy table
@@ -34,19 +37,27 @@ HYDRA_QUIET = ("hydra.output_subdir=null", "hydra.run.dir=.", "hydra/job_logging
 
 def _run_hydra_app(kind: str, argv: list[str]) -> None:
     import hydra
+    import torch
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import DictConfig
 
-    from tradeoffs.config import config_hash, register_schemas, to_typed
+    from tradeoffs.config import config_hash, load_experiment, register_schemas, to_typed
     from tradeoffs.paths import conf_dir, results_dir
-    from tradeoffs.plan import make_id
+    from tradeoffs.plan import make_id, resolve_threads
     from tradeoffs.runner import run_experiment
+
+    if not {"-m", "--multirun"} & set(argv):  # Hydra's own errors name no valid keys: validate first
+        try:
+            load_experiment(kind, [a for a in argv if "=" in a and not a.startswith("-")])
+        except ConfigError as error:
+            sys.exit(f"error: {error}")
 
     def task(cfg: DictConfig) -> None:
         try:
             config = to_typed(cfg, kind)
         except ConfigError as error:
             sys.exit(f"error: {error}")
+        resolve_threads(config, torch.get_num_threads())  # the count this run uses is part of its id
         overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("hydra")]
         labels = [o.split("=", 1)[1] for o in overrides if "=" in o]
         experiment_id = make_id(kind, labels, config_hash(config))
@@ -102,6 +113,9 @@ def _commands() -> argparse.ArgumentParser:
         help="exit 0 when the experiment fails (its result.json records it; the workflow passes this)",
     )
     job.add_argument("--inputs", nargs="*", type=Path, default=[], help="result files of the experiments it reads")
+    clean = sub.add_parser("clean", help="remove the results of failed runs so that Snakemake reruns them")
+    clean.add_argument("--status", nargs="+", required=True, help="statuses to remove, e.g. error invalid")
+    clean.add_argument("--suite", default=None, help="suite name in conf/suite/ (default: conf/config.yaml)")
     collect = sub.add_parser("collect", help="gather result.json files into the tidy table")
     collect.add_argument("parquet", type=Path)
     collect.add_argument("csv", type=Path)
@@ -127,6 +141,11 @@ def _commands() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if argv[:2] == ["bench", "suite"]:
+        from tradeoffs.suite_benchmark import main as suite_benchmark
+
+        suite_benchmark(argv[2:])
+        return
     if argv[:2] == ["bench", "train"]:
         from tradeoffs.config import load_experiment
         from tradeoffs.train.benchmark import main as train_benchmark
@@ -166,9 +185,17 @@ def main(argv: list[str] | None = None) -> None:
             if record.status in FAILED_STATUSES and not args.exit_zero_on_failure:
                 sys.exit(f"error: {summary}")
             print(summary)
+        elif args.command == "clean":
+            from tradeoffs.clean import clean
+            from tradeoffs.plan import default_suite
+
+            removed = clean(args.suite or default_suite(), args.status)
+            print("\n".join(f"removed {path}" for path in removed) or f"no runs ended {' or '.join(args.status)}")
         elif args.command == "collect":
             from tradeoffs.results import collect, write_table
 
+            if not args.results:
+                raise ConfigError("collect: no result files given (RESULT.json ...); the tidy table is kept")
             write_table(collect(args.results), args.parquet, args.csv)
         elif args.command == "claims":
             from tradeoffs.report.claims import summary_line, write_claims

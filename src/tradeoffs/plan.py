@@ -109,6 +109,13 @@ def build_plan(suite_name: str) -> Plan:
         return Plan(suite_name, tuple(_plan_experiments(suite_name, suite)))
 
 
+def resolve_threads(config: Any, job_threads: int) -> None:
+    """Fix `hardware.threads` (0: the job's allotment) to the count the run will use, so that it is part of the
+    experiment's hash: CPU reductions, hence results, change with the thread count."""
+    if not config.hardware.threads:
+        config.hardware.threads = job_threads
+
+
 def _grid(sweep: SweepConfig) -> list[dict[str, Any]]:
     """Every point of a study: the product of its sweep axes with its zip rows."""
     axes = list(sweep.sweep)
@@ -164,6 +171,7 @@ def _plan_experiments(suite_name: str, suite: SuiteConfig) -> list[PlannedExperi
                 )
         fixed = [format_override(k, v) for k, v in {**sweep.fixed, "study": study}.items()]
         sources = _sources(suite_name, study, sweep, experiments)
+        planned_before = len(experiments)
         for point in _grid(sweep):
             if _excluded(point, sweep.exclude):
                 continue
@@ -173,8 +181,15 @@ def _plan_experiments(suite_name: str, suite: SuiteConfig) -> list[PlannedExperi
                     config = load_experiment(kind, overrides)
                     if source is not None:
                         config.source, config.source_id = to_typed(source.config), source.id
+                    elif hasattr(config, "source_id"):
+                        raise ConfigError(
+                            f"source: kind '{kind}' reads a trained model, but the study names no source study; "
+                            f"add `source: <study>` (studies before it: {', '.join(_studies_before(suite, study))})"
+                        )
                 except ConfigError as error:
                     raise ConfigError(f"suite '{suite_name}', {study} with {' '.join(overrides)}: {error}") from None
+                resources = get_kind(kind).resources(config)
+                resolve_threads(config, resources.threads)
                 labels = ([] if study == kind else [study]) + list(point.values())
                 labels += [] if source is None else [source.id.split("/", 1)[1].rsplit("-", 1)[0]]
                 experiment_id = make_id(kind, labels, config_hash(config))
@@ -185,11 +200,20 @@ def _plan_experiments(suite_name: str, suite: SuiteConfig) -> list[PlannedExperi
                     )
                 seen[experiment_id] = overrides
                 inputs = () if source is None else (source.result_path,)
-                resources = get_kind(kind).resources(config)
                 experiments.append(
                     PlannedExperiment(experiment_id, kind, overrides, as_dict(config), inputs, resources)
                 )
+        if len(experiments) == planned_before:
+            raise ConfigError(
+                f"suite '{suite_name}', study '{study}': exclude: {sweep.exclude} removes every point of the study "
+                f"(sweep {sweep.sweep}, zip {sweep.zip}); drop an exclusion or widen the sweep"
+            )
     return experiments
+
+
+def _studies_before(suite: SuiteConfig, study: str) -> list[str]:
+    names = list(suite.experiments)
+    return names[: names.index(study)] or ["none"]
 
 
 def _inputs_digest() -> str:
@@ -202,6 +226,18 @@ def _inputs_digest() -> str:
             digest.update(str(path.relative_to(root)).encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+WORKFLOW_CONFIG_KEYS = ("suite",)  # what `snakemake --config KEY=VALUE` may set
+
+
+def check_workflow_config(config: dict[str, Any]) -> None:
+    """Refuse a `snakemake --config` key the workflow does not read (a typo would run the default suite)."""
+    for key, value in config.items():
+        if key not in WORKFLOW_CONFIG_KEYS:
+            raise ConfigError(
+                f"--config {key}={value}: unknown key '{key}'; valid keys: {', '.join(WORKFLOW_CONFIG_KEYS)}"
+            )
 
 
 def default_suite() -> str:

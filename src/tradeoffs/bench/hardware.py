@@ -52,11 +52,23 @@ class Peaks:
     method: str  # "datasheet" or "estimate"
     source: str  # the citation, or the formula with its inputs
     unsupported: dict[str, str] = field(default_factory=dict)
+    clock: str = "datasheet"  # the clock an estimate assumes: "max (cpufreq)" or "nominal (no turbo)"
 
     def percent(self, dtype: str, tflops: float) -> float:
         """`tflops` as a percentage of this hardware's peak for `dtype` (NaN when no peak is known)."""
         peak = self.tflops.get(dtype)
         return 100.0 * tflops / peak if peak else math.nan
+
+    def above_peak(self, dtype: str, tflops: float) -> str:
+        """Why `tflops` cannot be a fraction of the peak when it exceeds it ('' when it does not): an estimate at
+        the nominal clock is below what boosting cores reach, and a measurement cannot beat a true peak."""
+        percent = self.percent(dtype, tflops)
+        if not percent > 100:
+            return ""
+        return (
+            f"{tflops:.4g} TFLOP/s is {percent:.1f}% of the {dtype} peak {self.tflops[dtype]:.4g} ({self.method}, "
+            f"clock: {self.clock}): above 100%, so the peak is too low and the fraction is invalid"
+        )
 
     def attainable_tflops(self, dtype: str, intensity: float, bandwidth_gbs: float | None = None) -> float:
         """The roofline: min(compute peak, intensity [FLOP/byte] x bandwidth), in TFLOP/s."""
@@ -111,7 +123,8 @@ def peaks_for(hardware: HardwareConfig, threads: int, provenance: dict[str, Any]
     mhz = provenance.get("cpu_max_mhz") or provenance.get("cpu_mhz")
     if not mhz:
         raise ConfigError("hardware=cpu: the CPU clock could not be read (/proc/cpuinfo), so no peak can be estimated")
-    clock = "max clock (cpufreq)" if provenance.get("cpu_max_mhz") else "nominal clock (/proc/cpuinfo)"
+    boost = bool(provenance.get("cpu_max_mhz"))
+    clock = "max clock (cpufreq)" if boost else "nominal clock (/proc/cpuinfo)"
     cores = min(threads, provenance.get("cpu_affinity") or threads)
     estimate = cpu_peak_estimate(provenance.get("isa_flags", []), cores, mhz)
     formulas = "; ".join(f"{dtype}: {formula}" for dtype, (_, formula) in estimate.items())
@@ -121,8 +134,9 @@ def peaks_for(hardware: HardwareConfig, threads: int, provenance: dict[str, Any]
         tflops={dtype: value for dtype, (value, _) in estimate.items()},
         bandwidth_gbs=None,
         method="estimate",
-        source=f"estimate at the {clock}, no turbo: {formulas}",
+        source=f"estimate at the {clock}{'' if boost else ', no turbo'}: {formulas}",
         unsupported=dict(hardware.unsupported),
+        clock="max (cpufreq)" if boost else "nominal (no turbo)",
     )
 
 

@@ -19,26 +19,30 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from tradeoffs.errors import ConfigError, check_choice
+from tradeoffs.errors import ConfigError, check_choice, check_positive
 from tradeoffs.kinds import get_kind, kind_names
 from tradeoffs.kinds.base import ExperimentConfig
 from tradeoffs.paths import conf_dir
 
 
 def register_schemas() -> None:
-    """Register every kind's schema in Hydra's ConfigStore as `<kind>_schema` (idempotent)."""
+    """Register every kind's schema in Hydra's ConfigStore as `<kind>_schema`, and the resolvers conf/ uses
+    (idempotent)."""
     from hydra.core.config_store import ConfigStore
 
     store = ConfigStore.instance()
     for kind in kind_names():
         store.store(name=f"{kind}_schema", node=get_kind(kind).schema)
+    if not OmegaConf.has_resolver("min"):  # ${min:20,${steps}} in conf/train.yaml: a default capped by another value
+        OmegaConf.register_new_resolver("min", lambda *values: min(values))
 
 
 def _known_schemas() -> dict[str, type]:
     from tradeoffs.config.groups import GROUP_SCHEMAS
+    from tradeoffs.config.suite import SweepConfig
 
     kinds = [get_kind(kind).schema for kind in kind_names()]
-    return {cls.__name__: cls for cls in (*GROUP_SCHEMAS.values(), *kinds)}
+    return {cls.__name__: cls for cls in (*GROUP_SCHEMAS.values(), SweepConfig, *kinds)}
 
 
 def _valid_keys_hint(error: BaseException) -> str:
@@ -52,9 +56,23 @@ def _valid_keys_hint(error: BaseException) -> str:
     return ""
 
 
-def explain(context: str, error: BaseException) -> ConfigError:
-    """One ConfigError from a Hydra/OmegaConf error chain: each distinct message, the offending key and,
-    for an unknown key, the valid keys of its node."""
+def _override_of(error: BaseException, overrides: Sequence[str]) -> str:
+    """The override (`key=value`) an error is about, found by the key it names, or ''."""
+    for current in (error, error.__cause__, error.__context__):
+        key = getattr(current, "full_key", None) or ""
+        match = re.search(r"override '([^']+)'|Could not find '([^'/]+)/", str(current))
+        key = key or (match and (match.group(1) or match.group(2))) or ""
+        for override in reversed(overrides) if key else ():  # the last one of a key is the one applied
+            if re.split(r"[=@]", override.lstrip("+~"), maxsplit=1)[0] == key:
+                return override
+    return ""
+
+
+def explain(context: str, error: BaseException, overrides: Sequence[str] = ()) -> ConfigError:
+    """One ConfigError from a Hydra/OmegaConf error chain: the override it is about (key and value), each
+    distinct message, the offending key and, for an unknown key, the valid keys of its node."""
+    if override := _override_of(error, overrides):
+        context = f"{context}: {override}"
     messages, hint, current = [], "", error
     while current is not None:
         text = str(current).split("Config search path")[0]
@@ -95,7 +113,22 @@ def compose(kind: str, overrides: Sequence[str] = ()) -> DictConfig:
         with hydra_session():
             return hydra_compose(config_name=kind, overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as error:
-        raise explain(kind, error) from None
+        raise explain(kind, error, overrides) from None
+
+
+def check_known_keys(cfg: DictConfig, path: str = "") -> None:
+    """Raise ConfigError for a key added to a typed node that its dataclass does not have (a `+key=value`
+    override, which Hydra merges into the node and OmegaConf.to_object would silently drop)."""
+    schema = OmegaConf.get_type(cfg)
+    names = {f.name for f in fields(schema)} if is_dataclass(schema) else None
+    for key in cfg:
+        if names is not None and key not in names:
+            value = OmegaConf.to_container(cfg, resolve=False)[key]
+            valid = ", ".join(sorted(names))
+            raise ConfigError(f"{path}{key}: unknown key (value {value!r}) in {schema.__name__}; valid keys: {valid}")
+        node = cfg._get_node(key)
+        if isinstance(node, DictConfig) and not node._is_missing() and not node._is_none():
+            check_known_keys(node, f"{path}{key}.")
 
 
 def to_typed(cfg: DictConfig | dict, kind: str | None = None) -> ExperimentConfig:
@@ -103,11 +136,15 @@ def to_typed(cfg: DictConfig | dict, kind: str | None = None) -> ExperimentConfi
     kind = kind or cfg["kind"]
     check_choice("experiment kind", kind, kind_names())
     schema = get_kind(kind).schema
+    if isinstance(cfg, DictConfig):
+        check_known_keys(cfg)
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), cfg)
-        return OmegaConf.to_object(merged)
+        config = OmegaConf.to_object(merged)
     except OmegaConfBaseException as error:
         raise explain(kind, error) from None
+    check_positive("seed", config.seed, allow_zero=True)
+    return config
 
 
 def load_experiment(kind: str, overrides: Sequence[str] = ()) -> ExperimentConfig:

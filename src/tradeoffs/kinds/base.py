@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tradeoffs.errors import Unsupported
 from tradeoffs.hardware import HardwareConfig
 from tradeoffs.identity import descriptive
 from tradeoffs.resources import JobResources, default_resources
@@ -22,6 +23,16 @@ class ExperimentConfig:
     study: str = descriptive()  # the suite entry that planned it (reports select rows by it); not hashed
     seed: int = 0
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
+
+
+def require_cpu(config: ExperimentConfig) -> None:
+    """For kinds that compute on the CPU whatever `hardware` says: a run under a GPU's entry would label CPU
+    numbers with that GPU's name, so it is unsupported (a result saying so, not a CPU result)."""
+    if config.hardware.device != "cpu":
+        raise Unsupported(
+            f"hardware={config.hardware.name} (device {config.hardware.device}): the {config.kind} kind computes on "
+            "the CPU only; run it with hardware=cpu"
+        )
 
 
 @dataclass(frozen=True)

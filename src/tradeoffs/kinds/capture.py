@@ -15,7 +15,7 @@ from tradeoffs.data import load_dataset
 from tradeoffs.errors import ConfigError, check_choice, check_positive
 from tradeoffs.formats import FormatSpec, fake_quant, hadamard_rotate
 from tradeoffs.identity import descriptive
-from tradeoffs.kinds.base import ExperimentConfig, Job, Kind
+from tradeoffs.kinds.base import ExperimentConfig, Job, Kind, require_cpu
 from tradeoffs.kinds.sources import load_trained_model
 from tradeoffs.kinds.train import TrainExperimentConfig
 from tradeoffs.models.capture import capture_linear_tensors
@@ -54,6 +54,7 @@ def _quantized(x: torch.Tensor, config: CaptureConfig) -> torch.Tensor:
 
 
 def run(config: CaptureConfig, job: Job) -> Outcome:
+    require_cpu(config)
     train = config.source
     model = load_trained_model(job, train, config.source_id).model
     dataset = load_dataset(train.data)

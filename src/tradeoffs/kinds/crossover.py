@@ -9,7 +9,7 @@ import numpy as np
 
 from tradeoffs.errors import ConfigError, check_positive
 from tradeoffs.formats import FormatSpec
-from tradeoffs.kinds.base import ExperimentConfig, Job, Kind
+from tradeoffs.kinds.base import ExperimentConfig, Job, Kind, require_cpu
 from tradeoffs.numerics.theory import crossover_crest, qsnr_db, theory_format
 from tradeoffs.results import Metric, Outcome
 
@@ -37,6 +37,7 @@ class CrossoverConfig(ExperimentConfig):
 
 
 def run(config: CrossoverConfig, job: Job) -> Outcome:
+    require_cpu(config)
     int_fmt, fp_fmt = theory_format(config.int_format), theory_format(config.fp_format)
     kappas = np.linspace(config.kappa_min, config.kappa_max, config.points)
     metrics = [

@@ -60,6 +60,7 @@ def _gemm(config: GemmConfig, device: str, peaks: Peaks, recorder: Recorder) -> 
         labels["kernel"] = case.kernel
         tflops = case.flops / measurement.stats.median / 1e12
         peak = peaks.tflops.get(case.peak_dtype)
+        above_peak = peaks.above_peak(case.peak_dtype, tflops)
         recorder.add("supported", 1, "", labels)
         recorder.add("tflops", tflops, "TFLOP/s", labels)
         recorder.add(
@@ -71,8 +72,12 @@ def _gemm(config: GemmConfig, device: str, peaks: Peaks, recorder: Recorder) -> 
                 "peak_dtype": case.peak_dtype,
                 "peak_tflops": peak,
                 "peak_method": peaks.method,
+                "peak_clock": peaks.clock,
+                "peak_valid": int(not above_peak),
             },
         )
+        if above_peak:
+            recorder.notes.append(f"{labels['shape']}: {above_peak}")
         recorder.add("arithmetic_intensity", case.intensity, "FLOP/B", labels)
         gbs = case.bytes / measurement.stats.median / 1e9
         recorder.add("gbs", gbs, "GB/s", labels)

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 
 from tradeoffs.errors import ConfigError, check_choice, check_positive
-from tradeoffs.kinds.base import ExperimentConfig, Job, Kind
+from tradeoffs.kinds.base import ExperimentConfig, Job, Kind, require_cpu
 from tradeoffs.numerics.lmul import float_multiply, lmul, random_operands, relative_errors
 from tradeoffs.results import Metric, Outcome
 
@@ -34,6 +34,7 @@ class LMulConfig(ExperimentConfig):
 
 
 def run(config: LMulConfig, job: Job) -> Outcome:
+    require_cpu(config)
     x, y = random_operands(config.n_values, config.operands, config.seed)
     products = {f"lmul_m{m}": lmul(x, y, m) for m in config.mantissa_bits}
     products |= {name: float_multiply(x, y, name) for name in config.float_formats}

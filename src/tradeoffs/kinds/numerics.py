@@ -12,7 +12,7 @@ import torch
 
 from tradeoffs.errors import ConfigError, check_choice, check_positive
 from tradeoffs.formats import FormatSpec, fake_quant, hadamard_rotate
-from tradeoffs.kinds.base import ExperimentConfig, Job, Kind
+from tradeoffs.kinds.base import ExperimentConfig, Job, Kind, require_cpu
 from tradeoffs.numerics import crest_binned_error, crest_factor, quantization_error, sample
 from tradeoffs.numerics.distributions import DistributionConfig
 from tradeoffs.resources import GROUP_BELOW_S, JobResources, gpus, round_up, threads
@@ -69,6 +69,7 @@ def numerics_resources(config: NumericsConfig) -> JobResources:
 
 
 def run(config: NumericsConfig, job: Job) -> Outcome:
+    require_cpu(config)
     rows = config.n_values // config.row_size
     x = sample(config.distribution, rows, config.row_size, config.seed)
     signs_seed = config.seed if config.rotation == "random_hadamard" else None

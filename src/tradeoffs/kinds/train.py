@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import torch
 
 from tradeoffs.bench.hardware import check_device, peaks_for
-from tradeoffs.data import load_dataset
-from tradeoffs.errors import Diverged
+from tradeoffs.data import Dataset, load_dataset
+from tradeoffs.errors import ConfigError, Diverged
 from tradeoffs.kinds.base import ExperimentConfig, Job, Kind
 from tradeoffs.kinds.sources import CHECKPOINT
 from tradeoffs.models import count_parameters
@@ -58,9 +58,27 @@ def arithmetic(config: TrainConfig) -> str:
     return "fp32" if config.recipe.compute_dtype == "fp32" else f"native {config.recipe.compute_dtype} autocast"
 
 
+def check_splits(config: TrainConfig, dataset: Dataset) -> str:
+    """Refuse a corpus whose train or validation split holds no window of context_length + 1 tokens, naming the
+    data keys that sized it; return a warning when eval_windows asks for more windows than the split has."""
+    need, data = config.model.context_length + 1, config.data
+    for split in ("train", "validation"):
+        if len(dataset.splits[split]) < need:
+            raise ConfigError(
+                f"data.max_bytes={data.max_bytes}, data.validation_fraction={data.validation_fraction}: the {split} "
+                f"split of {dataset.name} has {len(dataset.splits[split])} tokens, fewer than model.context_length "
+                f"+ 1 = {need}; raise data.max_bytes (0: the whole corpus) or the split's fraction"
+            )
+    windows = (len(dataset.splits["validation"]) - 1) // config.model.context_length
+    if config.eval_windows > windows:
+        return f"warning: eval_windows={config.eval_windows} capped at the {windows} windows of the validation split"
+    return ""
+
+
 def run(config: TrainExperimentConfig, job: Job) -> Outcome:
     check_device(config.hardware)
     dataset = load_dataset(config.data)
+    warning = check_splits(config, dataset)
     out_dir = job.out_dir
     checkpoint = out_dir / CHECKPOINT
     try:
@@ -83,6 +101,8 @@ def run(config: TrainExperimentConfig, job: Job) -> Outcome:
         Metric("final_val_bits_per_byte", dataset.bits_per_byte(final), "bit/byte"),
         Metric("tokens_per_s", result.tokens_per_s, "token/s"),
         Metric("cold_start_step", result.cold_start_seconds, "s"),
+        Metric("step_time_median_s", result.median_step_seconds, "s"),
+        Metric("quant_compiled", float(result.quant_compiled), "", {"reason": result.quant_path}),
         Metric("model_tflops_per_s", result.flops_per_s / 1e12, "TFLOP/s"),
         Metric("mfu", result.flops_per_s / 1e12 / peak if peak else math.nan, "", {"peak_dtype": peak_dtype}),
         Metric("peak_memory", result.peak_memory_bytes / 2**20, "MiB"),
@@ -92,6 +112,7 @@ def run(config: TrainExperimentConfig, job: Job) -> Outcome:
         Metric("emulated", float(config.recipe.emulated), "", {"arithmetic": arithmetic(config)}),
     ]
     return Outcome(
+        message=warning,
         metrics=metrics,
         timings={"train_s": result.train_seconds},
         artifacts=[checkpoint.name],

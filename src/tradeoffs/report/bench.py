@@ -83,7 +83,17 @@ def gemm_frame(results: pd.DataFrame) -> pd.DataFrame:
     ).reset_index()
     frame = frame.rename(columns={"cfg.dtype": "dtype", "label.shape": "shape"})
     frame["flops"] = 2 * frame["m"] * frame["k"] * frame["n"]
-    return frame
+    return flag_above_peak(frame)
+
+
+def flag_above_peak(frame: pd.DataFrame) -> pd.DataFrame:
+    """A measured fraction of peak above 1 means the peak is wrong (a CPU estimate at the nominal clock while the
+    cores boost): it moves from `pct_of_peak` (not drawn) to `pct_above_peak`, which flags it."""
+    above = frame["pct_of_peak"] > 100
+    return frame.assign(
+        pct_above_peak=frame["pct_of_peak"].where(above),
+        pct_of_peak=frame["pct_of_peak"].mask(above),
+    )
 
 
 def unsupported_frame(results: pd.DataFrame) -> pd.DataFrame:
@@ -121,6 +131,8 @@ def gemm_figure(results: pd.DataFrame) -> plt.Figure:
             errors = [rows["tflops"] - rows["tflops_min"], rows["tflops_max"] - rows["tflops"]]
             top.errorbar(x, rows["tflops"], yerr=errors, fmt="o", ms=5, capsize=2, color=palette[dtype], label=dtype)
             bottom.bar(x, rows["pct_of_peak"], width=width, color=palette[dtype])
+            for position in x[rows["pct_above_peak"].notna()]:
+                bottom.annotate("above peak: invalid", (position, 0), ha="center", va="bottom", fontsize=6, rotation=90)
         top.set_yscale("log")
         top.set_ylabel("throughput (TFLOP/s; TOP/s for int8), log scale")
         top.set_title(name, fontsize=10)
@@ -214,6 +226,7 @@ def gemm_table(results: pd.DataFrame) -> pd.DataFrame:
         "tflops_min",
         "tflops_max",
         "pct_of_peak",
+        "pct_above_peak",
         "peak_tflops",
         "intensity",
         "output_rel_error",

@@ -1,15 +1,20 @@
 """The one way a report product gets its rows: `select` from the tidy table by the study it is registered under,
 failing with an error that names a missing study or metric (and what the table has) instead of drawing an
-empty figure."""
+empty figure; and how a product shows the runs that failed (`make_product`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import textwrap
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from tradeoffs.errors import ConfigError
+from tradeoffs.results import FAILED_STATUSES
+
+FAILED_COLUMNS = ["id", "study", "status", "message"]
 
 
 class ReportError(ConfigError):
@@ -46,3 +51,56 @@ def select(
             f"{'/'.join(statuses)} ({runs['id'].nunique()} runs); their metrics: {have}"
         )
     return runs
+
+
+def failed_runs(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per failed run (status error or invalid) of the table: its id, study, status and message."""
+    failed = results[results["status"].isin(FAILED_STATUSES)]
+    return failed.assign(study=studies_of(failed)).drop_duplicates("id")[FAILED_COLUMNS].reset_index(drop=True)
+
+
+def _failure_lines(failed: pd.DataFrame, width: int = 150) -> list[str]:
+    return [textwrap.shorten(f"{r.id}: {r.status}: {r.message}", width) for r in failed.itertuples()]
+
+
+def failed_figure(failed: pd.DataFrame, studies: Sequence[str]) -> Any:
+    """A figure in place of a plot whose studies have only failed runs: which, and each run's status and message."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines = [f"No figure: every run of {', '.join(map(repr, studies))} failed", "", *_failure_lines(failed)]
+    figure = plt.figure(figsize=(10, 0.6 + 0.25 * len(lines)))
+    figure.text(0.01, 0.98, "\n".join(lines), va="top", ha="left", family="monospace", fontsize=8)
+    return figure
+
+
+def _note_failures(figure: Any, failed: pd.DataFrame) -> Any:
+    lines = [f"{len(failed)} failed run(s), not drawn:", *_failure_lines(failed)]
+    figure.text(0.0, 0.0, "\n".join(lines), va="top", ha="left", family="monospace", fontsize=7, color="firebrick")
+    return figure
+
+
+def _append_failures(frame: pd.DataFrame, failed: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with one more row per failed run, indexed by its id, holding its status and message."""
+    pad = ("",) * (frame.index.nlevels - 1)
+    index = pd.MultiIndex.from_tuples([(i, *pad) for i in failed["id"]]) if pad else pd.Index(failed["id"])
+    column = (lambda name: (name,) + ("",) * (frame.columns.nlevels - 1)) if frame.columns.nlevels > 1 else str
+    rows = pd.DataFrame({column(key): failed[key].to_numpy() for key in ("status", "message")}, index=index)
+    rows.index.names = frame.index.names
+    return pd.concat([frame, rows])
+
+
+def make_product(make: Callable[[pd.DataFrame], Any], results: pd.DataFrame, studies: Sequence[str], kind: str) -> Any:
+    """A figure or table (`kind`) made by `make` from `results`, with its failed runs shown as failed: a note under
+    a figure, a row per run in a table; when a study of `studies` has only failed runs, nothing can be drawn from
+    it, and the product lists the failed runs (the failed-runs table, or a figure that says so)."""
+    failed = failed_runs(results)
+    usable = set(studies_of(results[~results["status"].isin(FAILED_STATUSES)]))
+    if hopeless := [study for study in studies if study not in usable]:
+        return failed_figure(failed, hopeless) if kind == "figure" else failed.set_index("id")
+    product = make(results)
+    if failed.empty:
+        return product
+    return _note_failures(product, failed) if kind == "figure" else _append_failures(product, failed)

@@ -12,6 +12,13 @@ from tradeoffs.hardware import HardwareConfig
 from tradeoffs.identity import descriptive
 from tradeoffs.models.gpt import ModelConfig
 
+# Training tokens below which compiling the quantizers does not pay, from eager and compiled runs measured side
+# by side at the quick suite's size (gpt-60k, 16 x 128 tokens per step, one thread, a loaded 2-core machine):
+# fp8 compiled 178 s in its first step and then stepped no faster than eager (0.51 s against 0.50 s); mxfp8
+# compiled 124 s and then saved 0.30 s a step (0.59 s against 0.90 s), paying back after about 410 steps (0.8M
+# tokens). A 150-step run (0.3M tokens) only loses; runs past about 1000 steps compile (docs/training.md).
+COMPILE_BREAK_EVEN_TOKENS = 2_000_000
+
 
 @dataclass
 class RecipeConfig:
@@ -89,7 +96,8 @@ class TrainConfig:
     checkpoint_interval: int = 0  # steps between checkpoints; 0: only at the end
     spike_factor: float = 5.0  # diverged when the loss exceeds spike_factor x its running minimum
     devices: int = 1  # >1: data-parallel processes (torchrun), the global batch split between them
-    compile_quant: bool = descriptive(True)  # emulated formats through torch.compile: bit-identical, not hashed
+    compile_quant: bool = descriptive(True)  # emulated formats may go through torch.compile: bit-identical, not hashed
+    compile_min_tokens: int = descriptive(COMPILE_BREAK_EVEN_TOKENS)  # ... in runs this long (compile_decision)
 
     def __post_init__(self) -> None:
         for key in ("steps", "batch_size", "eval_interval", "eval_windows", "log_interval", "devices"):
@@ -97,6 +105,15 @@ class TrainConfig:
         for key in ("warmup_steps", "weight_decay", "grad_clip", "checkpoint_interval"):
             check_positive(key, getattr(self, key), allow_zero=True)
         check_positive("lr", self.lr)
+        check_positive("seed", self.seed, allow_zero=True)
+        if self.warmup_steps > self.steps:
+            raise ConfigError(f"warmup_steps: must be <= steps={self.steps}, got {self.warmup_steps}")
+        if not 0 <= self.min_lr_fraction <= 1:
+            raise ConfigError(f"min_lr_fraction: must be in [0, 1] (a fraction of lr), got {self.min_lr_fraction}")
+        for key in ("beta1", "beta2"):
+            if not 0 <= getattr(self, key) < 1:
+                raise ConfigError(f"{key}: must be in [0, 1) (an Adam moment decay), got {getattr(self, key)}")
+        self._check_split_sizes()
         if self.spike_factor <= 1:
             raise ConfigError(f"spike_factor must be > 1, got {self.spike_factor}")
         if self.batch_size % self.devices:
@@ -117,3 +134,22 @@ class TrainConfig:
                         f"{block_key}={block} does not divide {width_key}={width}: pick a model "
                         "whose widths are multiples of the block (e.g. model=gpt-200k)"
                     )
+
+    def _check_split_sizes(self) -> None:
+        """With byte tokens and data.max_bytes set, each split's size is known before the corpus is read: the
+        train and validation splits must hold at least one window of context_length + 1 tokens."""
+        data, need = self.data, self.model.context_length + 1
+        if data.tokenizer != "bytes" or not data.max_bytes or data.split_members:
+            return
+        validation, test = (
+            int(data.max_bytes * fraction) for fraction in (data.validation_fraction, data.test_fraction)
+        )
+        sizes = {"train": data.max_bytes - validation - test, "validation": validation}
+        for split, size in sizes.items():
+            if size < need:
+                key = "data.validation_fraction" if split == "validation" else "data.max_bytes"
+                raise ConfigError(
+                    f"{key}: data.max_bytes={data.max_bytes} with data.validation_fraction={data.validation_fraction} "
+                    f"leaves the {split} split {size} tokens, fewer than model.context_length + 1 = {need}; "
+                    "raise data.max_bytes (0: the whole corpus) or the split's fraction"
+                )
