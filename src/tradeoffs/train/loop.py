@@ -28,7 +28,7 @@ from tradeoffs.models import build_model, flops_per_token
 from tradeoffs.train.checkpoint import load_checkpoint, save_checkpoint
 from tradeoffs.train.config import TrainConfig
 from tradeoffs.train.optim import build_optimizer, build_scheduler, quantize_optimizer_states
-from tradeoffs.train.quantized import apply_recipe
+from tradeoffs.train.quantized import apply_recipe, compile_decision
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 log = logging.getLogger(__name__)
@@ -46,6 +46,8 @@ class TrainResult:
     flops_per_token: int = 0  # model FLOPs per training token (6N + attention + lm_head)
     peak_memory_bytes: int = 0
     finished: bool = False
+    quant_compiled: bool = False  # the quantizers ran through torch.compile (compile_decision)
+    quant_path: str = ""  # why they did or did not
 
     @property
     def train_seconds(self) -> float:
@@ -55,8 +57,13 @@ class TrainResult:
     def tokens_per_s(self) -> float:
         """Steady-state throughput: tokens per step over the median step time after the first fifth of the
         steps (at most 5), which hold lazy initialisation and compilation (see cold_start_seconds)."""
+        return self.tokens / len(self.step_seconds) / self.median_step_seconds if self.step_seconds else math.nan
+
+    @property
+    def median_step_seconds(self) -> float:
+        """The steady step: the median step time after the first fifth of the steps (at most 5)."""
         warm = self.step_seconds[min(5, len(self.step_seconds) // 5) :]
-        return self.tokens / len(self.step_seconds) / statistics.median(warm) if warm else math.nan
+        return statistics.median(warm) if warm else math.nan
 
     @property
     def cold_start_seconds(self) -> float:
@@ -135,7 +142,9 @@ def train(
     model = build_model(config.model).to(device)
     batches = torch.Generator().manual_seed(config.seed)
     rounding = torch.Generator(device=device).manual_seed(config.seed + 1 + rank)  # own noise per process
-    quantizer = apply_recipe(model, config.recipe, rounding, compiled=config.compile_quant)
+    tokens = config.steps * config.batch_size * config.model.context_length
+    compiled, why = compile_decision(config.recipe, config.compile_quant, tokens, config.compile_min_tokens)
+    quantizer = apply_recipe(model, config.recipe, rounding, compiled=compiled)
     module = model  # the model itself; `model` becomes its DistributedDataParallel wrapper with several processes
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(module)
@@ -143,6 +152,7 @@ def train(
     scheduler = build_scheduler(optimizer, config)
     scaler = torch.amp.GradScaler(device, enabled=config.recipe.loss_scaling)
     result = TrainResult(steps=0, flops_per_token=flops_per_token(config.model, include_lm_head=True))
+    result.quant_compiled, result.quant_path = compiled, why
     fingerprint = config_hash(config)
     best = math.inf  # running minimum of the training loss, for the spike test
 

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from tradeoffs.formats import FormatSpec, fake_quant, hadamard_rotate
-from tradeoffs.train.config import RecipeConfig
+from tradeoffs.train.config import COMPILE_BREAK_EVEN_TOKENS, RecipeConfig
 
 
 @dataclass
@@ -126,3 +126,19 @@ def apply_recipe(
         module.__class__ = QuantLinear
         module.quantizer = quantizer
     return quantizer
+
+
+
+
+def compile_decision(
+    recipe: RecipeConfig, allowed: bool, tokens: int, min_tokens: int = COMPILE_BREAK_EVEN_TOKENS
+) -> tuple[bool, str]:
+    """Whether a run of `tokens` training tokens compiles its recipe's quantizers, and why: only when allowed,
+    when the recipe quantizes Linears at all, and when the run has at least `min_tokens` (compiling pays)."""
+    if not recipe.emulated:
+        return False, "no emulated Linears"
+    if not allowed:
+        return False, "compile_quant=false"
+    if tokens < min_tokens:
+        return False, f"{tokens} training tokens < compile_min_tokens={min_tokens}: compiling would not pay"
+    return True, f"{tokens} training tokens >= compile_min_tokens={min_tokens}"
