@@ -41,6 +41,7 @@ FIGURES: dict[str, Product] = {
     "bench_roofline": Product(("gemm",), "tradeoffs.report.bench:roofline_figure", optional=("bandwidth",)),
     "train_loss": Product(("train",), "tradeoffs.report.train:loss_figure"),
     "numerics_capture": Product(("capture",), "tradeoffs.report.numerics:capture_figure"),
+    "nondeterminism_agreement": Product(("nondeterminism",), "tradeoffs.report.nondeterminism:agreement_figure"),
 }
 TABLES: dict[str, Product] = {
     "numerics_qsnr": Product(("numerics",), "tradeoffs.report.numerics:qsnr_table"),
@@ -52,6 +53,7 @@ TABLES: dict[str, Product] = {
     "bench_inference": Product(("inference",), "tradeoffs.report.bench:inference_table"),
     "train_recipes": Product(("train",), "tradeoffs.report.train:recipe_table"),
     "numerics_capture": Product(("capture",), "tradeoffs.report.numerics:capture_table"),
+    "nondeterminism_divergence": Product(("nondeterminism",), "tradeoffs.report.nondeterminism:divergence_table"),
 }
 
 
