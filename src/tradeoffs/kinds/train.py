@@ -15,7 +15,7 @@ from tradeoffs.data import Dataset, load_dataset
 from tradeoffs.errors import ConfigError, Diverged
 from tradeoffs.kinds.base import ExperimentConfig, Job, Kind
 from tradeoffs.kinds.sources import CHECKPOINT
-from tradeoffs.models import count_parameters
+from tradeoffs.models import count_parameters, flops_per_token
 from tradeoffs.provenance import collect_provenance
 from tradeoffs.resources import JobResources, gpus, threads
 from tradeoffs.results import Metric, Outcome
@@ -48,6 +48,19 @@ def train_resources(config: TrainExperimentConfig) -> JobResources:
 def _curve_metrics(result: TrainResult) -> list[Metric]:
     return [Metric("train_loss", loss, "nats", {"step": step}) for step, loss in result.train_loss] + [
         Metric("val_loss", loss, "nats", {"step": step}) for step, loss in result.val_loss
+    ]
+
+
+def _size_metrics(config: TrainConfig) -> list[Metric]:
+    """The run's N (non-embedding and total parameters), D (planned training tokens) and compute C = D times
+    the training FLOPs per token (6N + attention), which the scaling fits read; a diverged run keeps them."""
+    parameters = count_parameters(config.model)
+    tokens = config.steps * config.batch_size * config.model.context_length
+    return [
+        Metric("non_embedding_parameters", parameters.non_embedding),
+        Metric("total_parameters", parameters.total),
+        Metric("training_tokens", tokens, "token"),
+        Metric("training_compute", tokens * flops_per_token(config.model), "FLOP", {"rule": "6ND + attention"}),
     ]
 
 
@@ -87,14 +100,13 @@ def run(config: TrainExperimentConfig, job: Job) -> Outcome:
         else:
             _, result = train(config, checkpoint, dataset=dataset)
     except Diverged as diverged:
-        diverged.metrics = _curve_metrics(diverged.result)
+        diverged.metrics = _curve_metrics(diverged.result) + _size_metrics(config)
         raise
     final = result.val_loss[-1][1]
     peak_dtype = {"fp32": "fp32", "bf16": "bf16", "fp16": "fp16"}[config.recipe.compute_dtype]
     peak = peaks_for(config.hardware, torch.get_num_threads(), collect_provenance()).tflops.get(peak_dtype, math.nan)
     if config.hardware.device == "cuda":
         peak *= config.devices  # one datasheet peak per GPU; the throughput adds up every process
-    parameters = count_parameters(config.model)
     metrics = [
         *_curve_metrics(result),
         Metric("final_val_loss", final, "nats"),
@@ -107,8 +119,7 @@ def run(config: TrainExperimentConfig, job: Job) -> Outcome:
         Metric("mfu", result.flops_per_s / 1e12 / peak if peak else math.nan, "", {"peak_dtype": peak_dtype}),
         Metric("peak_memory", result.peak_memory_bytes / 2**20, "MiB"),
         Metric("optimizer_state_bytes_per_parameter", state_bytes_per_parameter(config.recipe), "byte"),
-        Metric("non_embedding_parameters", parameters.non_embedding),
-        Metric("training_tokens", config.steps * config.batch_size * config.model.context_length, "token"),
+        *_size_metrics(config),
         Metric("emulated", float(config.recipe.emulated), "", {"arithmetic": arithmetic(config)}),
     ]
     return Outcome(

@@ -14,7 +14,15 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter
 
-from tradeoffs.fit import CHINCHILLA_PAPER, QUARTET_PAPER, FitResult, exponents_by_group, fit_table, runs_from_tidy
+from tradeoffs.fit import (
+    CHINCHILLA_PAPER,
+    QUARTET_PAPER,
+    FitOptions,
+    FitResult,
+    exponents_by_group,
+    fit_table,
+    runs_from_tidy,
+)
 from tradeoffs.report.common import select
 
 STRATEGY_METRICS = ("flops", "activations", "parameters", "flops_factor", "time_median_s")
@@ -164,17 +172,18 @@ def _fit_rows(fit: FitResult, paper: dict[str, float], precision: str) -> list[d
     return rows
 
 
-def ladder_fits_table(results: pd.DataFrame) -> pd.DataFrame:
+def ladder_fits_table(results: pd.DataFrame, options: FitOptions | None = None) -> pd.DataFrame:
     """The ladder's fits: Chinchilla (L = E + A/N^alpha + B/D^beta) per precision, and Quartet's law with the
-    shared parameters on the fp32 runs and effN, effD per other precision; values with 95% bootstrap
-    intervals, R^2 and the papers' constants (Hoffmann et al. 2022; Quartet 2025)."""
+    shared parameters on the fp32 runs and effN, effD per other precision; values with 95% bootstrap intervals,
+    R^2 and the papers' constants (Hoffmann et al. 2022; Quartet 2025). `options`: the fits' settings (default
+    FitOptions(): 200 bootstrap replicates, seed 0)."""
     runs = ladder_runs(results)
     rows = []
     for precision, part in runs.groupby("precision", sort=False):
-        (fit,) = fit_table("chinchilla", part)
+        (fit,) = fit_table("chinchilla", part, options)
         rows += _fit_rows(fit, CHINCHILLA_PAPER, precision)
     if REFERENCE_PRECISION in set(runs["precision"]):
-        (quartet,) = fit_table("quartet", runs, reference=REFERENCE_PRECISION)
+        (quartet,) = fit_table("quartet", runs, options, reference=REFERENCE_PRECISION)
         rows += _fit_rows(quartet, QUARTET_PAPER, f"{REFERENCE_PRECISION} (shared)")
     else:
         reason = f"no {REFERENCE_PRECISION} runs to fit the shared parameters on"
