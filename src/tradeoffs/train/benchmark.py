@@ -108,7 +108,7 @@ def main(configure: Configure, argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     overrides = [f"model={args.model}", f"model.context_length={args.context}", f"batch_size={args.batch}"]
-    overrides += ["compile_quant=false"] if args.eager else ["compile_min_tokens=0"]  # compiled, whatever the length
+    overrides += ["compile_quant=false"] if args.eager else ["recipe.compile_min_tokens=0"]  # else always compiled
     loops, medians = compare(configure, overrides, args.recipes, args.steps, args.warmup, args.rounds)
     print(
         f"training loop benchmark: {args.model}, {args.batch} x {args.context} tokens per step, "

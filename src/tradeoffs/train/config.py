@@ -16,7 +16,9 @@ from tradeoffs.models.gpt import ModelConfig
 # by side at the quick suite's size (gpt-60k, 16 x 128 tokens per step, one thread, a loaded 2-core machine):
 # fp8 compiled 178 s in its first step and then stepped no faster than eager (0.51 s against 0.50 s); mxfp8
 # compiled 124 s and then saved 0.30 s a step (0.59 s against 0.90 s), paying back after about 410 steps (0.8M
-# tokens). A 150-step run (0.3M tokens) only loses; runs past about 1000 steps compile (docs/training.md).
+# tokens); nvfp4 compiled 276 s and then saved 2.2 s a step (0.84 s against 3.08 s), paying back after about
+# 125 steps (0.26M tokens; conf/recipe/nvfp4.yaml sets its threshold). The default: about 1000 steps of 2048
+# tokens, beyond every break-even measured (docs/training.md).
 COMPILE_BREAK_EVEN_TOKENS = 2_000_000
 
 
@@ -41,10 +43,14 @@ class RecipeConfig:
     quant_start_fraction: float = 0.0  # quantization starts at this fraction of the steps (QAT after FP training)
     optimizer_state_format: FormatSpec = field(default_factory=FormatSpec)  # Adam moments (COAT: FP8 per group)
     state_range_expansion: bool = False  # COAT's dynamic range expansion of the moments before quantizing
+    # runs of at least this many training tokens compile the quantizers (bit-identical, so not hashed):
+    # where compiling pays back its cold start, measured per recipe (COMPILE_BREAK_EVEN_TOKENS)
+    compile_min_tokens: int = descriptive(COMPILE_BREAK_EVEN_TOKENS)
 
     def __post_init__(self) -> None:
         check_choice("recipe.compute_dtype", self.compute_dtype, ("fp32", "bf16", "fp16"))
         check_positive("recipe.keep_last_layers", self.keep_last_layers, allow_zero=True)
+        check_positive("recipe.compile_min_tokens", self.compile_min_tokens, allow_zero=True)
         if not 0 <= self.quant_start_fraction < 1:
             raise ConfigError(f"recipe.quant_start_fraction must be in [0, 1), got {self.quant_start_fraction}")
         if self.hadamard_size < 2 or self.hadamard_size & (self.hadamard_size - 1):
@@ -97,7 +103,6 @@ class TrainConfig:
     spike_factor: float = 5.0  # diverged when the loss exceeds spike_factor x its running minimum
     devices: int = 1  # >1: data-parallel processes (torchrun), the global batch split between them
     compile_quant: bool = descriptive(True)  # emulated formats may go through torch.compile: bit-identical, not hashed
-    compile_min_tokens: int = descriptive(COMPILE_BREAK_EVEN_TOKENS)  # ... in runs this long (compile_decision)
 
     def __post_init__(self) -> None:
         for key in ("steps", "batch_size", "eval_interval", "eval_windows", "log_interval", "devices"):

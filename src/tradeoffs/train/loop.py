@@ -143,7 +143,7 @@ def train(
     batches = torch.Generator().manual_seed(config.seed)
     rounding = torch.Generator(device=device).manual_seed(config.seed + 1 + rank)  # own noise per process
     tokens = config.steps * config.batch_size * config.model.context_length
-    compiled, why = compile_decision(config.recipe, config.compile_quant, tokens, config.compile_min_tokens)
+    compiled, why = compile_decision(config.recipe, config.compile_quant, tokens, config.recipe.compile_min_tokens)
     quantizer = apply_recipe(model, config.recipe, rounding, compiled=compiled)
     module = model  # the model itself; `model` becomes its DistributedDataParallel wrapper with several processes
     if world > 1:

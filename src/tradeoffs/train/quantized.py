@@ -140,5 +140,5 @@ def compile_decision(
     if not allowed:
         return False, "compile_quant=false"
     if tokens < min_tokens:
-        return False, f"{tokens} training tokens < compile_min_tokens={min_tokens}: compiling would not pay"
-    return True, f"{tokens} training tokens >= compile_min_tokens={min_tokens}"
+        return False, f"{tokens} training tokens < recipe.compile_min_tokens={min_tokens}: compiling would not pay"
+    return True, f"{tokens} training tokens >= recipe.compile_min_tokens={min_tokens}"
