@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import MaxNLocator
 
 from tradeoffs.report.common import select
 
@@ -83,8 +84,8 @@ def agreement_figure(results: pd.DataFrame) -> plt.Figure:
     rows = _runs(results, ["agreement_at_position"])
     agreement, summary = agreement_frame(results), _prompt_summary(results)
     precisions, perturbations = _precisions(rows), _perturbations(rows)
-    palette = dict(zip(precisions, sns.color_palette("colorblind", len(precisions)), strict=True))
-    styles = ["-", "--", "-.", ":", (0, (5, 1))]
+    colours = dict(zip(PRECISION_LABELS, sns.color_palette("colorblind", len(PRECISION_LABELS)), strict=True))
+    styles = dict(zip(PRECISION_LABELS, ["-.", "-", ":", "--", (0, (5, 1))], strict=True))  # the same in every run
     columns = min(4, len(perturbations))
     grid_rows = -(-len(perturbations) // columns)
     figure, axes = plt.subplots(grid_rows, columns, figsize=(3.6 * columns, 3.0 * grid_rows), sharex=True, sharey=True)
@@ -96,8 +97,8 @@ def agreement_figure(results: pd.DataFrame) -> plt.Figure:
             axis.plot(
                 line["position"],
                 line["agreement"],
-                color=palette[precision],
-                linestyle=styles[rank % len(styles)],
+                color=colours[precision],
+                linestyle=styles[precision],
                 linewidth=3.2 - 0.6 * rank,  # coinciding curves stay visible as nested stripes
                 label=PRECISION_LABELS[precision],
             )
@@ -111,6 +112,7 @@ def agreement_figure(results: pd.DataFrame) -> plt.Figure:
         )  # fmt: skip
         axis.set_title(perturbation, fontsize=10)
         axis.set_ylim(-0.03, 1.05)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
     for axis in axes[len(perturbations) :]:
         axis.set_visible(False)
