@@ -20,6 +20,8 @@ $(STAMP): requirements.lock pyproject.toml
 run: $(STAMP)
 	$(SMK) --cores $(CORES) --config suite=$(SUITE)
 	$(SMK) --cores $(CORES) --config suite=$(SUITE) --report reports/report.html
+	@grep -m1 " claims: " results/logs/claims.log || true
+	@echo "report: $(CURDIR)/reports/report.html (claims: reports/claims.md)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -32,19 +32,28 @@ def result_mtimes(root: Path) -> dict[str, int]:
 
 
 def test_smoke_suite_end_to_end_report_lint_then_rerun_only_what_changed(workflow_dir):
-    """One real run of the smoke suite (every study, every report product), its HTML report and lint, then
-    a one-value change in conf/ that reruns exactly the affected experiments."""
+    """One real run of the smoke suite (every study, every report product, the claims' verdicts), its HTML
+    report and lint, then a one-value change in conf/ that reruns exactly the affected experiments (each
+    experiment is its own job, run through the warm worker), collect, the products and the claims."""
     snakemake("--cores", "2", cwd=workflow_dir)
     table = pd.read_parquet(workflow_dir / "results" / "results.parquet")
     assert set(table["status"]) == {"ok"}, table.loc[table["status"] != "ok", ["id", "message"]]
-    assert table["id"].nunique() == 12
+    from tradeoffs.plan import load_plan
+
+    planned = len(load_plan("smoke").experiments)
+    assert table["id"].nunique() == planned
     assert (workflow_dir / "results" / "results.csv").is_file()
     from tradeoffs.report import FIGURES, TABLES
 
     for name in FIGURES:
         assert (workflow_dir / "reports" / "figures" / f"{name}.png").stat().st_size > 10_000, name
+        assert (workflow_dir / "reports" / "figures" / f"{name}.svg").stat().st_size > 10_000, name
     for name in TABLES:
         assert (workflow_dir / "reports" / "tables" / f"{name}.csv").stat().st_size > 20, name
+        assert (workflow_dir / "reports" / "tables" / f"{name}.md").read_text().startswith("|"), name
+    claims = pd.read_csv(workflow_dir / "reports" / "tables" / "claims.csv")
+    assert claims["claim"].nunique() == 17 and set(claims["verdict"]) <= {"confirmed", "refuted", "inconclusive"}
+    assert "# Paper claims and their verdicts" in (workflow_dir / "reports" / "claims.md").read_text()
     qsnr = pd.read_csv(workflow_dir / "reports" / "tables" / "numerics_qsnr.csv", index_col=0)
     assert {"int8", "nvfp4"} == set(qsnr.index)
     assert qsnr.loc["int8", "gaussian (none)"] > qsnr.loc["nvfp4", "gaussian (none)"] > 15
@@ -52,6 +61,7 @@ def test_smoke_suite_end_to_end_report_lint_then_rerun_only_what_changed(workflo
     snakemake("--report", "reports/report.html", cwd=workflow_dir)
     html = (workflow_dir / "reports" / "report.html").read_text(errors="replace")
     assert "numerics_qsnr.png" in html and "Quantization signal-to-noise ratio" in html
+    assert "Paper claims: verdicts of this run" in html  # the page opens on the verdicts
     lint = subprocess.run(
         [SNAKEMAKE, "--lint", "--config", "suite=smoke"], cwd=workflow_dir, capture_output=True, text=True
     )
@@ -74,6 +84,6 @@ def test_smoke_suite_end_to_end_report_lint_then_rerun_only_what_changed(workflo
     assert len(new) == 2 and all("nvfp4" in path for path in new)
     assert all(after[path] == before[path] for path in before)  # untouched: no rerun
     table = pd.read_parquet(workflow_dir / "results" / "results.parquet")
-    assert table["id"].nunique() == 12 and set(
+    assert table["id"].nunique() == planned and set(
         table.loc[table["cfg.format.name"] == "nvfp4", "cfg.format.block_size"]
     ) == {32}

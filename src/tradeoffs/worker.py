@@ -2,7 +2,8 @@
 child per job, so a sub-second experiment no longer pays a fresh interpreter and torch's import (seconds).
 
 Each Snakemake job stays one experiment with its own rule, result.json and log: its shell runs the light
-client `python -m tradeoffs.worker job ...` (standard library only), which hands the job's arguments, working
+client `python -m tradeoffs.worker job ...` (standard library only; collect, the report products and the
+claims go the same way), which hands the job's arguments, working
 directory, environment and its stdout/stderr file descriptors to the server over a Unix socket and exits
 with the child's exit status. The child runs `python -m tradeoffs job ...` exactly as a fresh process would
 (`tradeoffs.__main__.main`), writing to the job's own log. A failed child is that job's failure only.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import importlib
 import json
 import os
 import signal
@@ -31,6 +33,16 @@ from pathlib import Path
 IDLE_S = 60.0  # the server exits after this long without a job
 START_TIMEOUT_S = 120.0  # a cold server imports torch and every kind: tens of seconds on a loaded machine
 PACKAGE = Path(__file__).resolve().parent
+PRELOADED = (
+    "matplotlib.pyplot",
+    "pandas",
+    "seaborn",
+    "tradeoffs.__main__",
+    "tradeoffs.config",
+    "tradeoffs.runner",
+    "tradeoffs.results",
+    "tradeoffs.report.claims",
+)
 
 
 def _digest() -> str:
@@ -155,18 +167,24 @@ def _exit_status(done: SystemExit) -> int:
 
 # ----------------------------------------------------------------------------------------------- server
 def _preload() -> None:
-    """Import what every job needs (torch, the kinds and the libraries they use, the config schemas), so a
-    forked child starts with them; no tensor work here, so the child starts with no thread pool."""
+    """Import what every job needs (torch, the kinds and the libraries they use, the config schemas, the report
+    modules with pandas and matplotlib), so a forked child starts with them; no tensor work here, so the child
+    starts with no thread pool."""
     import torch
 
     torch.set_num_threads(1)
-    import tradeoffs.__main__
-    import tradeoffs.config
-    import tradeoffs.runner  # noqa: F401
+    import matplotlib
+
+    matplotlib.use("Agg")
+    for module in PRELOADED:
+        importlib.import_module(module)
     from tradeoffs.kinds import get_kind, kind_names
+    from tradeoffs.report import FIGURES, TABLES
 
     for kind in kind_names():
         get_kind(kind)
+    for product in (*FIGURES.values(), *TABLES.values()):
+        importlib.import_module(product.target.split(":")[0])
 
 
 def _end_with_client(connection: socket.socket) -> None:

@@ -12,6 +12,7 @@ rule claims:
     output:
         md=report("reports/claims.md", caption="../report/claims.rst", category="Claims"),
         csv=report("reports/tables/claims.csv", caption="../report/table_claims.rst", category="Claims"),
+        summary="reports/claims_summary.rst",  # the verdict summary report.html opens on (workflow.rst)
     log:
         "results/logs/claims.log",
     params:
@@ -19,5 +20,5 @@ rule claims:
     conda:
         ENVIRONMENT
     shell:
-        "{params.py} -m tradeoffs claims {input.table} --md {output.md} --csv {output.csv} "
+        "{params.py} -m tradeoffs.worker claims {input.table} --md {output.md} --csv {output.csv} --summary {output.summary} "
         "--reference {input.reference} > {log} 2>&1"

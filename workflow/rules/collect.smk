@@ -16,4 +16,4 @@ rule collect:
     conda:
         ENVIRONMENT
     shell:
-        "{params.py} -m tradeoffs collect {output.parquet} {output.csv} {input} > {log} 2>&1"
+        "{params.py} -m tradeoffs.worker collect {output.parquet} {output.csv} {input} > {log} 2>&1"

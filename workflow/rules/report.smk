@@ -1,5 +1,6 @@
 # Report products: one rule per figure and table whose experiment kind is in the plan.
-# Captions for `snakemake --report` are in workflow/report/<name>.rst. Local rules: on a cluster they run
+# Each writes PNG and SVG (figures) or CSV and Markdown (tables); report.html shows them under the paper they
+# reproduce. Captions for `snakemake --report` are in workflow/report/<name>.rst. Local rules: on a cluster they run
 # where Snakemake runs (seconds each), not as queued jobs.
 
 for figure_name in REPORT_FIGURES:
@@ -12,11 +13,13 @@ for figure_name in REPORT_FIGURES:
             table="results/results.parquet",
             reference=REFERENCE_SETS,
         output:
-            report(
+            png=report(
                 f"reports/figures/{figure_name}.png",
                 caption=f"../report/{figure_name}.rst",
-                category="Figures",
+                category=FIGURES[figure_name].paper,
+                subcategory="Figures",
             ),
+            svg=f"reports/figures/{figure_name}.svg",
         log:
             f"results/logs/figure_{figure_name}.log",
         params:
@@ -25,7 +28,7 @@ for figure_name in REPORT_FIGURES:
         conda:
             ENVIRONMENT
         shell:
-            "{params.py} -m tradeoffs figure {params.name} {input.table} {output} --reference {input.reference} > {log} 2>&1"
+            "{params.py} -m tradeoffs.worker figure {params.name} {input.table} {output.png} --reference {input.reference} > {log} 2>&1"
 
 
 for table_name in REPORT_TABLES:
@@ -38,11 +41,13 @@ for table_name in REPORT_TABLES:
             table="results/results.parquet",
             reference=REFERENCE_SETS,
         output:
-            report(
+            csv=report(
                 f"reports/tables/{table_name}.csv",
                 caption=f"../report/table_{table_name}.rst",
-                category="Tables",
+                category=TABLES[table_name].paper,
+                subcategory="Tables",
             ),
+            md=f"reports/tables/{table_name}.md",
         log:
             f"results/logs/table_{table_name}.log",
         params:
@@ -51,4 +56,4 @@ for table_name in REPORT_TABLES:
         conda:
             ENVIRONMENT
         shell:
-            "{params.py} -m tradeoffs table {params.name} {input.table} {output} --reference {input.reference} > {log} 2>&1"
+            "{params.py} -m tradeoffs.worker table {params.name} {input.table} {output.csv} --reference {input.reference} > {log} 2>&1"

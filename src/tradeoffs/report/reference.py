@@ -34,7 +34,8 @@ def export_reference(
     benchmarks: tuple[str, ...] = REFERENCE_BENCHMARKS,
     directory: Path | None = None,
 ) -> Path:
-    """Write the runs of the benchmark kinds `benchmarks` in the results table at `results_path` as reference set `name`."""
+    """Write the runs of the benchmark kinds `benchmarks` in the results table at `results_path` as reference set
+    `name`."""
     if not _NAME.match(name):
         raise ConfigError(f"reference name '{name}': use lower-case letters, digits, '_', '-' and '.' (e.g. h100_sxm)")
     if not results_path.is_file():

@@ -8,22 +8,20 @@ tradeoffs.report.claims.render writes reports/claims.md and reports/tables/claim
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from tradeoffs.atomic import write_bytes_atomic
 from tradeoffs.errors import ConfigError
 from tradeoffs.report.claims.engine import decide_part, evaluate_claims
-from tradeoffs.report.claims.render import claims_markdown, claims_table, summary_line
+from tradeoffs.report.claims.render import claims_markdown, claims_summary_rst, claims_table, summary_line
 from tradeoffs.report.claims.spec import Claim, Part, Read, load_claims, parse_claims
 from tradeoffs.report.claims.verdicts import ClaimVerdict, Decision
 
 
 def _write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
+    write_bytes_atomic(path, text.encode())
 
 
 def write_claims(
@@ -32,9 +30,11 @@ def write_claims(
     csv: Path | None = None,
     reference: Sequence[Path] = (),
     claims_file: Path | None = None,
+    summary: Path | None = None,
 ) -> list[ClaimVerdict]:
     """Decide every claim from the tidy table at `table` (with the reference sets `reference`) and write the
-    Markdown report and the CSV table where asked; returns the verdicts."""
+    Markdown report, the CSV table and the reStructuredText summary report.html opens on, where asked; returns
+    the verdicts."""
     import pandas as pd
 
     from tradeoffs.report.reference import with_reference
@@ -48,6 +48,8 @@ def write_claims(
         _write_atomic(markdown, claims_markdown(claims, verdicts, results))
     if csv is not None:
         _write_atomic(csv, claims_table(claims, verdicts).to_csv(index=False))
+    if summary is not None:
+        _write_atomic(summary, claims_summary_rst(claims, verdicts))
     return verdicts
 
 

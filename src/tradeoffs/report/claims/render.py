@@ -161,3 +161,40 @@ def claims_table(claims: Sequence[Claim], verdicts: Sequence[ClaimVerdict]) -> p
                 }
             )
     return pd.DataFrame(rows)
+
+
+def _rst_cell(text: str) -> str:
+    return " ".join(text.split()).replace("|", "/") or "-"
+
+
+def claims_summary_rst(claims: Sequence[Claim], verdicts: Sequence[ClaimVerdict]) -> str:
+    """The verdict summary report.html opens on (reStructuredText, included by workflow/report/workflow.rst):
+    the counts, then one row per claim with its paper, verdict and why; reports/claims.md has the evidence."""
+    by_id = {v.claim: v for v in verdicts}
+    lines = [
+        "Paper claims: verdicts of this run",
+        "==================================",
+        "",
+        summary_line(verdicts) + ". Each verdict comes from the criterion beside the claim in "
+        "``conf/claims.yaml``; the numbers compared, thresholds and run ids are in ``reports/claims.md`` and "
+        "``reports/tables/claims.csv`` (category *Claims* below).",
+        "",
+        ".. list-table::",
+        "   :header-rows: 1",
+        "",
+        "   * - claim",
+        "     - paper",
+        "     - verdict",
+        "     - parts (confirmed / refuted / inconclusive) and why",
+    ]
+    for claim in claims:
+        verdict = by_id[claim.id]
+        counts = Counter(p.decision.verdict for p in verdict.parts)
+        tally = " / ".join(str(counts[v]) for v in VERDICTS)
+        lines += [
+            f"   * - {claim.id}",
+            f"     - {_rst_cell(claim.papers[0])}",
+            f"     - **{verdict.verdict}**",
+            f"     - {tally}" + (f": {_rst_cell(verdict.reason)}" if verdict.reason else ""),
+        ]
+    return "\n".join(lines) + "\n"
