@@ -1,23 +1,32 @@
 """Number formats: element grids (INT, minifloats), scaled and block formats (MX, NV), rounding, rotations.
 
-Public API: get_format, fake_quant, quantize/QTensor, FormatSpec, hadamard_rotate.
+Public API: get_format, fake_quant, quantize/QTensor, FormatSpec, hadamard_rotate, and the two passes that
+fake_quant and quantize are built from: compute_scales (a tensor's Scales) and round_with_scales.
 """
 
-from tradeoffs.formats.quantize import QTensor, compute_scale, fake_quant, quantize
+from tradeoffs.formats.quantize import QTensor, compile_failure, fake_quant, quantize, quantize_with_scales
 from tradeoffs.formats.registry import format_names, get_format
-from tradeoffs.formats.rotation import hadamard_matrix, hadamard_rotate
+from tradeoffs.formats.rotation import hadamard_matrix, hadamard_rotate, is_power_of_two
+from tradeoffs.formats.scale_rules import compute_scale
+from tradeoffs.formats.scales import Scales, compute_scales, round_with_scales
 from tradeoffs.formats.spec import ElementFormat, FormatSpec, parse_element
 
 __all__ = [
     "ElementFormat",
     "FormatSpec",
     "QTensor",
+    "Scales",
+    "compile_failure",
     "compute_scale",
+    "compute_scales",
     "fake_quant",
     "format_names",
     "get_format",
     "hadamard_matrix",
     "hadamard_rotate",
+    "is_power_of_two",
     "parse_element",
     "quantize",
+    "quantize_with_scales",
+    "round_with_scales",
 ]

@@ -9,12 +9,17 @@ import torch
 from tradeoffs.errors import ConfigError
 
 
+def is_power_of_two(n: int) -> bool:
+    """Whether the integer n is 1, 2, 4, 8, ... (the sizes of Sylvester Hadamard matrices)."""
+    return n >= 1 and not n & (n - 1)
+
+
 def hadamard_matrix(size: int, *, signs_seed: int | None = None, dtype=torch.float32) -> torch.Tensor:
     """The orthonormal Sylvester Hadamard matrix H/sqrt(n) of size 2^k; with `signs_seed`, D H/sqrt(n) where
     D is a seeded random +-1 diagonal (a randomized Hadamard transform)."""
     from scipy.linalg import hadamard  # imported on use: scipy costs a job 0.2 s to import
 
-    if size < 1 or size & (size - 1):
+    if not is_power_of_two(size):
         raise ConfigError(f"Hadamard size must be a power of two, got {size}")
     matrix = torch.tensor(hadamard(size), dtype=torch.float64) / math.sqrt(size)
     if signs_seed is not None:
