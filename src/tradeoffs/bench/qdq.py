@@ -20,6 +20,7 @@ from tradeoffs.bench.memory import PeakMemory, track_peak_memory
 from tradeoffs.bench.timing import BenchConfig, Measurement, measure
 from tradeoffs.formats import FormatSpec, fake_quant, get_format
 from tradeoffs.formats.quantize import compile_failure
+from tradeoffs.numerics.error import qsnr_db
 
 QDQ_FORMATS = ("int8", "fp8_e4m3", "mxfp8_e4m3", "mxfp4", "mxint8", "nvfp4")
 ROW = 4096  # values per row: the axis of per-channel scales and of blocks
@@ -160,8 +161,8 @@ class Agreement:
 
 def agreement(x: torch.Tensor, ours: torch.Tensor, theirs: torch.Tensor | None) -> Agreement:
     """Differences between the two outputs (NaN without torchao) and the QSNR of ours against x."""
-    signal, noise = x.double().pow(2).sum(), (ours.double() - x.double()).pow(2).sum()
-    qsnr = (10 * torch.log10(signal / noise)).item() if noise > 0 else float("inf")
+    signal, noise = x.double().pow(2).sum().item(), (ours.double() - x.double()).pow(2).sum().item()
+    qsnr = qsnr_db(signal, noise)
     if theirs is None:
         return Agreement(float("nan"), float("nan"), qsnr)
     diff = (ours - theirs).abs()

@@ -6,20 +6,20 @@ pass: weights and activations along the input features, gradients along the outp
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
 
 from tradeoffs.data import load_dataset
 from tradeoffs.errors import ConfigError, check_choice, check_positive
-from tradeoffs.formats import FormatSpec, fake_quant, hadamard_rotate
+from tradeoffs.formats import FormatSpec, fake_quant, hadamard_rotate, is_power_of_two
 from tradeoffs.identity import descriptive
 from tradeoffs.kinds.base import ExperimentConfig, Job, Kind, require_cpu
 from tradeoffs.kinds.sources import load_trained_model
 from tradeoffs.kinds.train import TrainExperimentConfig
 from tradeoffs.models.capture import capture_linear_tensors
 from tradeoffs.numerics import quantization_error
+from tradeoffs.numerics.error import qsnr_db
 from tradeoffs.results import Metric, Outcome
 
 ROLES = ("weight", "activation", "gradient")
@@ -42,7 +42,7 @@ class CaptureConfig(ExperimentConfig):
     def __post_init__(self) -> None:
         check_choice("rotation", self.rotation, ("none", "hadamard"))
         check_positive("batch_size", self.batch_size)
-        if self.rotation_size < 2 or self.rotation_size & (self.rotation_size - 1):
+        if self.rotation_size < 2 or not is_power_of_two(self.rotation_size):
             raise ConfigError(f"rotation_size must be a power of two >= 2, got {self.rotation_size}")
 
 
@@ -70,8 +70,7 @@ def run(config: CaptureConfig, job: Job) -> Outcome:
             pooled[role][1] += signal * error.relative_mse
             metrics.append(Metric("qsnr_db", error.qsnr_db, "dB", {"tensor": name, "role": role}))
     for role, (signal, noise) in pooled.items():
-        qsnr = 10 * math.log10(signal / noise) if noise > 0 else math.inf
-        metrics.append(Metric("qsnr_db", qsnr, "dB", {"tensor": "all", "role": role}))
+        metrics.append(Metric("qsnr_db", qsnr_db(signal, noise), "dB", {"tensor": "all", "role": role}))
     metrics.append(Metric("bits_per_element", config.format.bits_per_element(train.model.d_model), "bit"))
     return Outcome(metrics=metrics)
 

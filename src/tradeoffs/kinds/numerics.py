@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import torch
 
 from tradeoffs.errors import ConfigError, check_choice, check_positive
-from tradeoffs.formats import FormatSpec, fake_quant, hadamard_rotate
+from tradeoffs.formats import FormatSpec, fake_quant, hadamard_rotate, is_power_of_two
 from tradeoffs.kinds.base import ExperimentConfig, Job, Kind, require_cpu
 from tradeoffs.numerics import crest_binned_error, crest_factor, quantization_error, sample
 from tradeoffs.numerics.distributions import DistributionConfig
@@ -42,9 +42,7 @@ class NumericsConfig(ExperimentConfig):
         if self.format.granularity == "block" and self.row_size % self.format.block_size:
             raise ConfigError(f"format.block_size={self.format.block_size} does not divide row_size={self.row_size}")
         if self.rotation != "none" and (
-            self.rotation_size < 2
-            or self.rotation_size & (self.rotation_size - 1)
-            or self.row_size % self.rotation_size
+            self.rotation_size < 2 or not is_power_of_two(self.rotation_size) or self.row_size % self.rotation_size
         ):
             raise ConfigError(
                 f"rotation_size={self.rotation_size} must be a power of two dividing row_size={self.row_size}"

@@ -30,6 +30,11 @@ def quantization_error(x: torch.Tensor, q: torch.Tensor) -> QuantError:
     return QuantError(qsnr, relative, bias, alignment)
 
 
+def qsnr_db(signal: float, noise: float) -> float:
+    """Quantization signal-to-noise ratio in dB from the summed squares of the signal and of the error."""
+    return 10 * math.log10(signal / noise) if noise > 0 else float("inf")
+
+
 def crest_factor(x: torch.Tensor, block_size: int) -> torch.Tensor:
     """max |x| / rms(x) of each block of `block_size` consecutive values along the last axis."""
     blocks = x.double().reshape(-1, block_size)

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from tradeoffs.errors import ConfigError
-from tradeoffs.formats import FormatSpec, hadamard_matrix
+from tradeoffs.formats import FormatSpec, hadamard_matrix, is_power_of_two
 
 
 def hadamard_size(dimension: int, requested: int, formats: list[FormatSpec]) -> int:
@@ -29,7 +29,7 @@ def hadamard_size(dimension: int, requested: int, formats: list[FormatSpec]) -> 
     if not size:
         blocks = [f.block_size for f in formats if f.granularity == "block" and f.scale_format != "fp32"]
         size = min(blocks) if blocks else dimension & -dimension
-    if dimension % size or size & (size - 1):
+    if dimension % size or not is_power_of_two(size):
         raise ConfigError(f"rotation.hadamard_size={size} must be a power of two dividing the dimension {dimension}")
     return size
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from tradeoffs.data.dataset import DataConfig
 from tradeoffs.errors import ConfigError, check_choice, check_positive
+from tradeoffs.formats.rotation import is_power_of_two
 from tradeoffs.formats.spec import FormatSpec
 from tradeoffs.hardware import HardwareConfig
 from tradeoffs.identity import descriptive
@@ -53,7 +54,7 @@ class RecipeConfig:
         check_positive("recipe.compile_min_tokens", self.compile_min_tokens, allow_zero=True)
         if not 0 <= self.quant_start_fraction < 1:
             raise ConfigError(f"recipe.quant_start_fraction must be in [0, 1), got {self.quant_start_fraction}")
-        if self.hadamard_size < 2 or self.hadamard_size & (self.hadamard_size - 1):
+        if self.hadamard_size < 2 or not is_power_of_two(self.hadamard_size):
             raise ConfigError(f"recipe.hadamard_size must be a power of two >= 2, got {self.hadamard_size}")
         if self.loss_scaling and self.compute_dtype != "fp16":
             raise ConfigError("recipe.loss_scaling applies to compute_dtype=fp16 only")
