@@ -109,6 +109,15 @@ def test_compare_ratio_band():
         assert decision.verdict == verdict, a
 
 
+def test_compare_at_a_saturated_ceiling_is_inconclusive_not_refuted():
+    params = {"low": 0.2, "noise": 0.1, "saturated": 1.0}
+    both_identical = decide("compare", A_BEATS_B, params, qsnr_runs([1.0], [1.0]), study="numerics", metric="qsnr_db")
+    assert (both_identical.verdict, both_identical.reason) == (INCONCLUSIVE, WITHIN_NOISE)
+    assert "no effect measurable" in both_identical.test
+    one_moved = decide("compare", A_BEATS_B, params, qsnr_runs([1.0], [0.5]), study="numerics", metric="qsnr_db")
+    assert one_moved.verdict == CONFIRMED
+
+
 # -------------------------------------------------------------------------- reasons found before criteria
 def test_missing_study_failed_unsupported_and_unplanned_runs_are_inconclusive_with_their_reason():
     reads, params = A_BEATS_B, {"low": 0.0}

@@ -176,13 +176,19 @@ def compare(
     ratio: bool = False,
     noise: float = 0.0,
     min_runs: int = 1,
+    saturated: float | None = None,
 ) -> Decision:
     """a - b (a / b with `ratio`) lies in (low, high).
 
     The noise band is +-max(noise, two standard errors of the difference); with `ratio` it is a factor
-    exp(max(log(1 + noise), two standard errors of the log ratio)), so `noise` is relative."""
+    exp(max(log(1 + noise), two standard errors of the log ratio)), so `noise` is relative. With `saturated`,
+    both arms at that value (a measure's ceiling, e.g. every output identical) measured no effect at all: the
+    comparison is inconclusive (within noise) rather than evidence either way."""
     if few := too_few(min_runs, a, b):
         return few
+    if saturated is not None and a.mean == saturated and b.mean == saturated:
+        test = f"{a.label} and {b.label} both at {fmt(saturated)}: no effect measurable at this scale"
+        return inconclusive(WITHIN_NOISE, test, [a.number(), b.number()], _run_ids(a, b))
     if ratio and not (a.mean > 0 and b.mean > 0):
         return inconclusive(RUNS_FAILED, f"ratio of non-positive values {a.mean}, {b.mean}", [], _run_ids(a, b))
     value, band, text = _difference_band(a, b, ratio, noise)
