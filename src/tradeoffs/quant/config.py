@@ -138,7 +138,7 @@ class RotationConfig:
     def __post_init__(self) -> None:
         _resolve(self)
         check_positive("rotation.hadamard_size", self.hadamard_size, allow_zero=True)
-        if not is_power_of_two(self.hadamard_size):
+        if self.hadamard_size and not is_power_of_two(self.hadamard_size):
             raise ConfigError(f"rotation.hadamard_size must be 0 or a power of two, got {self.hadamard_size}")
         if self.gptq is not None:
             _check_gptq_grid(self.spec, self.gptq)
