@@ -1,0 +1,301 @@
+"""Figures and tables of the post-training quantization studies (the quant kind): weight-only perplexity against
+bits per weight per method and scale granularity (study `gptq`), loss change against the injected outlier
+magnitude per method (study `outliers`), the shoot-out table and the Pareto figure of loss change against
+measured GEMM speed-up and against bits per weight (study `ptq`, with the `gemm` study's throughput)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from tradeoffs.report.common import select
+
+METHOD_LABELS = {
+    "rtn": "RTN",
+    "gptq": "GPTQ",
+    "smoothquant": "SmoothQuant",
+    "rotation": "Hadamard rotation",
+    "llm_int8": "LLM.int8()",
+}
+GRANULARITY_LABELS = {"format": "spec default", "tensor": "per tensor", "channel": "per channel"}
+# The gemm study's dtype that computes a spec: by activation element, else (weight-only) by weight element.
+ACTIVATION_KERNELS = {"int8": "int8", "fp8_e4m3": "fp8_e4m3", "fp8_e5m2": "fp8_e5m2"}
+WEIGHT_ONLY_KERNELS = {"int8": "w8_fused", "int4": "w4_fused"}
+SPEED_BASELINE = ("bf16", "fp32")  # the speed-up's denominator: the first of these the gemm study ran
+SCORE_METRICS = ["loss", "perplexity", "loss_change", "kl", "top1_agreement", "bits_per_weight", "memory_bytes"]
+SPEC_COLUMNS = ["cfg.method.spec.name", "cfg.method.spec.weight", "cfg.method.spec.activation"]
+LINTHRESH = 1e-3  # nats: loss changes below this are drawn on the symlog axis's linear part
+
+
+def runs(results: pd.DataFrame, study: str, metrics: list[str] = SCORE_METRICS) -> pd.DataFrame:
+    """One row per ok run of a quant study: its cfg.* columns, its configuration's label and each metric of
+    `metrics` (plus the reference's perplexity and the operands' elements) as a column."""
+    rows = select(results, study, metrics=metrics)
+    wanted = rows[rows["metric"].isin([*metrics, "reference_perplexity", "reference_loss", "reference_memory_bytes"])]
+    values = wanted.pivot_table(index="id", columns="metric", values="value", aggfunc="mean")
+    config = rows.drop_duplicates("id").set_index("id")[[c for c in rows.columns if c.startswith("cfg.")]]
+    operands = rows[rows["metric"] == "bits_per_weight"].drop_duplicates("id").set_index("id")
+    frame = config.join(values)
+    for key in ("weight_element", "activation_element"):
+        frame[key] = operands[f"label.{key}"].fillna("") if f"label.{key}" in operands else ""
+    frame["label"] = [config_label(row) for _, row in frame.iterrows()]
+    return frame
+
+
+def _given(value: object) -> str:
+    return "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+
+
+def granularity_label(row: pd.Series) -> str:
+    """How the weight's scales are laid out: the spec's default, per tensor/channel, or groups of G."""
+    granularity = _given(row.get("cfg.method.spec.weight_granularity")) or "format"
+    if granularity == "group":
+        return f"groups of {int(row['cfg.method.spec.group_size'])}"
+    return GRANULARITY_LABELS[granularity]
+
+
+def config_label(row: pd.Series) -> str:
+    """A run's configuration in words: method, spec, the overridden formats [weight | activation], the weight's
+    scale layout when not the spec's own, and GPTQ weights under smoothing or rotation."""
+    method = row["cfg.method.name"]
+    if method == "llm_int8":
+        return METHOD_LABELS[method]
+    label = f"{METHOD_LABELS[method]} {row['cfg.method.spec.name']}"
+    formats = [_given(row.get(key)) for key in SPEC_COLUMNS[1:]]
+    if any(formats):
+        label += f" [{formats[0] or 'default'} | {formats[1] or 'default'}]"
+    if _given(row.get("cfg.method.spec.weight_granularity")) not in ("", "format"):
+        label += f", {granularity_label(row)}"
+    if method in ("smoothquant", "rotation") and bool(row.get("cfg.method.gptq_weights")):
+        label += " + GPTQ"
+    return label
+
+
+def _source(frame: pd.DataFrame) -> str:
+    models = ", ".join(sorted(frame["cfg.source.model.name"].dropna().unique()))
+    steps = ", ".join(str(int(s)) for s in sorted(frame["cfg.source.steps"].dropna().unique()))
+    recipes = ", ".join(sorted(frame["cfg.source.recipe.name"].dropna().unique()))
+    tokens = ", ".join(str(int(t)) for t in sorted(frame["cfg.eval_tokens"].unique()))
+    return f"{models} ({recipes}, {steps} steps); {tokens} validation tokens"
+
+
+def _symlog(axis) -> None:
+    axis.set_yscale("symlog", linthresh=LINTHRESH)
+    axis.axhline(0.0, color="0.3", linewidth=0.8)
+    axis.grid(alpha=0.3, which="both")
+
+
+def weight_only_frame(results: pd.DataFrame) -> pd.DataFrame:
+    """The weight-only study's runs: method, spec, scale layout, bits per weight, perplexity, loss change, KL."""
+    frame = runs(results, "gptq").assign(layout=lambda f: [granularity_label(r) for _, r in f.iterrows()])
+    frame["method"] = frame["cfg.method.name"].map(METHOD_LABELS)
+    frame = frame.rename(columns={"cfg.method.spec.name": "spec"})
+    columns = ["method", "spec", "layout", "bits_per_weight", "perplexity", "reference_perplexity", "loss_change", "kl"]
+    return frame[columns].sort_values(["method", "layout", "bits_per_weight"])
+
+
+def weight_only_figure(results: pd.DataFrame) -> plt.Figure:
+    """One panel per method: validation perplexity against bits per weight (scales included), a line per weight
+    scale layout through the specs' bit widths; the full-precision perplexity dashed."""
+    frame = weight_only_frame(results)
+    rows = runs(results, "gptq")
+    methods = list(dict.fromkeys(frame["method"]))
+    layouts = sorted(frame["layout"].unique(), key=lambda s: (not s.startswith("groups"), s))
+    palette = dict(zip(layouts, sns.color_palette("colorblind", len(layouts)), strict=True))
+    markers = dict(zip(layouts, "osD^v<>p*", strict=False))
+    figure, axes = plt.subplots(1, len(methods), figsize=(5.2 * len(methods), 4.2), sharey=True, squeeze=False)
+    for axis, method in zip(axes[0], methods, strict=True):
+        for layout in layouts:
+            line = frame[(frame["method"] == method) & (frame["layout"] == layout)].sort_values("bits_per_weight")
+            if line.empty:
+                continue
+            axis.plot(line["bits_per_weight"], line["perplexity"], marker=markers[layout], color=palette[layout],
+                      label=layout)  # fmt: skip
+            for _, point in line.iterrows():
+                axis.annotate(point["spec"], (point["bits_per_weight"], point["perplexity"]), fontsize=7,
+                              xytext=(3, 3), textcoords="offset points")  # fmt: skip
+        axis.axhline(frame["reference_perplexity"].mean(), color="0.2", linestyle="--", label="full precision (FP32)")
+        axis.set_yscale("log")
+        axis.set_title(method)
+        axis.set_xlabel("bits per weight (scales and zero points included)")
+        axis.grid(alpha=0.3, which="both")
+    axes[0][0].set_ylabel("validation perplexity (per byte token, log scale)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="upper center", ncol=len(labels), bbox_to_anchor=(0.5, 0.0), frameon=False)
+    figure.suptitle(f"Weight-only PTQ: perplexity against bits per weight\n{_source(rows)}", fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+def weight_only_table(results: pd.DataFrame) -> pd.DataFrame:
+    """The weight-only runs indexed by method, spec and scale layout."""
+    table = weight_only_frame(results).set_index(["method", "spec", "layout"])
+    return table.rename(
+        columns={
+            "bits_per_weight": "bits per weight (incl. scales)",
+            "perplexity": "perplexity",
+            "reference_perplexity": "full-precision perplexity",
+            "loss_change": "loss change (nats)",
+            "kl": "KL to full precision (nats/token)",
+        }
+    )
+
+
+def outliers_figure(results: pd.DataFrame) -> plt.Figure:
+    """Loss change (quantized - full precision) against the injected outlier magnitude k, a line per method."""
+    frame = runs(results, "outliers").sort_values("cfg.outlier_scale")
+    labels = list(dict.fromkeys(frame.sort_values(["cfg.method.name", "label"])["label"]))
+    palette = dict(zip(labels, sns.color_palette("colorblind", len(labels)), strict=True))
+    markers = dict(zip(labels, "osD^v<>p*X", strict=False))
+    figure, axis = plt.subplots(figsize=(7.5, 4.8))
+    for label in labels:
+        line = frame[frame["label"] == label].groupby("cfg.outlier_scale")["loss_change"].mean()
+        axis.plot(line.index, line.to_numpy(), marker=markers[label], color=palette[label], label=label)
+    axis.set_xscale("log", base=2)
+    scales = sorted(frame["cfg.outlier_scale"].unique())
+    axis.set_xticks(scales, [f"{s:g}" for s in scales])
+    _symlog(axis)
+    axis.set_xlabel("injected outlier magnitude k (x gain of the outlier channels; 1: none)")
+    axis.set_ylabel(f"validation loss change (nats; symlog, linear below {LINTHRESH:g})")
+    axis.legend(loc="upper left", fontsize=8, frameon=True)
+    axis.set_title(
+        f"W8A8 PTQ under injected activation outliers ({int(frame['cfg.outlier_channels'].max())} channels per norm)"
+        f"\n{_source(frame)}",
+        fontsize=10,
+    )
+    figure.tight_layout()
+    return figure
+
+
+def outliers_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Loss change per method (rows) and outlier magnitude k (columns)."""
+    frame = runs(results, "outliers")
+    table = frame.pivot_table(index="label", columns="cfg.outlier_scale", values="loss_change", aggfunc="mean")
+    table.columns = [f"loss change at k={k:g} (nats)" for k in table.columns]
+    table.index.name = "method"
+    return table
+
+
+def _shootout_runs(results: pd.DataFrame) -> pd.DataFrame:
+    frame = runs(results, "ptq")
+    return frame.assign(recovery=100 * np.exp(-frame["loss_change"]))
+
+
+def shootout_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Every configuration of the shoot-out (rows: method and spec, outlier magnitude): loss, perplexity, loss
+    change, KL and top-1 agreement with full precision, recovery (full-precision over quantized perplexity),
+    bits per weight with scales, and the weights' memory against a 16-bit model."""
+    frame = _shootout_runs(results)
+    frame["memory (KiB)"] = frame["memory_bytes"] / 1024
+    frame["memory vs 16-bit (%)"] = 100 * frame["memory_bytes"] / frame["reference_memory_bytes"]
+    frame = frame.sort_values(["cfg.outlier_scale", "loss_change"])
+    table = frame.set_index(["label", "cfg.outlier_scale"])[
+        ["loss", "perplexity", "loss_change", "kl", "top1_agreement", "recovery", "bits_per_weight", "memory (KiB)",
+         "memory vs 16-bit (%)"]
+    ]  # fmt: skip
+    table.index.names = ["configuration", "outlier k"]
+    return table.rename(
+        columns={
+            "loss": "loss (nats)",
+            "loss_change": "loss change (nats)",
+            "kl": "KL to full precision (nats/token)",
+            "top1_agreement": "top-1 agreement",
+            "recovery": "recovery (% of full-precision perplexity)",
+            "bits_per_weight": "bits per weight (incl. scales)",
+        }
+    )
+
+
+def speedups(results: pd.DataFrame) -> tuple[dict[str, float], str]:
+    """GEMM speed-up of each dtype the gemm study ran on this machine (not a reference set) over the 16-bit
+    baseline, at the decode-like shape (the smallest M, then the largest K x N) both ran, medians over repeats;
+    and a line saying what was measured."""
+    gemm = select(results, "gemm", metrics=[], required=False)
+    if "reference" in gemm:
+        gemm = gemm[gemm["reference"].isna()]
+    gemm = gemm[gemm["metric"] == "tflops"]
+    if gemm.empty:
+        return {}, "no gemm study in this run: no measured speed-up"
+    baseline = next((d for d in SPEED_BASELINE if d in set(gemm["cfg.dtype"])), None)
+    if baseline is None:
+        return {}, f"the gemm study ran none of {', '.join(SPEED_BASELINE)}: no speed-up baseline"
+    median = gemm.groupby(["cfg.dtype", "label.m", "label.k", "label.n"])["value"].median()
+    base = median.loc[baseline]
+    result, shapes = {}, set()
+    for dtype in median.index.get_level_values(0).unique():
+        shared = median.loc[dtype].index.intersection(base.index)
+        if shared.empty:
+            continue
+        m, k, n = min(shared, key=lambda s: (s[0], -s[1] * s[2]))
+        result[dtype] = float(median.loc[(dtype, m, k, n)] / base.loc[(m, k, n)])
+        shapes.add(f"{m}x{k}x{n}")
+    hardware = ", ".join(sorted(gemm["cfg.hardware.name"].dropna().unique()))
+    return result, f"GEMM speed-up over {baseline} on {hardware} at M x K x N = {', '.join(sorted(shapes))}"
+
+
+def kernel_dtype(row: pd.Series) -> str | None:
+    """The gemm study's dtype that runs a configuration: its activations' element, or for weight-only specs its
+    weights' (INT8/INT4 weights with 16-bit activations); None when no measured kernel computes it."""
+    if row["activation_element"]:
+        return ACTIVATION_KERNELS.get(row["activation_element"])
+    return WEIGHT_ONLY_KERNELS.get(row["weight_element"])
+
+
+def _front(points: pd.DataFrame, x: str, y: str, better_x_high: bool) -> pd.DataFrame:
+    """The Pareto front: points no other point beats in both x and y (lower y; higher or lower x)."""
+    ordered = points.sort_values(x, ascending=not better_x_high)
+    best, front = np.inf, []
+    for _, point in ordered.iterrows():
+        if point[y] < best:
+            best = point[y]
+            front.append(point)
+    return pd.DataFrame(front)
+
+
+def pareto_figure(results: pd.DataFrame) -> plt.Figure:
+    """Loss change of the shoot-out's configurations (no injected outliers) against the measured GEMM speed-up of
+    the dtype that would compute them (left) and against bits per weight (right), Pareto fronts drawn."""
+    frame = _shootout_runs(results)
+    frame = frame[frame["cfg.outlier_scale"] == frame["cfg.outlier_scale"].min()]
+    speed, measured = speedups(results)
+    frame = frame.assign(kernel=[kernel_dtype(r) for _, r in frame.iterrows()])
+    frame["speedup"] = frame["kernel"].map(speed)
+    labels = list(frame.sort_values("bits_per_weight")["label"])
+    palette = dict(zip(labels, sns.color_palette("husl", len(labels)), strict=True))
+    markers = {"rtn": "o", "gptq": "s", "smoothquant": "D", "rotation": "^", "llm_int8": "P"}
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
+    for axis, x, better_high in ((left, "speedup", True), (right, "bits_per_weight", False)):
+        points = frame.dropna(subset=[x])
+        for _, point in points.iterrows():
+            axis.scatter(point[x], point["loss_change"], s=55, color=palette[point["label"]],
+                         marker=markers[point["cfg.method.name"]], label=point["label"], zorder=3,
+                         edgecolor="0.2", linewidth=0.5)  # fmt: skip
+        if not points.empty:
+            front = _front(points, x, "loss_change", better_high)
+            axis.step(front[x], front["loss_change"], where="post", color="0.4", linestyle=":", label="Pareto front")
+        _symlog(axis)
+    left.axvline(1.0, color="0.3", linewidth=0.8)
+    left.set_xscale("log", base=2)
+    left.set_xlabel("measured GEMM speed-up of the matching dtype (x, log scale)")
+    missing = frame[frame["speedup"].isna()]["label"]
+    note = measured + (f"\nno measured kernel: {', '.join(missing)}" if len(missing) else "")
+    left.text(0.02, 0.98, note, transform=left.transAxes, fontsize=6.5, va="top", wrap=True,
+              bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "0.8"})  # fmt: skip
+    right.set_xlabel("bits per weight (scales included)")
+    left.set_ylabel(f"validation loss change (nats; symlog, linear below {LINTHRESH:g})")
+    handles, names = {}, []
+    for axis in (left, right):
+        for handle, name in zip(*axis.get_legend_handles_labels(), strict=True):
+            if name not in handles:
+                handles[name] = handle
+                names.append(name)
+    figure.legend([handles[n] for n in names], names, loc="upper center", ncol=3, fontsize=8,
+                  bbox_to_anchor=(0.5, 0.0), frameon=False)  # fmt: skip
+    figure.suptitle(f"PTQ shoot-out: accuracy against speed and size\n{_source(frame)}", fontsize=10)
+    figure.tight_layout()
+    return figure
