@@ -189,7 +189,7 @@ class QuantConfig(ExperimentConfig):
     calibration_samples: int = 32
     calibration_length: int = 0  # tokens per sample; 0: the source model's context length
     eval_split: str = "validation"
-    eval_tokens: int = 16384  # the first tokens of the evaluation split; 0: all of it
+    eval_tokens: int = 8192  # the first tokens of the evaluation split; 0: all of it
     protocol: str = "rolling"  # rolling (lm-eval loglikelihood_rolling) | sliding
     stride: int = 0  # sliding windows: 0 is half the context
     prefix_token: int = 0  # rolling: the token the first window is conditioned on

@@ -105,7 +105,8 @@ def weight_only_figure(results: pd.DataFrame) -> plt.Figure:
     frame = weight_only_frame(results)
     rows = runs(results, "gptq")
     methods = list(dict.fromkeys(frame["method"]))
-    layouts = sorted(frame["layout"].unique(), key=lambda s: (not s.startswith("groups"), s))
+    order = ["groups of 32", "groups of 64", "groups of 128", "per channel", "spec default", "per tensor"]
+    layouts = sorted(frame["layout"].unique(), key=lambda s: order.index(s) if s in order else len(order))
     palette = dict(zip(layouts, sns.color_palette("colorblind", len(layouts)), strict=True))
     markers = dict(zip(layouts, "osD^v<>p*", strict=False))
     figure, axes = plt.subplots(1, len(methods), figsize=(5.2 * len(methods), 4.2), sharey=True, squeeze=False)
@@ -116,15 +117,14 @@ def weight_only_figure(results: pd.DataFrame) -> plt.Figure:
                 continue
             axis.plot(line["bits_per_weight"], line["perplexity"], marker=markers[layout], color=palette[layout],
                       label=layout)  # fmt: skip
-            for _, point in line.iterrows():
-                axis.annotate(point["spec"], (point["bits_per_weight"], point["perplexity"]), fontsize=7,
-                              xytext=(3, 3), textcoords="offset points")  # fmt: skip
         axis.axhline(frame["reference_perplexity"].mean(), color="0.2", linestyle="--", label="full precision (FP32)")
-        axis.set_yscale("log")
+        axis.ticklabel_format(axis="y", style="plain", useOffset=False)
         axis.set_title(method)
         axis.set_xlabel("bits per weight (scales and zero points included)")
         axis.grid(alpha=0.3, which="both")
-    axes[0][0].set_ylabel("validation perplexity (per byte token, log scale)")
+    axes[0][0].set_ylabel("validation perplexity (per byte token)")
+    for axis in axes[0]:
+        axis.set_xticks([3, 4, 5, 6, 7, 8, 9])
     handles, labels = axes[0][0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="upper center", ncol=len(labels), bbox_to_anchor=(0.5, 0.0), frameon=False)
     figure.suptitle(f"Weight-only PTQ: perplexity against bits per weight\n{_source(rows)}", fontsize=10)
@@ -160,6 +160,7 @@ def outliers_figure(results: pd.DataFrame) -> plt.Figure:
     scales = sorted(frame["cfg.outlier_scale"].unique())
     axis.set_xticks(scales, [f"{s:g}" for s in scales])
     _symlog(axis)
+    axis.set_ylim(-LINTHRESH, max(frame["loss_change"].max() * 2.5, LINTHRESH))
     axis.set_xlabel("injected outlier magnitude k (x gain of the outlier channels; 1: none)")
     axis.set_ylabel(f"validation loss change (nats; symlog, linear below {LINTHRESH:g})")
     axis.legend(loc="upper left", fontsize=8, frameon=True)
@@ -233,7 +234,7 @@ def speedups(results: pd.DataFrame) -> tuple[dict[str, float], str]:
             continue
         m, k, n = min(shared, key=lambda s: (s[0], -s[1] * s[2]))
         result[dtype] = float(median.loc[(dtype, m, k, n)] / base.loc[(m, k, n)])
-        shapes.add(f"{m}x{k}x{n}")
+        shapes.add(f"{int(m)}x{int(k)}x{int(n)}")
     hardware = ", ".join(sorted(gemm["cfg.hardware.name"].dropna().unique()))
     return result, f"GEMM speed-up over {baseline} on {hardware} at M x K x N = {', '.join(sorted(shapes))}"
 
@@ -259,43 +260,52 @@ def _front(points: pd.DataFrame, x: str, y: str, better_x_high: bool) -> pd.Data
 
 def pareto_figure(results: pd.DataFrame) -> plt.Figure:
     """Loss change of the shoot-out's configurations (no injected outliers) against the measured GEMM speed-up of
-    the dtype that would compute them (left) and against bits per weight (right), Pareto fronts drawn."""
+    the dtype that would compute them (left) and against bits per weight (right), Pareto fronts dotted; each
+    point is numbered, the legend names its configuration, colour and marker give the method."""
     frame = _shootout_runs(results)
     frame = frame[frame["cfg.outlier_scale"] == frame["cfg.outlier_scale"].min()]
     speed, measured = speedups(results)
     frame = frame.assign(kernel=[kernel_dtype(r) for _, r in frame.iterrows()])
     frame["speedup"] = frame["kernel"].map(speed)
-    labels = list(frame.sort_values("bits_per_weight")["label"])
-    palette = dict(zip(labels, sns.color_palette("husl", len(labels)), strict=True))
-    markers = {"rtn": "o", "gptq": "s", "smoothquant": "D", "rotation": "^", "llm_int8": "P"}
-    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
+    frame = frame.sort_values(["bits_per_weight", "loss_change"]).reset_index(drop=True)
+    frame["number"] = frame.index + 1
+    methods = list(METHOD_LABELS)
+    palette = dict(zip(methods, sns.color_palette("colorblind", len(methods)), strict=True))
+    markers = dict(zip(methods, "osD^P", strict=True))
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 5.0), sharey=True)
     for axis, x, better_high in ((left, "speedup", True), (right, "bits_per_weight", False)):
         points = frame.dropna(subset=[x])
         for _, point in points.iterrows():
-            axis.scatter(point[x], point["loss_change"], s=55, color=palette[point["label"]],
-                         marker=markers[point["cfg.method.name"]], label=point["label"], zorder=3,
-                         edgecolor="0.2", linewidth=0.5)  # fmt: skip
-        if not points.empty:
+            method = point["cfg.method.name"]
+            axis.scatter(
+                point[x],
+                point["loss_change"],
+                s=60,
+                color=palette[method],
+                marker=markers[method],
+                label=f"{point['number']}: {point['label']}",
+                zorder=3,
+                edgecolor="0.2",
+                linewidth=0.5,
+            )
+            axis.annotate(str(point["number"]), (point[x], point["loss_change"]), fontsize=7, xytext=(4, 3),
+                          textcoords="offset points")  # fmt: skip
+        if len(points) > 1:
             front = _front(points, x, "loss_change", better_high)
-            axis.step(front[x], front["loss_change"], where="post", color="0.4", linestyle=":", label="Pareto front")
+            axis.plot(front[x], front["loss_change"], color="0.4", linestyle=":", label="Pareto front")
         _symlog(axis)
     left.axvline(1.0, color="0.3", linewidth=0.8)
-    left.set_xscale("log", base=2)
-    left.set_xlabel("measured GEMM speed-up of the matching dtype (x, log scale)")
-    missing = frame[frame["speedup"].isna()]["label"]
-    note = measured + (f"\nno measured kernel: {', '.join(missing)}" if len(missing) else "")
-    left.text(0.02, 0.98, note, transform=left.transAxes, fontsize=6.5, va="top", wrap=True,
-              bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "0.8"})  # fmt: skip
-    right.set_xlabel("bits per weight (scales included)")
+    left.set_xlabel("measured GEMM speed-up of the matching dtype over the 16-bit one (x)")
+    right.set_xlabel("bits per weight (scales and zero points included)")
     left.set_ylabel(f"validation loss change (nats; symlog, linear below {LINTHRESH:g})")
-    handles, names = {}, []
-    for axis in (left, right):
-        for handle, name in zip(*axis.get_legend_handles_labels(), strict=True):
-            if name not in handles:
-                handles[name] = handle
-                names.append(name)
-    figure.legend([handles[n] for n in names], names, loc="upper center", ncol=3, fontsize=8,
-                  bbox_to_anchor=(0.5, 0.0), frameon=False)  # fmt: skip
+    left.set_title(measured, fontsize=8)
+    right.set_title("all configurations", fontsize=8)
+    handles, names = right.get_legend_handles_labels()
+    figure.legend(handles, names, loc="upper center", ncol=3, fontsize=7.5, bbox_to_anchor=(0.5, 0.0), frameon=False)
+    missing = frame[frame["speedup"].isna()]["number"]
+    if len(missing):
+        note = "no measured kernel on this machine (right panel only): " + ", ".join(map(str, missing))
+        figure.text(0.01, 0.005, note, fontsize=7, ha="left", va="bottom")
     figure.suptitle(f"PTQ shoot-out: accuracy against speed and size\n{_source(frame)}", fontsize=10)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0.03, 1, 1))
     return figure
