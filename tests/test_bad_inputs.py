@@ -86,6 +86,7 @@ SUITES = {
         "experiments:\n  numerics:\n    sweep: {format: [int8]}\n    exclude: [{format: int8}]\n",
         ["exclude", "[{'format': 'int8'}]", "removes every point", "drop an exclusion"],
     ),
+    "empty_axis": ("experiments:\n  numerics:\n    sweep: {format: []}\n", ["sweep {'format': []}", "an empty axis"]),
     "misspelt_field": ("experiments:\n  numerics:\n    sweeep: {format: [int8]}\n", ["sweeep", "valid keys:", "sweep"]),
     "misspelt_kind": ("experiments:\n  qsnr:\n    kind: numeric\n", ["experiment kind", "'numeric'", "numerics"]),
     "bad_value": ("experiments:\n  numerics:\n    fixed: {n_values: -5}\n", ["n_values", "-5", "> 0"]),

@@ -13,7 +13,7 @@ import itertools
 import json
 import os
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +36,8 @@ class PlannedExperiment:
     overrides: tuple[str, ...]
     config: dict[str, Any]
     inputs: tuple[str, ...] = ()  # result files of the experiments it reads (its study's `source`)
-    job: JobResources = JobResources()  # what its job asks a scheduler for on the first try (its kind's sizer)
+    # what its job asks a scheduler for on the first try (its kind's sizer)
+    job: JobResources = field(default_factory=JobResources)
 
     @property
     def result_path(self) -> str:
@@ -204,9 +205,10 @@ def _plan_experiments(suite_name: str, suite: SuiteConfig) -> list[PlannedExperi
                     PlannedExperiment(experiment_id, kind, overrides, as_dict(config), inputs, resources)
                 )
         if len(experiments) == planned_before:
+            cause = f"exclude: {sweep.exclude} removes every point" if sweep.exclude else "an empty axis: no point"
             raise ConfigError(
-                f"suite '{suite_name}', study '{study}': exclude: {sweep.exclude} removes every point of the study "
-                f"(sweep {sweep.sweep}, zip {sweep.zip}); drop an exclusion or widen the sweep"
+                f"suite '{suite_name}', study '{study}': {cause} of the study (sweep {sweep.sweep}, zip {sweep.zip}); "
+                "drop an exclusion or give every axis a value"
             )
     return experiments
 
