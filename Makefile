@@ -42,7 +42,7 @@ lint: $(STAMP)
 
 # Re-pin: regenerate requirements.lock from the current venv and environment.yml from the lock.
 lock: $(STAMP)
-	$(BIN)/python -m pip freeze --exclude-editable | sed 's/+cpu$$//' > requirements.lock
+	$(BIN)/python -m pip freeze --all --exclude-editable | grep -v -E '^(pip|wheel)==' | sed 's/+cpu$$//' > requirements.lock
 	{ printf 'name: tradeoffs\n# Same pins as requirements.lock (tests/test_install.py checks that they agree). Regenerate both with `make lock`.\nchannels:\n  - conda-forge\ndependencies:\n  - python=3.11\n  - pip\n  - pip:\n'; \
 	  sed 's/^/      - /' requirements.lock; printf '      - -e .\n'; } > environment.yml
 
