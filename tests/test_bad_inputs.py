@@ -45,6 +45,13 @@ BY_HAND = [
     (["numerics", "hardware.device=tpu"], ["hardware.device", "'tpu'", "cpu, cuda"]),
     (["numerics", "format.scale_rule=nearest"], ["format.scale_rule", "'nearest'", "absmax"]),
     (["lmul", "operands=uniform"], ["operands", "'uniform'", "loguniform, gaussian"]),
+    (
+        ["crossover", "format@int_format=mxint9"],
+        ["format@int_format=mxint9", "Available options in 'format'", "mxint4"],
+    ),
+    (["crossover", "points=0"], ["points", "0", "> 0"]),
+    (["qdq", "format=mxfp4", "log2_elements=40"], ["log2_elements", "40", "10..32"]),
+    (["bandwidth", "log2_elements=5"], ["log2_elements", "5", "10..32"]),
     (["capture", "rotation=givens"], ["rotation", "'givens'", "none, hadamard"]),
     (["gemm", "dtype=fp128"], ["dtype", "'fp128'", "bf16", "int8"]),
     (["gemm", "bench=fast"], ["bench=fast", "Available options in 'bench'", "default"]),
@@ -159,6 +166,11 @@ def test_an_unknown_product_lists_the_products(workflow_dir):
     (workflow_dir / "t.parquet").write_bytes(b"")
     for command, name in (("figure", "train_los"), ("table", "train_recipe")):
         _refused([command, name, "t.parquet", "out"], [command, f"'{name}'", "valid choices:", "train_"], workflow_dir)
+
+
+def test_reference_and_claims_name_their_bad_arguments(workflow_dir):
+    _refused(["reference", "H100 SXM"], ["reference name", "'H100 SXM'", "lower-case letters, digits"], workflow_dir)
+    _refused(["claims", "nope.parquet"], ["results table", "nope.parquet", "not found", "collect"], workflow_dir)
 
 
 def test_a_misspelt_workflow_config_key_is_named(workflow_dir):
