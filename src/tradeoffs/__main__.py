@@ -4,6 +4,7 @@
                          results/<kind>/<id>/result.json. Hydra's --cfg job, --help and -m work.
 bench gemm|qdq [...]     side-by-side ratio benchmarks in fresh processes (tradeoffs.bench.cli; --help)
 bench train [...]        training loop vs a minimal loop, recipes vs fp32 (tradeoffs.train.benchmark; --help)
+bench gptq [...]         GPTQ vs round-to-nearest and llmcompressor, CPU s per thread (tradeoffs.quant.benchmark)
 bench suite [RESULTS]    where a finished run's time went: work, start-up, cold start per kind, critical path
 fit LAW RUNS.csv [...]   fit a scaling law to a table of runs; parameters with intervals (tradeoffs.fit.cli; --help)
 plan [--suite S]         validate a suite and print its experiment ids
@@ -135,6 +136,7 @@ def _commands() -> argparse.ArgumentParser:
     claims.add_argument("--md", type=Path, help="the claims report to write (reports/claims.md)")
     claims.add_argument("--csv", type=Path, help="one row per claim part (reports/tables/claims.csv)")
     claims.add_argument("--reference", nargs="*", type=Path, default=[], help="reference sets read beside it")
+    claims.add_argument("--summary", type=Path, help="the verdict summary report.html opens on (reStructuredText)")
     return parser
 
 
@@ -152,6 +154,10 @@ def main(argv: list[str] | None = None) -> None:
 
         train_benchmark(lambda overrides: load_experiment("train", overrides), argv[2:])
         return
+    if argv[:2] == ["bench", "gptq"]:
+        from tradeoffs.quant.benchmark import main as gptq_benchmark
+
+        sys.exit(gptq_benchmark(argv[2:]))
     if argv[:1] == ["fit"]:
         from tradeoffs.fit.cli import main as fit_main
 
@@ -200,8 +206,10 @@ def main(argv: list[str] | None = None) -> None:
         elif args.command == "claims":
             from tradeoffs.report.claims import summary_line, write_claims
 
-            print(summary_line(write_claims(args.table, args.md, args.csv, args.reference)))
-            print("wrote " + (", ".join(str(p) for p in (args.md, args.csv) if p) or "nothing (no --md, --csv)"))
+            verdicts = write_claims(args.table, args.md, args.csv, args.reference, summary=args.summary)
+            print(summary_line(verdicts))
+            written = [str(p) for p in (args.md, args.csv, args.summary) if p]
+            print("wrote " + (", ".join(written) or "nothing (no --md, --csv, --summary)"))
         elif args.command == "reference":
             from tradeoffs.report.reference import export_reference
 

@@ -30,6 +30,33 @@ class Product:
     target: str
     optional: tuple[str, ...] = ()
 
+    @property
+    def paper(self) -> str:
+        """The report category the product is shown under: the paper its first study reproduces."""
+        return PAPERS.get(self.studies[0], "Other studies")
+
+
+# The paper (report category) each study's products belong to, as report.html groups them.
+PAPERS: dict[str, str] = {
+    "numerics": "INT v.s. FP (2025)",
+    "crossover": "INT v.s. FP (2025)",
+    "capture": "INT v.s. FP (2025)",
+    "quantizer": "Quartet (2025)",
+    "lmul": "Addition is All You Need (L-Mul, 2024)",
+    "gemm": "Benchmarking the Hopper GPU (2024)",
+    "qdq": "Benchmarking the Hopper GPU (2024)",
+    "inference": "Benchmarking the Hopper GPU (2024)",
+    "train": "Megatron-LM, MegaScale (MFU)",
+    "gptq": "GPTQ (2023)",
+    "outliers": "LLM.int8() (2022)",
+    "ptq": "Give Me BF16 or Give Me Death (2024)",
+    "nondeterminism": "Give Me FP32 or Give Me Death (2025)",
+    "strategies": "Fast and Accurate Model Scaling (2021)",
+    "ladder": "Quartet (2025)",
+    "qat_fraction": "Compute-Optimal QAT (2025)",
+    "stability": "To FP8 and Back Again (2024)",
+    "optimizer_states": "COAT (2025)",
+}
 
 # Functions are imported on use, so the Snakefile can read these registries without importing matplotlib.
 FIGURES: dict[str, Product] = {
@@ -42,6 +69,10 @@ FIGURES: dict[str, Product] = {
     "train_loss": Product(("train",), "tradeoffs.report.train:loss_figure"),
     "numerics_capture": Product(("capture",), "tradeoffs.report.numerics:capture_figure"),
     "nondeterminism_agreement": Product(("nondeterminism",), "tradeoffs.report.nondeterminism:agreement_figure"),
+    "scaling_strategies": Product(("strategies",), "tradeoffs.report.scaling:strategies_figure"),
+    "quant_weight_only": Product(("gptq",), "tradeoffs.report.quant:weight_only_figure"),
+    "quant_outliers": Product(("outliers",), "tradeoffs.report.quant:outliers_figure"),
+    "quant_pareto": Product(("ptq",), "tradeoffs.report.quant:pareto_figure", optional=("gemm",)),
 }
 TABLES: dict[str, Product] = {
     "numerics_qsnr": Product(("numerics",), "tradeoffs.report.numerics:qsnr_table"),
@@ -54,6 +85,11 @@ TABLES: dict[str, Product] = {
     "train_recipes": Product(("train",), "tradeoffs.report.train:recipe_table"),
     "numerics_capture": Product(("capture",), "tradeoffs.report.numerics:capture_table"),
     "nondeterminism_divergence": Product(("nondeterminism",), "tradeoffs.report.nondeterminism:divergence_table"),
+    "scaling_strategies": Product(("strategies",), "tradeoffs.report.scaling:strategies_table"),
+    "scaling_ladder_fits": Product(("ladder",), "tradeoffs.report.scaling:ladder_fits_table"),
+    "quant_weight_only": Product(("gptq",), "tradeoffs.report.quant:weight_only_table"),
+    "quant_outliers": Product(("outliers",), "tradeoffs.report.quant:outliers_table"),
+    "quant_shootout": Product(("ptq",), "tradeoffs.report.quant:shootout_table"),
 }
 
 
@@ -81,18 +117,26 @@ def _resolve(target: str) -> Callable:
 
 
 def write_figure(name: str, table: Path, out: Path, reference: Sequence[Path] = ()) -> None:
-    """Draw figure `name` from the tidy table at `table`, and the reference sets `reference`, into `out` (PNG)."""
+    """Draw figure `name` from the tidy table at `table`, and the reference sets `reference`, into `out` (PNG) and
+    beside it as SVG."""
+    from tradeoffs.report.common import make_product
+
     check_choice("figure", name, FIGURES)
     product = FIGURES[name]
-    figure = _resolve(product.target)(_rows(product, table, reference))
+    figure = make_product(_resolve(product.target), _rows(product, table, reference), product.studies, "figure")
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, dpi=130, bbox_inches="tight")
+    figure.savefig(out.with_suffix(".svg"), bbox_inches="tight")
 
 
 def write_table_file(name: str, table: Path, out: Path, reference: Sequence[Path] = ()) -> None:
-    """Write table `name` (CSV) from the tidy table at `table` and the reference sets `reference`."""
+    """Write table `name` as CSV at `out` and as Markdown beside it, from the tidy table at `table` and the
+    reference sets `reference`."""
+    from tradeoffs.report.common import make_product
+
     check_choice("table", name, TABLES)
     product = TABLES[name]
-    frame = _resolve(product.target)(_rows(product, table, reference))
+    frame = make_product(_resolve(product.target), _rows(product, table, reference), product.studies, "table")
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out, float_format="%.4g")
+    out.with_suffix(".md").write_text(frame.to_markdown(floatfmt=".4g") + "\n")
