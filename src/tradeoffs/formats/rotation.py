@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -29,6 +30,13 @@ def hadamard_matrix(size: int, *, signs_seed: int | None = None, dtype=torch.flo
     return matrix.to(dtype)
 
 
+@functools.lru_cache(maxsize=32)
+def _shared_matrix(size: int, signs_seed: int | None, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """hadamard_matrix on a device, built once per (size, seed, dtype, device) and shared: read it, never
+    write it (a training step rotates many tensors with the same matrix)."""
+    return hadamard_matrix(size, signs_seed=signs_seed, dtype=dtype).to(device)
+
+
 def hadamard_rotate(
     x: torch.Tensor, size: int, *, axis: int = -1, signs_seed: int | None = None, inverse: bool = False
 ) -> torch.Tensor:
@@ -38,8 +46,10 @@ def hadamard_rotate(
     length = moved.shape[-1]
     if length % size:
         raise ConfigError(f"Hadamard size {size} does not divide axis {axis} of length {length}")
-    matrix = hadamard_matrix(size, signs_seed=signs_seed, dtype=x.dtype).to(x.device)
+    matrix = _shared_matrix(size, signs_seed, x.dtype, x.device)
     if inverse:
         matrix = matrix.T
-    blocks = moved.reshape(*moved.shape[:-1], length // size, size)
-    return (blocks @ matrix).reshape(moved.shape).movedim(-1, axis)
+    # one product over all blocks, laid out contiguously: the BLAS product that a batched one of strided
+    # blocks (axis not last) would run block by block, with the same bits (tested)
+    blocks = moved.contiguous().view(-1, size)
+    return (blocks @ matrix).view(moved.shape).movedim(-1, axis)

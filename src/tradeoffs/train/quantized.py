@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from tradeoffs.formats import FormatSpec, fake_quant, hadamard_rotate
+from tradeoffs.formats.compiled import fake_quant_group
 from tradeoffs.train.config import COMPILE_BREAK_EVEN_TOKENS, RecipeConfig
 
 
@@ -41,6 +42,13 @@ class LinearQuantizer:
             return x
         return fake_quant(x, spec, axis=axis, generator=self.generator, compiled=self.compiled)
 
+    def quant_operands(self, *operands: tuple[Tensor, FormatSpec, int]) -> list[Tensor]:
+        """The (x, format, axis) operands of one pass, quantized in this order (stochastic rounding draws in
+        it); compiled, all of them in one graph, as the per-call cost outweighs these small tensors' arithmetic."""
+        if self.compiled:
+            return fake_quant_group(operands, self.generator, compiled=True)
+        return [self.quant(x, spec, axis) for x, spec, axis in operands]
+
 
 class _QuantizedMatmul(torch.autograd.Function):
     """y = x W^T on 2-D x (tokens, K) with quantized operands in all three GEMMs (module docstring)."""
@@ -55,20 +63,24 @@ class _QuantizedMatmul(torch.autograd.Function):
         if quantizer.hadamard_size:
             xf, wf = hadamard_rotate(x, quantizer.hadamard_size), hadamard_rotate(weight, quantizer.hadamard_size)
         with torch.autocast(x.device.type, enabled=False):
-            return quantizer.quant(xf, quantizer.activation, -1) @ quantizer.quant(wf, quantizer.weight, -1).T
+            xq, wq = quantizer.quant_operands((xf, quantizer.activation, -1), (wf, quantizer.weight, -1))
+            return xq @ wq.T
 
     @staticmethod
     def backward(ctx, grad_out: Tensor) -> tuple[Tensor, Tensor, None]:
         x, weight = ctx.saved_tensors
         q: LinearQuantizer = ctx.quantizer
         grad_out = grad_out.float()
-        grad_x = q.quant(grad_out, q.gradient, -1) @ q.quant(weight, q.weight, 0)
         dy, xs = grad_out, x
         if q.wgrad_hadamard_size:
             size, seed = q.wgrad_hadamard_size, q.step
             dy = hadamard_rotate(dy, size, axis=0, signs_seed=seed)
             xs = hadamard_rotate(xs, size, axis=0, signs_seed=seed)
-        grad_w = q.quant(dy, q.gradient, 0).T @ q.quant(xs, q.activation, 0)
+        dgrad_dy, dgrad_w, wgrad_dy, wgrad_x = q.quant_operands(
+            (grad_out, q.gradient, -1), (weight, q.weight, 0), (dy, q.gradient, 0), (xs, q.activation, 0)
+        )
+        grad_x = dgrad_dy @ dgrad_w
+        grad_w = wgrad_dy.T @ wgrad_x
         x_dtype, w_dtype = ctx.dtypes
         return grad_x.to(x_dtype), grad_w.to(w_dtype), None
 
@@ -126,8 +138,6 @@ def apply_recipe(
         module.__class__ = QuantLinear
         module.quantizer = quantizer
     return quantizer
-
-
 
 
 def compile_decision(
