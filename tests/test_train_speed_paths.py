@@ -59,24 +59,24 @@ def test_compiled_nvfp4_linear_trains_with_the_eager_bits():
         assert torch.equal(eager, fast)
 
 
-@pytest.mark.parametrize("shape, axis", [((2048, 64), 0), ((256, 192), -1), ((4, 64, 48), 1)])
-def test_rotation_in_one_product_gives_the_bits_of_a_product_per_block(shape, axis):
+@pytest.mark.parametrize("size, shape, axis", [(16, (2048, 64), 0), (16, (256, 192), -1), (32, (4, 64, 96), 1)])
+def test_rotation_in_one_product_gives_the_bits_of_a_product_per_block(size, shape, axis):
     """hadamard_rotate multiplies all blocks in one contiguous product; the reference is the batched
     product of the strided blocks (what it ran before), on values from subnormal to huge, signed-zero
     blocks, with and without random signs, forward and inverse."""
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(shape, generator=generator) * torch.logspace(-44, 30, shape[-1])
-    x.narrow(axis, 0, 16).zero_()
-    x.narrow(axis, 16, 16).fill_(-0.0)
+    x.narrow(axis, 0, size).zero_()
+    x.narrow(axis, size, size).fill_(-0.0)
     for seed in (None, 3):
         for inverse in (False, True):
-            matrix = hadamard_matrix(16, signs_seed=seed)
+            matrix = hadamard_matrix(size, signs_seed=seed)
             matrix = matrix.T if inverse else matrix
             moved = x.movedim(axis, -1)
-            blocks = moved.reshape(*moved.shape[:-1], moved.shape[-1] // 16, 16)
+            blocks = moved.reshape(*moved.shape[:-1], moved.shape[-1] // size, size)
             expected = (blocks @ matrix).reshape(moved.shape).movedim(-1, axis)
-            rotated = hadamard_rotate(x, 16, axis=axis, signs_seed=seed, inverse=inverse)
+            rotated = hadamard_rotate(x, size, axis=axis, signs_seed=seed, inverse=inverse)
             assert _same_bits(rotated, expected), (seed, inverse)
-    before = hadamard_rotate(x, 16, axis=axis, signs_seed=3)
-    hadamard_matrix(16, signs_seed=3).mul_(0)  # a caller's matrix is its own: the shared one is unchanged
-    assert _same_bits(hadamard_rotate(x, 16, axis=axis, signs_seed=3), before)
+    before = hadamard_rotate(x, size, axis=axis, signs_seed=3)
+    hadamard_matrix(size, signs_seed=3).mul_(0)  # a caller's matrix is its own: the shared one is unchanged
+    assert _same_bits(hadamard_rotate(x, size, axis=axis, signs_seed=3), before)
