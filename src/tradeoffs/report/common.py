@@ -77,8 +77,11 @@ def failed_figure(failed: pd.DataFrame, studies: Sequence[str]) -> Any:
 
 
 def _note_failures(figure: Any, failed: pd.DataFrame) -> Any:
+    """The failed runs listed under everything the figure already draws (legends below the axes included)."""
     lines = [f"{len(failed)} failed run(s), not drawn:", *_failure_lines(failed)]
-    figure.text(0.0, 0.0, "\n".join(lines), va="top", ha="left", family="monospace", fontsize=7, color="firebrick")
+    drawn = figure.get_tightbbox(figure.canvas.get_renderer())  # inches
+    below = min(drawn.y0 / figure.get_figheight(), 0.0) - 0.01
+    figure.text(0.0, below, "\n".join(lines), va="top", ha="left", family="monospace", fontsize=7, color="firebrick")
     return figure
 
 
