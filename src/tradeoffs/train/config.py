@@ -17,9 +17,10 @@ from tradeoffs.models.gpt import ModelConfig
 # by side at the quick suite's size (gpt-60k, 16 x 128 tokens per step, one thread, a loaded 2-core machine):
 # fp8 compiled 178 s in its first step and then stepped no faster than eager (0.51 s against 0.50 s); mxfp8
 # compiled 124 s and then saved 0.30 s a step (0.59 s against 0.90 s), paying back after about 410 steps (0.8M
-# tokens); nvfp4 compiled 276 s and then saved 2.2 s a step (0.84 s against 3.08 s), paying back after about
-# 125 steps (0.26M tokens; conf/recipe/nvfp4.yaml sets its threshold). The default: about 1000 steps of 2048
-# tokens, beyond every break-even measured (docs/training.md).
+# tokens); nvfp4 (gpt-200k, 2 threads, a quiet machine, after its grouped compiled quantizers) compiled 147 s and
+# then saved 0.21 s a step (0.13 s against 0.35 s), paying back after about 700 steps (1.4M tokens;
+# conf/recipe/nvfp4.yaml sets its threshold). The default: about 1000 steps of 2048 tokens, beyond every
+# break-even measured (docs/training.md).
 COMPILE_BREAK_EVEN_TOKENS = 2_000_000
 
 
