@@ -9,8 +9,9 @@ with the child's exit status. The child runs `python -m tradeoffs job ...` exact
 (`tradeoffs.__main__.main`), writing to the job's own log. A failed child is that job's failure only.
 
 The server is started by the first client (a file lock keeps it to one) and exits after `IDLE_S` seconds
-without jobs. Its socket's name carries a digest of the package sources and the interpreter, so editing the
-code starts a fresh server instead of running stale code. Inside a SLURM job (SLURM_JOB_ID set) or with
+without jobs. Its socket (in a private directory of the temporary directory) is keyed on the project and a
+digest of the package sources and the interpreter, so editing the code starts a fresh server instead of
+running stale code; a server that fails to start is not waited for (the job then runs in its own process). Inside a SLURM job (SLURM_JOB_ID set) or with
 TRADEOFFS_WORKER=off the client runs the job in its own process, as before.
 """
 
@@ -26,6 +27,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -55,10 +57,13 @@ def _digest() -> str:
 
 
 def socket_path(root: Path | None = None) -> Path:
-    """Where this code's server listens: .snakemake/tradeoffs/worker-<digest>.sock under the project."""
+    """Where this code's server for this project listens: a short name (Unix socket paths are limited to about
+    100 bytes) in a private directory of the temporary directory, keyed on the project and the code digest."""
     from tradeoffs.paths import project_root
 
-    return (root or project_root()) / ".snakemake" / "tradeoffs" / f"worker-{_digest()}.sock"
+    project = str((root or project_root()).resolve())
+    key = hashlib.sha256(f"{project}\0{_digest()}".encode()).hexdigest()[:20]
+    return Path(tempfile.gettempdir()) / f"tradeoffs-{os.getuid()}" / f"worker-{key}.sock"
 
 
 def enabled() -> bool:
@@ -103,7 +108,7 @@ def _connect(path: Path) -> socket.socket | None:
 
 def _start_server(path: Path) -> socket.socket | None:
     """Connect to this code's server, starting it first if none listens (one starter at a time)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     with open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         sock = _connect(path)
@@ -111,7 +116,7 @@ def _start_server(path: Path) -> socket.socket | None:
             return sock
         path.unlink(missing_ok=True)
         log = open(path.with_suffix(".log"), "a")  # noqa: SIM115 -- handed to the detached server
-        subprocess.Popen(
+        server = subprocess.Popen(
             [sys.executable, "-m", "tradeoffs.worker", "serve", str(path)],
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -121,7 +126,7 @@ def _start_server(path: Path) -> socket.socket | None:
         )
         log.close()
         deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and server.poll() is None:  # a server that died is not waited for
             sock = _connect(path)
             if sock is not None:
                 return sock
