@@ -13,9 +13,9 @@ import torch
 from tradeoffs.bench.gemm import ACCURACY_GATE, build_case, check_supported
 from tradeoffs.bench.qdq import torchao_qdq
 from tradeoffs.config import load_experiment
-from tradeoffs.hardware import GEMM_DTYPES
 from tradeoffs.errors import ConfigError, Unsupported
 from tradeoffs.formats import fake_quant, get_format
+from tradeoffs.hardware import GEMM_DTYPES
 from tradeoffs.results import collect
 from tradeoffs.runner import run_experiment
 
@@ -217,7 +217,8 @@ def test_report_products_from_real_results(tmp_path):
     results.to_parquet(collect_path)
     reference_dir = tmp_path / "reference"
     reference_set = export_reference(collect_path, "other_cpu", directory=reference_dir)
-    with pytest.raises(ConfigError, match=r"no benchmark runs of \['train'\]; its benchmark runs are of: \['bandwidth', 'gemm'"):
+    no_train = r"no benchmark runs of \['train'\]; its benchmark runs are of: \['bandwidth', 'gemm'"
+    with pytest.raises(ConfigError, match=no_train):
         export_reference(collect_path, "x", ("train",), directory=reference_dir)
     with pytest.raises(ConfigError, match="reference name 'H100 SXM'"):
         export_reference(collect_path, "H100 SXM", directory=reference_dir)

@@ -10,8 +10,15 @@ import pytest
 import torch
 
 from tradeoffs.bench.memory import track_peak_memory
-from tradeoffs.bench.timing import measure, measure_steps, noise_flag, stop_reason, summarize, tail_is_indicative
-from tradeoffs.bench.timing import BenchConfig
+from tradeoffs.bench.timing import (
+    BenchConfig,
+    measure,
+    measure_steps,
+    noise_flag,
+    stop_reason,
+    summarize,
+    tail_is_indicative,
+)
 
 
 def test_summarize_on_known_samples():

@@ -11,9 +11,9 @@ from omegaconf import OmegaConf
 from conftest import ROOT
 from tradeoffs.config import config_hash, load_experiment, load_suite, to_typed
 from tradeoffs.config.groups import GROUP_SCHEMAS
+from tradeoffs.errors import ConfigError
 from tradeoffs.kinds import get_kind, kind_names
 from tradeoffs.kinds.numerics import NumericsConfig
-from tradeoffs.errors import ConfigError
 
 
 @pytest.mark.parametrize(

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import torch
 
-from tradeoffs.data import DataConfig
 from tradeoffs.data import (
+    DataConfig,
     DataError,
     eval_batches,
     fetch,

@@ -15,10 +15,10 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from conftest import ROOT
-from tradeoffs.models import ModelConfig
 from tradeoffs.errors import ConfigError
 from tradeoffs.models import (
     GPT,
+    ModelConfig,
     activation_counts,
     build_model,
     count_parameters,

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from tradeoffs.numerics.distributions import DistributionConfig
 from tradeoffs.formats import fake_quant, get_format, hadamard_rotate
 from tradeoffs.numerics import crest_binned_error, quantization_error, sample
+from tradeoffs.numerics.distributions import DistributionConfig
 from tradeoffs.numerics.lmul import float_multiply, lmul, lmul_offset_bits, random_operands, relative_errors
 from tradeoffs.numerics.theory import crossover_crest, qsnr_db, theory_format
 

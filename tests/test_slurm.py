@@ -40,7 +40,8 @@ PACKAGES = ("slurm-wlm", "munge")
 DAEMONS = ("munged", "mungekey", "slurmctld", "slurmd")
 CLIENTS = ("sbatch", "srun", "squeue", "scancel", "scontrol", "sinfo", "munge")
 SYSTEM_CONF = Path("/etc/slurm/slurm.conf")
-TIMED_KINDS = {"gemm", "qdq", "bandwidth", "inference"}  # every metric a measurement, or derived from one: nothing to compare, not run locally
+# every metric of these kinds is a measurement, or derived from one: nothing to compare, not run locally
+TIMED_KINDS = {"gemm", "qdq", "bandwidth", "inference"}
 TARGET = "results/results.parquet"  # the experiments and the tidy table; report products are test_workflow's
 # Ask for the plugin's first status check after 2 s (not 10): finished jobs stay listed for MinJobAge=600 s.
 SLURM_ARGS = (

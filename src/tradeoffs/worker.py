@@ -11,7 +11,8 @@ with the child's exit status. The child runs `python -m tradeoffs job ...` exact
 The server is started by the first client (a file lock keeps it to one) and exits after `IDLE_S` seconds
 without jobs. Its socket (in a private directory of the temporary directory) is keyed on the project and a
 digest of the package sources and the interpreter, so editing the code starts a fresh server instead of
-running stale code; a server that fails to start is not waited for (the job then runs in its own process). Inside a SLURM job (SLURM_JOB_ID set) or with
+running stale code; a server that fails to start is not waited for (the job then runs in its own process).
+Inside a SLURM job (SLURM_JOB_ID set) or with
 TRADEOFFS_WORKER=off the client runs the job in its own process, as before.
 """
 
