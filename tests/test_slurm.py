@@ -106,6 +106,22 @@ def _wait_for(what: str, check, timeout: float, logs: list[Path]) -> None:
     raise RuntimeError(f"{what} not within {timeout:.0f} s\n{tails}")
 
 
+def _left_by_a_killed_run(conf: Path) -> bool:
+    """Whether `conf` is this test's own link from a run that was killed: it points into a `tradeoffs-slurm-*`
+    directory (or nowhere) and the slurmctld whose pid file sits beside its target is not running."""
+    if not conf.is_symlink():
+        return False
+    target = conf.readlink()
+    if not target.parent.name.startswith("tradeoffs-slurm-"):
+        return not conf.exists()
+    pid_file = target.parent / "slurmctld.pid"
+    try:
+        os.kill(int(pid_file.read_text().strip()), 0)
+    except (OSError, ValueError):
+        return True
+    return False
+
+
 class LocalSlurm:
     """A single-node SLURM cluster on localhost whose daemons this object starts and stops."""
 
@@ -156,8 +172,8 @@ PartitionName=debug Nodes={self.host} Default=YES MaxTime=INFINITE State=UP
         )
 
     def _link_config(self) -> None:
-        if SYSTEM_CONF.is_symlink() and not SYSTEM_CONF.exists():
-            SYSTEM_CONF.unlink()  # left by an earlier run of this test that was killed
+        if _left_by_a_killed_run(SYSTEM_CONF):
+            SYSTEM_CONF.unlink()
         if SYSTEM_CONF.exists() or SYSTEM_CONF.is_symlink():
             pytest.skip(
                 f"{SYSTEM_CONF} exists (a real cluster, or another run of this test): this test brings up its "
