@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -41,9 +42,37 @@ def test_cuda_asks_for_one_gpu_and_is_never_grouped():
 def test_data_parallel_training_asks_for_a_gpu_and_a_thread_per_process():
     on_cpu = {"devices": 2, "hardware": {"device": "cpu", "threads": 0}}
     on_gpu = {"devices": 4, "hardware": {"device": "cuda", "threads": 0}}
-    assert job_resources("train", on_cpu) == JobResources(threads=2, mem_mb=4000, runtime=60, gpus=0, group=None)
-    assert job_resources("train", on_gpu) == JobResources(threads=4, mem_mb=8000, runtime=60, gpus=4, group=None)
+    cpu, gpu = job_resources("train", on_cpu), job_resources("train", on_gpu)
+    assert (cpu.threads, cpu.mem_mb, cpu.gpus, cpu.group) == (2, 4000, 0, None)
+    assert (gpu.threads, gpu.mem_mb, gpu.gpus, gpu.group) == (4, 8000, 4, None)
     assert job_resources("train", {"devices": 1, "hardware": {"device": "cuda", "threads": 8}}).threads == 8
+
+
+def test_a_training_run_gets_wall_time_for_its_planned_flops():
+    """Runtime = start-up + margin x counted FLOPs / effective throughput (+ compilation when the run compiles):
+    checked by hand for the default run on 2 CPU threads, and a gpt-30m run at 20 tokens per parameter on an
+    H100 gets hours, not the hour every run used to get."""
+    from tradeoffs.config import load_experiment
+    from tradeoffs.kinds import train as kind
+    from tradeoffs.models import flops_per_token
+
+    on_cpu = {"devices": 2, "hardware": {"device": "cpu", "threads": 0}}
+    config = load_experiment("train", ["devices=2"])  # gpt-200k, 200 steps of 16 x 256 tokens, 5 evaluations
+    tokens, windows = 200 * 16 * 256, (200 // 50 + 2) * 64 * 256
+    flops = tokens * flops_per_token(config.model, include_lm_head=True)
+    flops += windows * flops_per_token(config.model, training=False, include_lm_head=True)
+    assert kind.planned_flops(config) == flops
+    minutes = kind.START_MINUTES + math.ceil(kind.RUNTIME_MARGIN * flops / (2 * kind.CPU_FLOPS_PER_THREAD) / 60)
+    assert job_resources("train", on_cpu).runtime == minutes
+    gpt_30m = ["model=gpt-30m", "hardware=h100_sxm", "batch_size=32", "recipe=mxfp4"]
+
+    def runtime(*overrides: str) -> int:
+        return kind.train_resources(load_experiment("train", [*gpt_30m, *overrides])).runtime
+
+    longest = runtime("steps=77786", "eval_interval=3889")
+    assert 6 * 60 < longest < 8 * 60  # 1.26e17 FLOPs at 10 TFLOP/s, twice, and start-up
+    assert runtime("steps=7779", "eval_interval=389") < longest / 5
+    assert longest - runtime("steps=77786", "eval_interval=3889", "compile_quant=false") == kind.COMPILE_MINUTES
 
 
 def test_threads_from_hardware_and_a_default_for_kinds_without_a_sizer():

@@ -164,8 +164,8 @@ def test_a_diverged_run_is_a_result_with_its_curve(workflow_dir):
     assert any(m.name == "train_loss" for m in record.metrics)
 
 
-def test_quantization_starts_at_the_qat_fraction(corpus):
-    config = tiny_config("recipe=qat_int4", "steps=8", "eval_interval=8")
+def _forwards_quantized(config, corpus) -> tuple[list[bool], object]:
+    """Per model forward of a run (training steps, then evaluations), whether its QuantLinears quantized."""
     seen = []
     original = QuantLinear.forward
 
@@ -175,11 +175,64 @@ def test_quantization_starts_at_the_qat_fraction(corpus):
 
     QuantLinear.forward = spy
     try:
-        train(config, dataset=corpus)
+        model, result = train(config, dataset=corpus)
     finally:
         QuantLinear.forward = original
-    per_step = len(seen) // 9  # 8 training forwards + the evaluation's
-    assert not any(seen[: 4 * per_step]) and all(seen[4 * per_step :])
+    per_forward = sum(isinstance(m, QuantLinear) for m in model.modules())
+    return [all(seen[i : i + per_forward]) for i in range(0, len(seen), per_forward)], result
+
+
+def test_quantization_starts_at_the_qat_fraction(corpus):
+    config = tiny_config("recipe=qat_int4", "steps=8", "eval_interval=8")  # eval_windows = batch: one forward
+    forwards, result = _forwards_quantized(config, corpus)
+    # 8 training steps, quantized from step 4 on; then the final weights without and with quantization
+    assert forwards == [False] * 4 + [True] * 4 + [False, True]
+    assert result.final_quantized and math.isfinite(result.final_unquantized_loss)
+
+
+def _ptq_reference(model: nn.Module, config, corpus) -> float:
+    """The validation loss of a plain copy of a trained model whose recipe's Linears' weights are replaced, by
+    hand, by their round-to-nearest fake quantization."""
+    from tradeoffs.models import build_model
+    from tradeoffs.train import evaluate
+
+    plain = build_model(config.model)
+    plain.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if isinstance(module, QuantLinear):
+                weight = plain.get_submodule(name).weight
+                weight.copy_(fake_quant(weight, config.recipe.weight_format, axis=-1))
+    return evaluate(plain, corpus, config, "cpu")
+
+
+def test_a_start_fraction_of_one_trains_in_full_precision_and_quantizes_the_final_model(corpus):
+    """quant_start_fraction = 1 is post-training quantization: training is the FP32 run's, bit for bit, and the
+    final loss is that of the final weights rounded to the recipe's format, as a hand-quantized copy gives."""
+    ptq = tiny_config("recipe=qat_int4", "recipe.quant_start_fraction=1.0", "steps=8", "eval_interval=4")
+    forwards, result = _forwards_quantized(ptq, corpus)
+    assert forwards == [False] * 8 + [False] + [False, True]  # the step-4 evaluation is full precision
+    fp32_model, fp32_result = train(tiny_config("steps=8", "eval_interval=4"), dataset=corpus)
+    model, _ = train(ptq, dataset=corpus)
+    for a, b in zip(model.state_dict().values(), fp32_model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert result.train_loss == fp32_result.train_loss and not fp32_result.final_quantized
+    assert result.final_quantized and result.val_loss[0] == fp32_result.val_loss[0]
+    assert result.final_unquantized_loss == pytest.approx(fp32_result.val_loss[-1][1], rel=1e-6)
+    assert result.val_loss[-1][1] == pytest.approx(_ptq_reference(model, ptq, corpus), rel=1e-5)
+    assert result.val_loss[-1][1] != pytest.approx(result.final_unquantized_loss, rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["recipe=qat_int4", "recipe.quant_start_fraction=1.5"], r"recipe.quant_start_fraction must be in \[0, 1\]"),
+        (["recipe.quant_start_fraction=0.5"], r"quant_start_fraction=0.5 needs a quantized .* 'fp32' quantizes no"),
+    ],
+)
+def test_a_qat_start_outside_its_range_or_without_formats_is_refused(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        tiny_config(*overrides)
 
 
 def test_range_expansion_lowers_fp8_state_error():

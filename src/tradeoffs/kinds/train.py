@@ -22,6 +22,7 @@ from tradeoffs.results import Metric, Outcome
 from tradeoffs.train import TrainResult, state_bytes_per_parameter, train
 from tradeoffs.train.config import TrainConfig
 from tradeoffs.train.distributed import launch
+from tradeoffs.train.quantized import compile_decision
 
 
 @dataclass
@@ -31,15 +32,56 @@ class TrainExperimentConfig(TrainConfig, ExperimentConfig):
     kind: str = "train"
 
 
+# Sizing a run's wall time: its counted FLOPs (training 6ND + attention + output head, and its evaluations) at
+# an assumed effective throughput, times a margin, plus start-up. A GPU is taken at 15% of its datasheet FP32
+# peak (emulated recipes compute in FP32, and models of the ladder's size keep no GPU busy): 10 TFLOP/s on an
+# H100, the assumption of conf/suite/scaling.yaml's cost. A CPU thread at 0.5 GFLOP/s, the slowest measured:
+# nvfp4 on gpt-200k at 3.08 s a step of 16 x 128 tokens on 2 threads of a loaded machine (docs/training.md).
+GPU_FP32_PEAK_SHARE = 0.15
+GPU_FP32_PEAK_TFLOPS = 19.5  # a GPU whose hardware config quotes no fp32 peak (an A100's)
+CPU_FLOPS_PER_THREAD = 0.5e9
+RUNTIME_MARGIN = 2.0
+START_MINUTES = 10  # interpreter, torch, data, the first checkpoint
+COMPILE_MINUTES = 5  # torch.compile of a recipe's quantizers on a fresh machine (up to ~210 s measured)
+
+
+def planned_flops(config: TrainConfig) -> float:
+    """The counted FLOPs a run will compute: its planned training tokens at the model's training FLOPs per token
+    (lm_head included), and a forward over eval_windows windows at every evaluation (the final one twice)."""
+    context = config.model.context_length
+    training = config.steps * config.batch_size * context * flops_per_token(config.model, include_lm_head=True)
+    evaluations = config.steps // config.eval_interval + 2
+    forward = flops_per_token(config.model, training=False, include_lm_head=True)
+    return training + evaluations * config.eval_windows * context * forward
+
+
+def effective_flops_per_s(config: TrainConfig) -> float:
+    """The throughput a run's wall time is sized for (module constants): a share of each GPU's FP32 peak, or
+    CPU_FLOPS_PER_THREAD per thread, times the data-parallel processes."""
+    if config.hardware.device == "cuda":
+        peak = config.hardware.peak_tflops.get("fp32", GPU_FP32_PEAK_TFLOPS) * 1e12
+        return GPU_FP32_PEAK_SHARE * peak * config.devices
+    return CPU_FLOPS_PER_THREAD * threads(config, default=config.devices)
+
+
+def train_runtime_minutes(config: TrainConfig) -> int:
+    """Wall-time limit of a run: RUNTIME_MARGIN x its planned FLOPs at the effective throughput, plus start-up
+    and, when the run will compile its quantizers, their compilation."""
+    tokens = config.steps * config.batch_size * config.model.context_length
+    compiles, _ = compile_decision(config.recipe, config.compile_quant, tokens, config.recipe.compile_min_tokens)
+    compute_minutes = RUNTIME_MARGIN * planned_flops(config) / effective_flops_per_s(config) / 60
+    return START_MINUTES + COMPILE_MINUTES * compiles + math.ceil(compute_minutes)
+
+
 def train_resources(config: TrainExperimentConfig) -> JobResources:
     """A training run is never grouped. With `devices` > 1 it launches that many data-parallel processes
     (torchrun) inside its job: one GPU each on CUDA, at least one thread each, and memory for each (2000 MB:
     torch, the model, its gradients and AdamW states, a batch; the model ladder tops out at 30M parameters).
-    An hour of wall time until runs get longer."""
+    Wall time from the planned FLOPs (train_runtime_minutes)."""
     return JobResources(
         threads=threads(config, default=config.devices),
         mem_mb=2000 * config.devices,
-        runtime=60,
+        runtime=train_runtime_minutes(config),
         gpus=gpus(config) * config.devices,
         group=None,
     )
@@ -69,6 +111,12 @@ def arithmetic(config: TrainConfig) -> str:
     if config.recipe.emulated:
         return "emulated"
     return "fp32" if config.recipe.compute_dtype == "fp32" else f"native {config.recipe.compute_dtype} autocast"
+
+
+def quantized_roles(config: TrainConfig) -> str:
+    """The Linear roles the recipe quantizes with their formats ("weight int4, activation mxfp8"), or "none"."""
+    roles = [f"{role} {spec.name}" for role, spec in config.recipe.formats().items() if role != "optimizer_state"]
+    return ", ".join(roles) or "none"
 
 
 def check_splits(config: TrainConfig, dataset: Dataset) -> str:
@@ -121,7 +169,10 @@ def run(config: TrainExperimentConfig, job: Job) -> Outcome:
         Metric("optimizer_state_bytes_per_parameter", state_bytes_per_parameter(config.recipe), "byte"),
         *_size_metrics(config),
         Metric("emulated", float(config.recipe.emulated), "", {"arithmetic": arithmetic(config)}),
+        Metric("final_eval_quantized", float(result.final_quantized), "", {"formats": quantized_roles(config)}),
     ]
+    if config.recipe.emulated:
+        metrics.append(Metric("final_val_loss_unquantized", result.final_unquantized_loss, "nats"))
     return Outcome(
         message=warning,
         metrics=metrics,

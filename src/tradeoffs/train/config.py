@@ -3,6 +3,7 @@ evaluation, checkpoints), plain dataclasses a user builds in Python: `train(Trai
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from tradeoffs.data.dataset import DataConfig
@@ -42,7 +43,9 @@ class RecipeConfig:
     wgrad_hadamard: bool = False  # backward: random-sign Hadamard on the weight-gradient GEMM's inputs (NVFP4)
     keep_last_layers: int = 0  # the last blocks stay in high precision (NVFP4 recipe)
     quantize_lm_head: bool = False
-    quant_start_fraction: float = 0.0  # quantization starts at this fraction of the steps (QAT after FP training)
+    # quantization starts at this fraction of the steps (QAT after FP training); 1: none during training, the
+    # final model evaluated quantized (post-training quantization, round-to-nearest with the same fake_quant)
+    quant_start_fraction: float = 0.0
     optimizer_state_format: FormatSpec = field(default_factory=FormatSpec)  # Adam moments (COAT: FP8 per group)
     state_range_expansion: bool = False  # COAT's dynamic range expansion of the moments before quantizing
     # runs of at least this many training tokens compile the quantizers (bit-identical, so not hashed):
@@ -53,8 +56,16 @@ class RecipeConfig:
         check_choice("recipe.compute_dtype", self.compute_dtype, ("fp32", "bf16", "fp16"))
         check_positive("recipe.keep_last_layers", self.keep_last_layers, allow_zero=True)
         check_positive("recipe.compile_min_tokens", self.compile_min_tokens, allow_zero=True)
-        if not 0 <= self.quant_start_fraction < 1:
-            raise ConfigError(f"recipe.quant_start_fraction must be in [0, 1), got {self.quant_start_fraction}")
+        if not 0 <= self.quant_start_fraction <= 1:
+            raise ConfigError(
+                f"recipe.quant_start_fraction must be in [0, 1] (1: quantize the final model only), "
+                f"got {self.quant_start_fraction}"
+            )
+        if self.quant_start_fraction > 0 and not self.emulated:
+            raise ConfigError(
+                f"recipe.quant_start_fraction={self.quant_start_fraction} needs a quantized weight, activation or "
+                f"gradient format; recipe '{self.name}' quantizes no Linear"
+            )
         if self.hadamard_size < 2 or not is_power_of_two(self.hadamard_size):
             raise ConfigError(f"recipe.hadamard_size must be a power of two >= 2, got {self.hadamard_size}")
         if self.loss_scaling and self.compute_dtype != "fp16":
@@ -71,6 +82,11 @@ class RecipeConfig:
             "optimizer_state": self.optimizer_state_format,
         }
         return {role: spec for role, spec in roles.items() if not spec.is_identity}
+
+    def quant_start_step(self, steps: int) -> int:
+        """The first of `steps` training steps run with the recipe's Linear formats: ceil(quant_start_fraction x
+        steps), so `steps` itself (none) for a fraction of 1, where only the final model is quantized."""
+        return math.ceil(self.quant_start_fraction * steps)
 
     @property
     def emulated(self) -> bool:

@@ -28,7 +28,7 @@ from tradeoffs.models import build_model, flops_per_token
 from tradeoffs.train.checkpoint import load_checkpoint, save_checkpoint
 from tradeoffs.train.config import TrainConfig
 from tradeoffs.train.optim import build_optimizer, build_scheduler, quantize_optimizer_states
-from tradeoffs.train.quantized import apply_recipe, compile_decision
+from tradeoffs.train.quantized import LinearQuantizer, apply_recipe, compile_decision
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 log = logging.getLogger(__name__)
@@ -48,6 +48,8 @@ class TrainResult:
     finished: bool = False
     quant_compiled: bool = False  # the quantizers ran through torch.compile (compile_decision)
     quant_path: str = ""  # why they did or did not
+    final_quantized: bool = False  # the final evaluation ran the recipe's quantized Linears (QAT and PTQ alike)
+    final_unquantized_loss: float = math.nan  # emulated recipes: the final weights evaluated with quantizers off
 
     @property
     def train_seconds(self) -> float:
@@ -111,6 +113,25 @@ def _global_mean(value: torch.Tensor, world: int) -> float:
         torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.SUM)
         value = value / world
     return value.item()
+
+
+def _final_evaluation(
+    model: torch.nn.Module,
+    dataset: Dataset,
+    config: TrainConfig,
+    device: str,
+    quantizer: LinearQuantizer,
+    result: TrainResult,
+) -> None:
+    """The last point of the validation curve is the final model as its recipe quantizes it, whether QAT
+    started during training or never did (quant_start_fraction 1: post-training quantization of the final
+    weights by the same fake_quant); an emulated recipe's weights are also evaluated with the quantizers off."""
+    if config.recipe.emulated:
+        quantizer.enabled = False
+        result.final_unquantized_loss = evaluate(model, dataset, config, device)
+    quantizer.enabled = True
+    result.final_quantized = config.recipe.emulated
+    result.val_loss.append((result.steps, evaluate(model, dataset, config, device)))
 
 
 def train(
@@ -197,7 +218,7 @@ def train(
                 },
             )
 
-    quant_start = math.ceil(config.recipe.quant_start_fraction * config.steps)
+    quant_start = config.recipe.quant_start_step(config.steps)
     model.train()
     steps = range(result.steps, config.steps if stop_after is None else min(config.steps, stop_after))
     for step in tqdm(steps, desc=f"train {config.recipe.name}", mininterval=5, disable=None):
@@ -233,7 +254,9 @@ def train(
         result.steps = step + 1
         if step % config.log_interval == 0 or result.steps == config.steps:
             result.train_loss.append((step, value))
-        if result.steps % config.eval_interval == 0 or result.steps == config.steps:
+        if result.steps == config.steps:
+            _final_evaluation(module, dataset, config, device, quantizer, result)
+        elif result.steps % config.eval_interval == 0:
             result.val_loss.append((result.steps, evaluate(module, dataset, config, device)))
         if config.checkpoint_interval and result.steps % config.checkpoint_interval == 0:
             save()
