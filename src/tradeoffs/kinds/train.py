@@ -1,6 +1,7 @@
 """The train kind: train a model with a precision recipe; record the loss curve, the final validation loss
-(nats and bits per byte), throughput, model FLOPs utilisation against the hardware's peak, peak memory and
-whether the arithmetic was emulated. The checkpoint (results/train/<id>/checkpoint.pt) resumes a run that
+(nats and bits per byte; of the model as its recipe quantizes it), throughput, model FLOPs utilisation
+against the hardware's peak, peak memory and whether the arithmetic was emulated; a diverged run keeps its
+curve, its size and the step it diverged at. The checkpoint (results/train/<id>/checkpoint.pt) resumes a run that
 was interrupted, and is the trained model other experiments load."""
 
 from __future__ import annotations
@@ -148,7 +149,8 @@ def run(config: TrainExperimentConfig, job: Job) -> Outcome:
         else:
             _, result = train(config, checkpoint, dataset=dataset)
     except Diverged as diverged:
-        diverged.metrics = _curve_metrics(diverged.result) + _size_metrics(config)
+        step = Metric("diverged_step", diverged.step, "step")
+        diverged.metrics = [*_curve_metrics(diverged.result), *_size_metrics(config), step]
         raise
     final = result.val_loss[-1][1]
     peak_dtype = {"fp32": "fp32", "bf16": "bf16", "fp16": "fp16"}[config.recipe.compute_dtype]

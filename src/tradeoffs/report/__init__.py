@@ -56,6 +56,7 @@ PAPERS: dict[str, str] = {
     "qat_fraction": "Compute-Optimal QAT (2025)",
     "stability": "To FP8 and Back Again (2024)",
     "optimizer_states": "COAT (2025)",
+    "optimizer_fp8": "COAT (2025)",
 }
 
 # Functions are imported on use, so the Snakefile can read these registries without importing matplotlib.
@@ -73,6 +74,9 @@ FIGURES: dict[str, Product] = {
     "quant_weight_only": Product(("gptq",), "tradeoffs.report.quant:weight_only_figure"),
     "quant_outliers": Product(("outliers",), "tradeoffs.report.quant:outliers_figure"),
     "quant_pareto": Product(("ptq",), "tradeoffs.report.quant:pareto_figure", optional=("gemm",)),
+    "qat_fraction": Product(("qat_fraction",), "tradeoffs.report.low_precision_training:qat_fraction_figure"),
+    "stability_divergence": Product(("stability",), "tradeoffs.report.low_precision_training:stability_figure"),
+    "optimizer_fp8": Product(("optimizer_fp8",), "tradeoffs.report.low_precision_training:optimizer_fp8_figure"),
 }
 TABLES: dict[str, Product] = {
     "numerics_qsnr": Product(("numerics",), "tradeoffs.report.numerics:qsnr_table"),
@@ -90,6 +94,9 @@ TABLES: dict[str, Product] = {
     "quant_weight_only": Product(("gptq",), "tradeoffs.report.quant:weight_only_table"),
     "quant_outliers": Product(("outliers",), "tradeoffs.report.quant:outliers_table"),
     "quant_shootout": Product(("ptq",), "tradeoffs.report.quant:shootout_table"),
+    "qat_fraction": Product(("qat_fraction",), "tradeoffs.report.low_precision_training:qat_fraction_table"),
+    "stability_divergence": Product(("stability",), "tradeoffs.report.low_precision_training:stability_table"),
+    "optimizer_fp8": Product(("optimizer_fp8",), "tradeoffs.report.low_precision_training:optimizer_fp8_table"),
 }
 
 
