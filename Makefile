@@ -23,12 +23,16 @@ run: $(STAMP)
 	@grep -m1 " claims: " results/logs/claims.log || true
 	@echo "report: $(CURDIR)/reports/report.html (claims: reports/claims.md)"
 
+# Tests in one worker process per core (`-n auto`), each module kept on one worker (its fixtures are
+# module-wide: a cluster, a composed plan); the slowest are listed at the end.
+PYTEST := $(BIN)/python -m pytest -n auto --dist loadfile --durations=25
+
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(PYTEST)
 
 # Everyday subset: everything but the tests marked slow (real Snakemake and SLURM runs, big oracles).
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 report: $(STAMP)
 	$(SMK) --cores $(CORES) --config suite=$(SUITE) --report reports/report.html
