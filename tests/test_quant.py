@@ -11,7 +11,7 @@ from torch import nn
 
 from tradeoffs.errors import ConfigError
 from tradeoffs.evaluate import bits_per_weight
-from tradeoffs.formats import fake_quant
+from tradeoffs.formats import FormatSpec, fake_quant, hadamard_matrix
 from tradeoffs.models import GPT, ModelConfig
 from tradeoffs.quant import (
     GPTQ,
@@ -67,6 +67,79 @@ def test_rotation_outliers_and_smoothing_preserve_the_full_precision_function(no
         make_quantized(model.get_submodule(name), None, None, rotation)
     assert isinstance(model.blocks[0].ln_1, nn.RMSNorm)
     torch.testing.assert_close(_logits(model, x), reference, rtol=1e-5, atol=1e-5)
+
+
+INT4_PER_HEAD = FormatSpec(name="int4_token", element="int4", granularity="channel")  # per token and head
+
+
+def _kv_outliers(model: GPT, scale: float = 20.0, channels: tuple[int, ...] = (1, 7)) -> GPT:
+    """Function-preserving outlier channels in K and V: key channels times `scale` with the matching query
+    channels divided (q.k unchanged), value channels times `scale` with the output projection's columns
+    divided."""
+    with torch.no_grad():
+        for block in model.blocks:
+            attn = block.attn
+            queries, kv, head_dim = attn.n_head * attn.head_dim, attn.n_kv_head * attn.head_dim, attn.head_dim
+            for c in channels:
+                for head in range(attn.n_kv_head):
+                    attn.qkv.weight[queries + head * head_dim + c] *= scale
+                    attn.qkv.weight[queries + kv + head * head_dim + c] *= scale
+                for head in range(attn.n_head):
+                    attn.qkv.weight[head * head_dim + c] /= scale
+                    attn.proj.weight[:, head * head_dim + c] /= scale
+    return model
+
+
+def _captured(module: nn.Module, model: nn.Module, x: torch.Tensor, inputs: bool = False) -> torch.Tensor:
+    captured = []
+    handle = module.register_forward_hook(lambda _m, args, out: captured.append(args[0] if inputs else out))
+    _logits(model, x)
+    handle.remove()
+    return captured[0]
+
+
+@pytest.mark.parametrize(
+    ("norm", "bias", "kv"), [("layernorm", True, 4), ("layernorm", False, 2), ("rmsnorm", False, 1)]
+)
+def test_kv_rotation_preserves_the_function_and_rotates_every_head(norm, bias, kv):
+    model, x = _gpt(norm, bias, kv).double(), _tokens()
+    original, residual_only = copy.deepcopy(model), copy.deepcopy(model)
+    for rotated, kv_rotation in ((model, True), (residual_only, False)):
+        for name, rotation in rotate_gpt(rotated, 32, 0, True, [], kv_rotation=kv_rotation).items():
+            make_quantized(rotated.get_submodule(name), None, None, rotation)
+    torch.testing.assert_close(
+        _captured(model.lm_head, model, x), _captured(original.lm_head, original, x), rtol=1e-12, atol=1e-12
+    )
+    for proj in ("blocks.0.attn.proj", "blocks.1.attn.proj"):  # quantized as without the value rotation
+        seen = [
+            m.get_submodule(proj).weight_input(_captured(m.get_submodule(proj), m, x, inputs=True))
+            for m in (model, residual_only)
+        ]
+        torch.testing.assert_close(seen[0], seen[1], rtol=1e-12, atol=1e-12)
+    head = hadamard_matrix(16, signs_seed=0, dtype=torch.float64)
+    for block, reference in zip(model.blocks, original.blocks, strict=True):
+        rotated, plain = _captured(block.attn.qkv, model, x), _captured(reference.attn.qkv, original, x)
+        expected = (plain.reshape(*plain.shape[:-1], -1, 16) @ head).reshape(plain.shape)
+        torch.testing.assert_close(rotated, expected, rtol=1e-12, atol=1e-12)  # q, k and v, per head
+        assert (rotated - plain).abs().max() > 0.1
+
+
+def test_kv_rotation_lowers_the_int4_kv_cache_error_on_outlier_channels():
+    x = _tokens()
+    reference = _logits(_gpt(), x)
+    model = _kv_outliers(_gpt())
+    torch.testing.assert_close(_logits(model, x), reference, rtol=1e-5, atol=1e-5)
+    spec = get_spec("W8A16", weight="fp32", kv_cache=INT4_PER_HEAD)
+
+    def error(kv_rotation: bool) -> float:
+        quantized = copy.deepcopy(model)
+        result = quantize_(quantized, RotationConfig(spec, kv_rotation=kv_rotation))
+        assert len(result.hooks) == 2
+        return ((_logits(quantized, x) - reference) ** 2).mean().item()
+
+    unrotated, rotated = error(False), error(True)
+    assert unrotated > 0.1  # the INT4 cache does hurt under K/V outlier channels
+    assert rotated < 0.5 * unrotated
 
 
 def test_outliers_make_activations_heavy_tailed_and_hurt_per_tensor_int8():
@@ -186,3 +259,16 @@ def test_bad_inputs_against_the_model_fail_before_any_work():
         assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
     with pytest.raises(ConfigError, match="rotation"):
         quantize_(nn.Sequential(nn.ModuleList([nn.Linear(4, 4)])), RotationConfig("W4A4"))
+
+
+def test_kv_rotation_needs_a_power_of_two_head_dimension_before_any_work():
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(d_model=48, n_layer=1, n_head=2, n_kv_head=2, d_ff=64, context_length=16)).eval()
+    before = copy.deepcopy(model.state_dict())
+    spec = get_spec("W4A4", kv_cache=INT4_PER_HEAD)
+    with pytest.raises(ConfigError) as error:
+        quantize_(model, RotationConfig(spec))
+    assert all(s in str(error.value) for s in ("rotation.kv_rotation", "24", "kv_rotation=false", "16, 32"))
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    quantize_(copy.deepcopy(model), RotationConfig("W4A4"))  # no KV cache format: no head rotation to check
+    quantize_(model, RotationConfig(spec, kv_rotation=False))

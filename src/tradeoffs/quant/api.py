@@ -19,7 +19,7 @@ from tradeoffs.quant.config import (
     needs_calibration,
 )
 from tradeoffs.quant.layers import head_dims, kv_cache_hooks, make_llm_int8, make_quantized
-from tradeoffs.quant.rotation import hadamard_size, is_gpt, rotate_gpt
+from tradeoffs.quant.rotation import hadamard_size, is_gpt, kv_head_dim, rotate_gpt
 from tradeoffs.quant.sequential import gptq_model
 from tradeoffs.quant.spec import QuantSpec
 from tradeoffs.quant.structure import as_linears, target_linears
@@ -84,6 +84,8 @@ def check_config(model: nn.Module, config: MethodConfig, calibration: Tensor | N
             )
         formats = [f for f in (spec.weight_format, spec.activation_format) if f is not None]
         hadamard_size(model.wte.weight.shape[1], config.hadamard_size, formats)
+        if config.kv_rotation and kv is not None:
+            kv_head_dim(model)
     return targets
 
 
@@ -121,7 +123,8 @@ def quantize_(
             size = hadamard_size(
                 model.wte.weight.shape[1] if hasattr(model, "wte") else 0, config.hadamard_size, formats
             )
-            rotations = rotate_gpt(model, size, config.signs_seed, config.online, formats)
+            kv_rotation = config.kv_rotation and spec.kv_cache_format is not None
+            rotations = rotate_gpt(model, size, config.signs_seed, config.online, formats, kv_rotation)
         for name, linear in targets.items():
             make_quantized(linear, spec.activation_format, spec.weight_format, rotations.get(name))
         gptq = config.gptq if isinstance(config, GPTQConfig) else getattr(config, "gptq", None)

@@ -127,13 +127,17 @@ class RotationConfig:
     matrix folded into the weights (norm gains folded into the next Linears, LayerNorm turned into RMSNorm on
     a mean-free residual), and an online rotation of the inputs of the Linears whose inputs no fold reaches
     (attention output and MLP down projections). `hadamard_size` 0: the format's block size for MX/NV
-    formats (block-wise Hadamard), else the largest power of two dividing the dimension."""
+    formats (block-wise Hadamard), else the largest power of two dividing the dimension. `kv_rotation`, when
+    the spec quantizes the KV cache: queries, keys and values rotated per head by a Hadamard matrix of the
+    head dimension (folded into the qkv projection, its inverse into the attention output), so the cached
+    K and V are quantized rotated."""
 
     spec: QuantSpec | str = "W4A4"
     hadamard_size: int = 0
     online: bool = True
     signs_seed: int | None = 0
     gptq: GPTQ | None = None
+    kv_rotation: bool = True
 
     def __post_init__(self) -> None:
         _resolve(self)

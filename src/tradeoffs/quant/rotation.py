@@ -7,8 +7,14 @@
 3. The residual is rotated by an orthogonal matrix Q (block-diagonal randomized Hadamard): embeddings
    E <- E Q, readers W <- W Q, writers W <- Q^T W (and biases). RMSNorm commutes with Q, so the function is
    unchanged.
-4. Online: the inputs of the writers (attention output, MLP hidden), which no fold reaches, are rotated at
-   run time by a block Hadamard H, their weights by W <- W H.
+4. KV cache (optional): per head, queries, keys and values are rotated by a Hadamard matrix R of the head
+   dimension, folded into the qkv rows (q R, k R, v R; the model has learned absolute positions, no RoPE,
+   so q.k is unchanged) and the value rotation undone in the attention output's columns (W <- W R per head).
+   The KV cache is quantized on the rotated K and V.
+5. Online: the inputs of the writers (attention output, MLP hidden), which no fold reaches, are rotated at
+   run time by a block Hadamard H, their weights by W <- W H. Under the value rotation the attention
+   output's online matrix is R^T H (blocks of the larger of the two sizes), so its input is quantized as
+   without it.
 
 Supported: tradeoffs.models.GPT (untied head, or a tied head under a unit final-norm gain).
 """
@@ -34,10 +40,27 @@ def hadamard_size(dimension: int, requested: int, formats: list[FormatSpec]) -> 
     return size
 
 
+def kv_head_dim(model: nn.Module) -> int:
+    """The head dimension of a GPT's attention, the size of the per-head K/V Hadamard rotation; ConfigError
+    unless it is a power of two."""
+    head_dim = model.blocks[0].attn.head_dim
+    if not is_power_of_two(head_dim):
+        raise ConfigError(
+            f"rotation.kv_rotation: the per-head Hadamard rotation of the KV cache needs a power-of-two head "
+            f"dimension (d_model / n_head), got {head_dim}. Valid choices: kv_rotation=false, or n_head giving a "
+            "head dimension in 1, 2, 4, 8, 16, 32, 64, 128, ..."
+        )
+    return head_dim
+
+
 def block_rotation(dimension: int, size: int, signs_seed: int | None) -> Tensor:
     """The (dimension x dimension) block-diagonal randomized Hadamard matrix with blocks of `size`."""
     block = hadamard_matrix(size, signs_seed=signs_seed, dtype=torch.float64)
-    return torch.block_diag(*([block] * (dimension // size)))
+    return _repeat(block, dimension // size)
+
+
+def _repeat(block: Tensor, count: int) -> Tensor:
+    return torch.block_diag(*([block] * count))
 
 
 def is_gpt(model: nn.Module) -> bool:
@@ -62,7 +85,7 @@ def _fold_norm(norm: nn.Module, readers: list[nn.Linear]) -> None:
 
 def _rms_norm(norm: nn.Module, width: int) -> nn.RMSNorm:
     eps = norm.eps if getattr(norm, "eps", None) is not None else 1e-5
-    return nn.RMSNorm(width, eps=eps).to(norm.weight.device)
+    return nn.RMSNorm(width, eps=eps, device=norm.weight.device, dtype=norm.weight.dtype)
 
 
 def _transform_rows(linear: nn.Linear, left: Tensor) -> None:
@@ -77,12 +100,25 @@ def _transform_columns(linear: nn.Linear, right: Tensor) -> None:
     linear.weight.copy_((linear.weight.double() @ right).to(linear.weight.dtype))
 
 
+def _rotate_heads(attention: nn.Module, rotation: Tensor) -> None:
+    """Rotate every query, key and value head of a CausalSelfAttention by `rotation` (head_dim x head_dim),
+    undoing the value rotation in the output projection's input columns."""
+    heads = attention.n_head + 2 * attention.n_kv_head
+    _transform_rows(attention.qkv, _repeat(rotation.T, heads))
+    _transform_columns(attention.proj, _repeat(rotation, attention.n_head))
+
+
 @torch.no_grad()
 def rotate_gpt(
-    model: nn.Module, size: int, signs_seed: int | None, online: bool, online_formats: list[FormatSpec]
+    model: nn.Module,
+    size: int,
+    signs_seed: int | None,
+    online: bool,
+    online_formats: list[FormatSpec],
+    kv_rotation: bool = False,
 ) -> dict[str, Tensor]:
-    """Rotate a tradeoffs.models.GPT in place (module docstring); returns the online rotation (s x s, FP32)
-    per Linear name, to apply to its input at run time."""
+    """Rotate a tradeoffs.models.GPT in place (module docstring), per head too with `kv_rotation`; returns
+    the online rotation (s x s, in the weight's dtype) per Linear name, to apply to its input at run time."""
     if not is_gpt(model):
         raise ConfigError(f"rotation: supported for tradeoffs.models.GPT only, got {type(model).__name__}")
     width = model.wte.weight.shape[1]
@@ -111,12 +147,21 @@ def rotate_gpt(
     for _owner, _name, readers in pairs:
         for reader in readers:
             _transform_columns(reader, q_read)
+    head_rotation = None
+    if kv_rotation:
+        head_rotation = hadamard_matrix(kv_head_dim(model), signs_seed=signs_seed, dtype=torch.float64)
+        for block in model.blocks:
+            _rotate_heads(block.attn, head_rotation)
     rotations: dict[str, Tensor] = {}
     if online:
         names = {id(m): n for n, m in model.named_modules()}
+        value_readers = {id(block.attn.proj) for block in model.blocks}
         for writer in writers:
             block_size = hadamard_size(writer.in_features, 0, online_formats)
             h = hadamard_matrix(block_size, dtype=torch.float64)
-            _transform_columns(writer, torch.block_diag(*([h] * (writer.in_features // block_size))))
-            rotations[names[id(writer)]] = h.float()
+            if head_rotation is not None and id(writer) in value_readers:
+                span = max(block_size, len(head_rotation))
+                h = _repeat(head_rotation.T, span // len(head_rotation)) @ _repeat(h, span // block_size)
+            _transform_columns(writer, _repeat(h, writer.in_features // len(h)))
+            rotations[names[id(writer)]] = h.to(writer.weight.dtype)
     return rotations
