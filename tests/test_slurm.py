@@ -296,8 +296,9 @@ def smoke_runs(slurm, tmp_path_factory):
 
 
 def measured(metric: Metric) -> bool:
-    """A measurement of the machine (a time, a rate, memory, utilisation), which no two runs share."""
-    return metric.unit in {"s", "B", "MiB", "%"} or metric.unit.endswith("/s") or metric.name == "mfu"
+    """A measurement of the machine (a time or its spread, a rate, memory, utilisation), which no two runs share."""
+    timing = metric.name.startswith("time_") or metric.name == "mfu"
+    return timing or metric.unit in {"s", "B", "MiB", "%"} or metric.unit.endswith("/s")
 
 
 def test_smoke_suite_on_slurm_equals_local_run(smoke_runs, slurm):
