@@ -11,6 +11,7 @@ validates a resolved config, never loads it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import fields, is_dataclass
@@ -25,9 +26,10 @@ from tradeoffs.kinds.base import ExperimentConfig
 from tradeoffs.paths import conf_dir
 
 
+@functools.cache
 def register_schemas() -> None:
     """Register every kind's schema in Hydra's ConfigStore as `<kind>_schema`, and the resolvers conf/ uses
-    (idempotent)."""
+    (once per process: the store outlives Hydra sessions, and storing a schema costs a deep copy of it)."""
     from hydra.core.config_store import ConfigStore
 
     store = ConfigStore.instance()
