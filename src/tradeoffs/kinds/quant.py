@@ -118,11 +118,12 @@ class SmoothQuantOptions:
 @dataclass
 class RotationOptions:
     """The QuaRot-style rotation's Hadamard block (0: the formats' block size, else the largest power of two
-    dividing d_model), online rotations, sign seed."""
+    dividing d_model), online rotations, sign seed, per-head K/V rotations when the spec quantizes the KV cache."""
 
     hadamard_size: int = 0
     online: bool = True
     signs_seed: int = 0
+    kv_rotation: bool = True
 
 
 @dataclass

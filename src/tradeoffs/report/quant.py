@@ -71,6 +71,8 @@ def config_label(row: pd.Series) -> str:
         label += f" [{formats[0] or 'default'} | {formats[1] or 'default'}]"
     if _given(row.get("cfg.method.spec.weight_granularity")) not in ("", "format"):
         label += f", {granularity_label(row)}"
+    if kv_cache := _given(row.get("cfg.method.spec.kv_cache")):
+        label += f", KV {kv_cache}"
     if method in ("smoothquant", "rotation") and bool(row.get("cfg.method.gptq_weights")):
         label += " + GPTQ"
     return label
