@@ -1,71 +1,74 @@
-"""The ladder's fit table on runs drawn from Quartet's law (known parameters recovered within the intervals),
-the train kind's size and compute metrics on a real tiny run, and the paper-size scaling suite's plan."""
+"""The ladder's report products from the scaling_fit kind's rows on runs drawn from Quartet's law (known
+parameters within the intervals, beside the papers' constants; too few runs as rows saying so), iso-FLOP
+slices and the compute-optimal envelope, the train kind's size and compute metrics on a real tiny run, and
+the paper-size scaling suite's plan."""
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from test_scaling_fit import EFFICIENCY, LAW, fit_ladder, write_ladder
 
 from conftest import TRAIN_TINY
 from tradeoffs.config import load_experiment
-from tradeoffs.fit import FitOptions, quartet_loss
 from tradeoffs.models import ModelConfig, count_parameters
 from tradeoffs.plan import build_plan
-from tradeoffs.report.scaling import ladder_fits_table
+from tradeoffs.report import write_figure, write_table_file
+from tradeoffs.report.scaling import (
+    frontier_figure,
+    iso_flop_slices,
+    ladder_figure,
+    ladder_fits_table,
+    lower_envelope,
+)
 from tradeoffs.results import collect
 from tradeoffs.runner import run_experiment
 
-LAW = {"A": 300.0, "alpha": 0.589, "B": 900.0, "beta": 0.544, "gamma": 0.274, "E": 1.2}
-EFFICIENCY = {"fp32": (1.0, 1.0), "fp8": (0.95, 0.98), "mxfp4": (0.6, 0.9)}
 
-
-def ladder_rows(noise: float = 0.002, seed: int = 0) -> pd.DataFrame:
-    """Tidy rows of train runs (one per rung x D/N x precision) whose final loss follows Quartet's law with
-    multiplicative noise, in the columns collect() gives them."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for n, ratio, (precision, (eff_n, eff_d)) in (
-        (n, r, p) for n in (5e4, 2e5, 1e6, 5e6) for r in (2, 5, 20, 50) for p in EFFICIENCY.items()
-    ):
-        loss = quartet_loss(n, n * ratio, **LAW, eff_n=eff_n, eff_d=eff_d) * np.exp(rng.normal(0, noise))
-        common = {"id": f"train/{precision}-{n:g}-{ratio}", "kind": "train", "status": "ok", "cfg.study": "ladder"}
-        common |= {"cfg.recipe.name": precision, "cfg.model.name": f"gpt-{n:g}"}
-        for metric, value in (
-            ("final_val_loss", loss),
-            ("non_embedding_parameters", n),
-            ("training_tokens", n * ratio),
-        ):
-            rows.append({**common, "metric": metric, "value": float(value)})
-    return pd.DataFrame(rows)
-
-
-def test_ladder_fits_recover_the_law_and_quote_the_papers_constants():
-    table = ladder_fits_table(ladder_rows(), FitOptions(n_bootstrap=30))
+def test_ladder_products_from_the_fit_studys_rows(workflow_dir):
+    """The fitted-parameters table beside the papers' constants, and the two figures, from a ladder drawn from
+    Quartet's law and the scaling_fit kind's rows on it (written and read through the product registry)."""
+    results = fit_ladder(workflow_dir, write_ladder(workflow_dir))
+    table = ladder_fits_table(results)
     quartet = table.loc["quartet"]
     for parameter in ("alpha", "beta", "gamma"):
-        row = quartet.loc[("fp32 (shared)", parameter)]
+        row = quartet.loc[("fp32", parameter)]
         assert row["status"] == "ok" and row["interval_low"] <= LAW[parameter] <= row["interval_high"], row
-        assert row["paper"] == LAW[parameter]  # the synthetic law uses Quartet's exponents
-    for precision, (eff_n, _) in EFFICIENCY.items():
-        if precision != "fp32":
-            row = quartet.loc[(precision, "eff_n")]
-            assert row["value"] == pytest.approx(eff_n, rel=0.1)
-            assert row["interval_low"] < row["interval_high"]
+        assert row["paper"] == LAW[parameter] and row["r2"] > 0.99  # the synthetic law uses Quartet's exponents
+    assert quartet.loc[("mxfp4", "eff_n"), "value"] == pytest.approx(EFFICIENCY["mxfp4"][0], rel=0.1)
     chinchilla = table.loc["chinchilla"]
     assert set(chinchilla.index.get_level_values("precision")) == set(EFFICIENCY)
-    assert (chinchilla["runs"] == 16).all() and (chinchilla.loc[("fp32", "alpha"), "paper"] == 0.34)
+    assert (chinchilla["runs"] == 16).all() and chinchilla.loc[("fp32", "alpha"), "paper"] == 0.34
+
+    parquet = workflow_dir / "results" / "results.parquet"
+    results.to_parquet(parquet)
+    for name in ("scaling_ladder", "scaling_frontier"):
+        out = workflow_dir / "reports" / "figures" / f"{name}.png"
+        write_figure(name, parquet, out)
+        assert out.stat().st_size > 20_000, name
+    write_table_file("scaling_ladder_fits", parquet, workflow_dir / "reports" / "tables" / "fits.csv")
+    assert "0.589" in (workflow_dir / "reports" / "tables" / "fits.md").read_text()
 
 
-def test_too_few_runs_is_a_row_saying_so():
-    rows = ladder_rows()
-    few = rows[rows["id"].str.startswith("train/fp32-50000-") | rows["id"].str.startswith("train/mxfp4")]
-    table = ladder_fits_table(few, FitOptions(n_bootstrap=0))
-    assert set(table.loc[("quartet", "fp32 (shared)"), "status"]) == {"too_few_runs"}
+def test_iso_flop_slices_and_the_lower_envelope():
+    runs = pd.DataFrame({"compute": [1.0, 1.2, 1.4, 3.0, 3.1, 9.0], "n_params": [1, 2, 2, 1, 3, 5]})
+    slices = iso_flop_slices(runs, factor=1.5)
+    assert [list(s.index) for s in slices] == [[0, 1, 2], [3, 4]]  # the run alone at 9 spans one size
+    envelope = lower_envelope(pd.Series([1.0, 2.0, 3.0, 4.0]), pd.Series([3.0, 3.5, 2.5, 2.0]))
+    assert list(envelope["compute"]) == [1.0, 3.0, 4.0]
+
+
+def test_too_few_runs_are_rows_of_the_table_and_the_figures_name_the_fits_not_drawn(workflow_dir):
+    ids = write_ladder(workflow_dir, {"fp32": (1, 1), "mxfp4": (0.6, 0.9)}, sizes=(5e4, 2e5), ratios=(2, 20))
+    results = fit_ladder(workflow_dir, ids)
+    table = ladder_fits_table(results)
+    assert set(table.loc[("quartet", "fp32"), "status"]) == {"too_few_runs"}
     assert set(table.loc[("chinchilla", "fp32"), "status"]) == {"too_few_runs"}
-    assert "runs" in table.loc[("chinchilla", "fp32"), "reason"].iloc[0]
-    assert set(table.loc[("chinchilla", "mxfp4"), "status"]) == {"ok"}
+    assert "4 runs for 5 parameters" in table.loc[("chinchilla", "fp32"), "reason"].iloc[0]
+    assert table["value"].isna().all() and table["r2"].isna().all()
+    note = "chinchilla too_few_runs; quartet too_few_runs"
+    assert note in ladder_figure(results).get_suptitle() and note in frontier_figure(results).get_suptitle()
 
 
 def test_a_train_run_records_its_parameters_tokens_and_compute(workflow_dir):
@@ -107,6 +110,7 @@ def test_the_paper_size_scaling_suite_plans(workflow_dir):
     plan = build_plan("scaling")
     assert set(plan.studies()) == {
         "ladder",
+        "scaling_law",
         "qat_fraction",
         "stability",
         "optimizer_fp8",
@@ -122,3 +126,6 @@ def test_the_paper_size_scaling_suite_plans(workflow_dir):
     ]
     assert round(min(ratios)) >= 20  # the largest budget of every rung: 20 tokens per parameter or more
     assert all(e.job.gpus == 1 for e in plan.experiments if e.kind in ("train", "strategies"))
+    (fit,) = plan.of_kind("scaling_fit")  # one fit of every ladder run, on the CPU
+    assert fit.inputs == tuple(e.result_path for e in plan.experiments if e.config["study"] == "ladder")
+    assert fit.job.gpus == 0

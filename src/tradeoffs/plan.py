@@ -13,7 +13,7 @@ import itertools
 import json
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -155,8 +155,36 @@ def _sources(
     return sources
 
 
+def _reads_whole_study(kind: str) -> bool:
+    """Whether experiments of `kind` read every source experiment at once (their schema has `source_ids`)
+    rather than one each (`source`, `source_id`)."""
+    from tradeoffs.kinds import get_kind
+
+    return any(f.name == "source_ids" for f in fields(get_kind(kind).schema))
+
+
+def _set_sources(config: Any, batch: list[PlannedExperiment | None], studies_before: list[str]) -> None:
+    """Fill the planner's keys of a config from the source experiments it reads: `source_ids` with all of them,
+    or `source` (the resolved config) and `source_id` of the one; a kind that reads sources but got none is an
+    error."""
+    from tradeoffs.config import to_typed
+
+    if batch == [None]:
+        if hasattr(config, "source_id") or hasattr(config, "source_ids"):
+            what = "the experiments of another study" if hasattr(config, "source_ids") else "a trained model"
+            raise ConfigError(
+                f"source: kind '{config.kind}' reads {what}, but the study names no source study; "
+                f"add `source: <study>` (studies before it: {', '.join(studies_before)})"
+            )
+    elif hasattr(config, "source_ids"):
+        config.source_ids = [source.id for source in batch]
+    else:
+        (source,) = batch
+        config.source, config.source_id = to_typed(source.config), source.id
+
+
 def _plan_experiments(suite_name: str, suite: SuiteConfig) -> list[PlannedExperiment]:
-    from tradeoffs.config import as_dict, config_hash, load_experiment, to_typed
+    from tradeoffs.config import as_dict, config_hash, load_experiment
     from tradeoffs.kinds import get_kind
 
     experiments: list[PlannedExperiment] = []
@@ -172,27 +200,24 @@ def _plan_experiments(suite_name: str, suite: SuiteConfig) -> list[PlannedExperi
                 )
         fixed = [format_override(k, v) for k, v in {**sweep.fixed, "study": study}.items()]
         sources = _sources(suite_name, study, sweep, experiments)
+        whole = sources != [None] and _reads_whole_study(kind)
+        batches = [sources] if whole else [[source] for source in sources]
         planned_before = len(experiments)
         for point in _grid(sweep):
             if _excluded(point, sweep.exclude):
                 continue
             overrides = (*fixed, *(format_override(k, v) for k, v in point.items()))
-            for source in sources:
+            for batch in batches:
                 try:
                     config = load_experiment(kind, overrides)
-                    if source is not None:
-                        config.source, config.source_id = to_typed(source.config), source.id
-                    elif hasattr(config, "source_id"):
-                        raise ConfigError(
-                            f"source: kind '{kind}' reads a trained model, but the study names no source study; "
-                            f"add `source: <study>` (studies before it: {', '.join(_studies_before(suite, study))})"
-                        )
+                    _set_sources(config, batch, _studies_before(suite, study))
                 except ConfigError as error:
                     raise ConfigError(f"suite '{suite_name}', {study} with {' '.join(overrides)}: {error}") from None
                 resources = get_kind(kind).resources(config)
                 resolve_threads(config, resources.threads)
                 labels = ([] if study == kind else [study]) + list(point.values())
-                labels += [] if source is None else [source.id.split("/", 1)[1].rsplit("-", 1)[0]]
+                if not whole and batch != [None]:
+                    labels.append(batch[0].id.split("/", 1)[1].rsplit("-", 1)[0])
                 experiment_id = make_id(kind, labels, config_hash(config))
                 if experiment_id in seen:
                     raise ConfigError(
@@ -200,7 +225,7 @@ def _plan_experiments(suite_name: str, suite: SuiteConfig) -> list[PlannedExperi
                         f"the same experiment {experiment_id}"
                     )
                 seen[experiment_id] = overrides
-                inputs = () if source is None else (source.result_path,)
+                inputs = tuple(source.result_path for source in batch if source is not None)
                 experiments.append(
                     PlannedExperiment(experiment_id, kind, overrides, as_dict(config), inputs, resources)
                 )

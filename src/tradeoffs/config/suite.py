@@ -15,7 +15,7 @@ from tradeoffs.kinds import kind_names
 from tradeoffs.paths import conf_dir
 
 # Keys only the planner sets (from a study's `source`): a suite naming them could point a job at any path.
-PLANNED_KEYS = ("source", "source_id")
+PLANNED_KEYS = ("source", "source_id", "source_ids")
 
 
 @dataclass

@@ -1,9 +1,11 @@
 """Fits of scaling runs (docs/scaling.md): the Chinchilla and Quartet laws of loss in N and D (Huber loss in
 log space, a grid of initialisations, a convergence check, seeded bootstrap intervals), the best QAT
-fraction per setting, log-log exponents, and divergence rate against bits. Every fit returns a FitResult
-whose status says when it could not be made; `FitResult.rows()` gives rows of the tidy table."""
+fraction per setting, log-log exponents, and divergence rate against bits; `ladder_fits` fits both laws to a
+ladder of runs. Every fit returns a FitResult whose status says when it could not be made; `FitResult.rows()`
+gives rows of the tidy table."""
 
 from tradeoffs.fit.divergence import divergence_rate
+from tradeoffs.fit.ladder import ALL_PRECISIONS, TRAIN_RUN_FIELDS, TRAIN_RUN_METRICS, ladder_fits
 from tradeoffs.fit.laws import (
     CHINCHILLA_PAPER,
     QUARTET_PAPER,
@@ -20,6 +22,7 @@ from tradeoffs.fit.robust import FitOptions
 from tradeoffs.fit.table import LAWS, fit_table, read_runs, runs_from_tidy
 
 __all__ = [
+    "ALL_PRECISIONS",
     "CHINCHILLA_PAPER",
     "FIT_STATUSES",
     "LAWS",
@@ -27,6 +30,8 @@ __all__ = [
     "OK",
     "QUARTET_PAPER",
     "TOO_FEW_RUNS",
+    "TRAIN_RUN_FIELDS",
+    "TRAIN_RUN_METRICS",
     "Estimate",
     "FitOptions",
     "FitResult",
@@ -37,6 +42,7 @@ __all__ = [
     "fit_chinchilla",
     "fit_quartet",
     "fit_table",
+    "ladder_fits",
     "power_law",
     "predict_loss",
     "quartet_loss",

@@ -42,7 +42,8 @@ class Estimate:
 class FitResult:
     """What a fit returns. `status` is ok, too_few_runs or not_converged (with `reason`); `estimates` are
     kept unrounded; `quality` holds R^2, residual spread, bootstrap counts and the like; `residuals` are
-    log(observed) - log(predicted) per run id (or plain differences where a fit is not in log space)."""
+    log(observed) - log(predicted) per run id (or plain differences where a fit is not in log space);
+    `labels` name the group the whole fit belongs to (e.g. its precision) and qualify every row of it."""
 
     fit: str
     status: str
@@ -53,6 +54,7 @@ class FitResult:
     run_ids: tuple[str, ...] = ()
     level: float = 0.95
     seed: int | None = None
+    labels: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.status not in FIT_STATUSES:
@@ -76,7 +78,7 @@ class FitResult:
     def metrics(self) -> list[dict[str, Any]]:
         """The result as metric records {name, value, unit, labels} (the fields of tradeoffs.results.Metric,
         so a kind can record a fit with `[Metric(**m) for m in result.metrics()]`)."""
-        common = {"fit": self.fit, "fit_status": self.status, "fit_reason": self.reason}
+        common = {"fit": self.fit, "fit_status": self.status, "fit_reason": self.reason, **self.labels}
         runs = {"n_runs": len(self.run_ids), "run_ids": json.dumps(list(self.run_ids))}
         records = [
             {
@@ -98,7 +100,7 @@ class FitResult:
             for e in self.estimates
         ]
         records += [
-            {"name": f"fit_{key}", "value": value, "unit": "", "labels": {**common, **runs}}
+            {"name": f"fit_{key}", "value": float(value), "unit": "", "labels": {**common, **runs}}
             for key, value in self.quality.items()
         ]
         records += [

@@ -146,7 +146,8 @@ def fit_table(
 
 
 def _with_labels(result: FitResult, labels: Mapping[str, Any]) -> FitResult:
-    return replace(result, estimates=tuple(replace(e, labels={**labels, **e.labels}) for e in result.estimates))
+    estimates = tuple(replace(e, labels={**labels, **e.labels}) for e in result.estimates)
+    return replace(result, estimates=estimates, labels={**labels, **result.labels})
 
 
 def runs_from_tidy(

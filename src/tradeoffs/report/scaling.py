@@ -1,28 +1,43 @@
 """Figures and tables of the scaling studies: activations and step time against FLOPs per scaling strategy
-(the strategies kind) with their fitted log-log exponents, and the scaling-law fits (Chinchilla per precision,
-Quartet's law across precisions) of a ladder of training runs, beside the papers' constants."""
+(the strategies kind) with their fitted log-log exponents; and a ladder of training runs with the scaling laws
+the scaling_fit kind fitted to it (Chinchilla per precision, Quartet's law across precisions): loss against N
+and D/N with the fitted curves, the compute-optimal frontier and iso-FLOP slices, and the fitted parameters
+beside the papers' constants (read from the fit study's rows; the report fits nothing itself)."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
-from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter
+from matplotlib.ticker import (
+    EngFormatter,
+    FixedLocator,
+    FormatStrFormatter,
+    LogLocator,
+    MaxNLocator,
+    NullFormatter,
+)
 
 from tradeoffs.fit import (
+    ALL_PRECISIONS,
     CHINCHILLA_PAPER,
+    OK,
     QUARTET_PAPER,
-    FitOptions,
-    FitResult,
+    TRAIN_RUN_FIELDS,
+    TRAIN_RUN_METRICS,
+    chinchilla_loss,
     exponents_by_group,
-    fit_table,
+    quartet_loss,
     runs_from_tidy,
 )
+from tradeoffs.fit.laws import QUARTET_ESTIMATES
 from tradeoffs.report.common import select
 
 STRATEGY_METRICS = ("flops", "activations", "parameters", "flops_factor", "time_median_s")
@@ -135,57 +150,286 @@ def strategies_table(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(["base", "strategy", "quantity"])
 
 
-# ----------------------------------------------------------------------------------------- ladder fits
-REFERENCE_PRECISION = "fp32"  # Quartet's shared parameters are fitted on these runs
-LADDER_METRICS = {"loss": "final_val_loss", "n_params": "non_embedding_parameters", "tokens": "training_tokens"}
+# ------------------------------------------------------------------------------- the ladder and its fits
+FIT_STUDY = "scaling_law"  # the scaling_fit kind's study: the laws fitted to every ladder run
+FIT_PAPERS = {"chinchilla": CHINCHILLA_PAPER, "quartet": QUARTET_PAPER}
+LAW_NAMES = {"quartet": "Quartet's law", "chinchilla": "Chinchilla per precision"}
+LAW_STYLES = {"quartet": "-", "chinchilla": ":"}
+CHINCHILLA_LAW = ("E", "A", "B", "alpha", "beta")
+PRECISION_ORDER = ["fp32", "bf16", "fp8", "mxfp8", "mxfp4", "nvfp4"]
+MARKERS = "os^DvPX<>*"
+ISO_FLOP_FACTOR = 1.5  # runs within this factor of compute of a slice's cheapest form one iso-FLOP slice
+RUN_METRICS = {**TRAIN_RUN_METRICS, "total": "total_parameters", "compute": "training_compute"}
 
 
 def ladder_runs(results: pd.DataFrame, study: str = "ladder") -> pd.DataFrame:
-    """One row per training run of `study` (diverged runs kept with nan loss): loss, N, D, precision."""
+    """One row per training run of `study` (diverged runs kept with nan loss): loss, N (non-embedding), total
+    parameters, D, compute (6ND + attention), D/N, precision and model."""
     rows = select(results, study, ("ok", "diverged"), ("non_embedding_parameters", "training_tokens"))
-    return runs_from_tidy(rows, LADDER_METRICS, {"precision": "cfg.recipe.name", "model": "cfg.model.name"})
+    runs = runs_from_tidy(rows, RUN_METRICS, {**TRAIN_RUN_FIELDS, "model": "cfg.model.name"})
+    shared_name = runs.groupby("model")["n_params"].transform("nunique") > 1  # e.g. a name with n_layer varied
+    sized = runs["model"] + " (N " + runs["n_params"].map(EngFormatter(places=0)) + ")"
+    return runs.assign(
+        model=runs["model"].where(~shared_name, sized),
+        ratio=runs["tokens"] / runs["n_params"],
+        total=runs["total"].fillna(runs["n_params"]),
+    )
 
 
-def _fit_rows(fit: FitResult, paper: dict[str, float], precision: str) -> list[dict]:
+def fit_rows(results: pd.DataFrame, study: str = FIT_STUDY) -> pd.DataFrame:
+    """The fit rows (metrics fit_*) of the first ok run of the fit study."""
+    rows = select(results, study, ("ok",), ("fit_parameter",))
+    rows = rows[rows["id"] == rows["id"].iloc[0]]
+    return rows[rows["metric"].str.startswith("fit_", na=False)]
+
+
+def fitted_law(fits: pd.DataFrame, fit: str, precision: str) -> Callable | None:
+    """L(N, D) of `fit` (chinchilla or quartet) for `precision` from the fit rows; None unless that fit
+    converged and made every estimate it needs (Quartet: the shared ones and the precision's effN, effD)."""
+    params = fits[(fits["metric"] == "fit_parameter") & (fits["label.fit"] == fit)]
+    reference = fits["cfg.reference"].iloc[0]
+    if fit == "chinchilla":
+        needed = {name: precision for name in CHINCHILLA_LAW}
+    else:
+        needed = {name: reference for name in QUARTET_ESTIMATES}
+        needed |= {} if precision == reference else {"eff_n": precision, "eff_d": precision}
+    usable = params[(params["label.fit_status"] == OK) & (params["label.estimate_status"] == OK)]
+    values = {
+        name: part["value"].iloc[0]
+        for name, owner in needed.items()
+        if len(part := usable[(usable["label.parameter"] == name) & (usable["label.precision"] == owner)])
+    }
+    if len(values) < len(needed):
+        return None
+    if fit == "chinchilla":
+        return lambda n, d: chinchilla_loss(n, d, **values)
+    return lambda n, d: quartet_loss(n, d, **values)
+
+
+def _laws(fits: pd.DataFrame, precisions) -> dict[tuple[str, str], Callable]:
+    """Every converged law per (fit, precision)."""
+    found = {(fit, p): fitted_law(fits, fit, p) for fit in LAW_STYLES for p in precisions}
+    return {key: law for key, law in found.items() if law is not None}
+
+
+def _palette(precisions) -> dict[str, tuple]:
+    known = [p for p in PRECISION_ORDER if p in set(precisions)]
+    order = known + sorted(set(precisions) - set(known))
+    return dict(zip(order, sns.color_palette("colorblind", len(order)), strict=True))
+
+
+def _markers(runs: pd.DataFrame) -> dict[str, str]:
+    models = runs.drop_duplicates("model").sort_values("n_params")["model"]
+    return {model: MARKERS[i % len(MARKERS)] for i, model in enumerate(models)}
+
+
+def _log_axes(axis, x_unit: str) -> None:
+    """Log-log axes, called once everything is drawn: x ticks at 1, 2, 5 per decade over short ranges, the
+    loss (y) at round linear values, as a loss axis spans less than a decade."""
+    axis.set_xscale("log")
+    axis.set_yscale("log")
+    low, high = axis.get_xlim()
+    subs = (1.0, 2.0, 5.0) if math.log10(high / low) < 2 else (1.0,)
+    axis.xaxis.set_major_locator(LogLocator(subs=subs, numticks=5))
+    axis.xaxis.set_major_formatter(EngFormatter(unit=x_unit))
+    axis.xaxis.set_minor_formatter(NullFormatter())
+    low, high = axis.get_ylim()
+    ticks = MaxNLocator(6).tick_values(low, high)
+    axis.yaxis.set_major_locator(FixedLocator(ticks[ticks > 0]))
+    axis.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    axis.yaxis.set_minor_formatter(NullFormatter())
+    axis.set_ylim(low, high)
+    axis.grid(alpha=0.3, which="both")
+
+
+def _budget_groups(runs: pd.DataFrame) -> tuple[str, pd.Series]:
+    """How runs of one budget are grouped for curves against N: by tokens per parameter (D / all parameters, 2
+    significant digits) where those groups span more model sizes (a ladder of ratios), else by D (a ladder of
+    fixed token budgets)."""
+    per_parameter = (runs["tokens"] / runs["total"]).map(lambda v: float(f"{v:.2g}"))
+    if runs.groupby(per_parameter)["n_params"].nunique().max() > runs.groupby("tokens")["n_params"].nunique().max():
+        return "tokens per parameter", per_parameter
+    return "D", runs["tokens"]
+
+
+def _points(axis, runs: pd.DataFrame, x: str, colors: dict, markers: dict) -> None:
+    for (precision, model), part in runs.groupby(["precision", "model"], sort=False):
+        axis.plot(part[x], part["loss"], markers[model], color=colors[precision], markersize=5, alpha=0.85)
+
+
+def _legend(figure, colors: dict, markers: dict, lines: dict[str, str]) -> None:
+    """One legend beside the panels: precision colours, model markers and the line styles `lines` (label:
+    style)."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=c, marker="o", linestyle="", label=p) for p, c in colors.items()]
+    handles += [Line2D([], [], color="0.3", marker=m, linestyle="", label=model) for model, m in markers.items()]
+    handles += [Line2D([], [], color="0.3", linestyle=style, label=label) for label, style in lines.items()]
+    figure.legend(handles=handles, loc="outside right center", fontsize=8, title="precision / model / line")
+
+
+def _fit_note(fits: pd.DataFrame, laws: dict) -> str:
+    """Which fits are not drawn, and their status (e.g. 'not drawn: quartet not_converged')."""
+    drawn = {fit for fit, _ in laws}
+    params = fits[fits["metric"] == "fit_parameter"]
+    missing = params[~params["label.fit"].isin(drawn)].drop_duplicates(["label.fit", "label.fit_status"])
+    return "; ".join(f"{r['label.fit']} {r['label.fit_status']}" for _, r in missing.iterrows())
+
+
+def ladder_figure(results: pd.DataFrame) -> plt.Figure:
+    """The ladder's final validation loss against N (curves through the runs of one budget) and against D/N
+    (curves per model size), points per run (colour: precision, marker: model), with the fitted laws of the
+    fit study drawn per precision (Quartet's solid, Chinchilla's dotted) where they converged; log axes."""
+    runs = ladder_runs(results).dropna(subset=["loss"])
+    fits = fit_rows(results)
+    colors, markers = _palette(runs["precision"]), _markers(runs)
+    laws = _laws(fits, colors)
+    figure, (by_n, by_ratio) = plt.subplots(1, 2, figsize=(12, 4.8), layout="constrained")
+    _points(by_n, runs, "n_params", colors, markers)
+    _points(by_ratio, runs, "ratio", colors, markers)
+    budget, groups = _budget_groups(runs)
+    n_grid = np.geomspace(runs["n_params"].min() / 1.5, runs["n_params"].max() * 1.5, 100)
+    ratio_grid = np.geomspace(runs["ratio"].min() / 1.5, runs["ratio"].max() * 1.5, 100)
+    for (fit, precision), law in laws.items():
+        style = {"color": colors[precision], "linestyle": LAW_STYLES[fit], "linewidth": 1}
+        for value, part in runs.groupby(groups):
+            tokens = value if budget == "D" else part["ratio"].median() * n_grid
+            by_n.plot(n_grid, law(n_grid, tokens), **style)
+        for n in runs["n_params"].unique():
+            by_ratio.plot(ratio_grid, law(n, ratio_grid * n), **style)
+    _log_axes(by_n, "")
+    by_n.set_xlabel("non-embedding parameters N")
+    by_n.set_ylabel("final validation loss (nats)")
+    text = EngFormatter(places=0, sep="") if budget == "D" else "{:g}".format
+    budgets = ", ".join(text(v) for v in sorted(set(groups))) + (" tokens" if budget == "D" else "")
+    by_n.set_title(f"loss against N; curves at each budget ({budget}: {budgets})", fontsize=9)
+    _log_axes(by_ratio, "")
+    by_ratio.set_xlabel("training tokens per non-embedding parameter D/N")
+    by_ratio.set_ylabel("final validation loss (nats)")
+    by_ratio.set_title("loss against D/N; curves at each model's N", fontsize=9)
+    note = _fit_note(fits, laws)
+    figure.suptitle(f"Ladder: final loss and the fitted scaling laws{f' (not drawn: {note})' if note else ''}")
+    _legend(figure, colors, markers, {LAW_NAMES[f]: LAW_STYLES[f] for f in LAW_STYLES if f in {k[0] for k in laws}})
+    return figure
+
+
+def lower_envelope(compute: pd.Series, loss: pd.Series) -> pd.DataFrame:
+    """The runs on the compute-optimal frontier: those with a lower loss than every cheaper run, by compute."""
+    order = pd.DataFrame({"compute": compute, "loss": loss}).dropna().sort_values(["compute", "loss"])
+    best = order["loss"].cummin()
+    return order[order["loss"] <= best].drop_duplicates("loss")
+
+
+def iso_flop_slices(runs: pd.DataFrame, factor: float = ISO_FLOP_FACTOR) -> list[pd.DataFrame]:
+    """Runs grouped into slices of about equal compute (each within `factor` of its slice's cheapest run),
+    keeping the slices that span two model sizes or more."""
+    ordered = runs.sort_values("compute")
+    slices, start, current = [], None, []
+    for index, compute in ordered["compute"].items():
+        if start is None or compute > start * factor:
+            slices.append(current)
+            start, current = compute, []
+        current.append(index)
+    slices.append(current)
+    return [ordered.loc[s] for s in slices if s and ordered.loc[s, "n_params"].nunique() >= 2]
+
+
+def _flops_per_token(runs: pd.DataFrame) -> Callable[[np.ndarray], np.ndarray]:
+    """Training FLOPs per token as a function of N, log-log interpolated between the ladder's models (their
+    counted 6N + attention)."""
+    rungs = runs.assign(f=runs["compute"] / runs["tokens"]).groupby("n_params")["f"].median()
+    log_n, log_f = np.log(rungs.index.to_numpy(float)), np.log(rungs.to_numpy(float))
+    return lambda n: np.exp(np.interp(np.log(n), log_n, log_f))
+
+
+def frontier_figure(results: pd.DataFrame) -> plt.Figure:
+    """Left: final loss against training compute (6ND + attention) per run, the lower envelope of the runs per
+    precision (solid steps) and the fitted law's envelope over the ladder's model sizes (dashed). Right: the
+    iso-FLOP slices of the reference precision's runs, loss against N at about equal compute, with the fitted
+    law at each slice's compute; log axes."""
+    runs = ladder_runs(results).dropna(subset=["loss", "compute"])
+    fits = fit_rows(results)
+    colors, markers = _palette(runs["precision"]), _markers(runs)
+    laws = _laws(fits, colors)
+    per_token = _flops_per_token(runs)
+    smallest, largest = runs["n_params"].min(), runs["n_params"].max()
+    figure, (frontier, iso) = plt.subplots(1, 2, figsize=(12, 4.8), layout="constrained")
+    _points(frontier, runs, "compute", colors, markers)
+    grid = np.geomspace(runs["compute"].min() / 1.5, runs["compute"].max() * 1.5, 200)
+    for precision, part in runs.groupby("precision", sort=False):
+        envelope = lower_envelope(part["compute"], part["loss"])
+        frontier.step(envelope["compute"], envelope["loss"], where="post", color=colors[precision], alpha=0.8)
+        law = laws.get(("quartet", precision)) or laws.get(("chinchilla", precision))
+        if law is not None:
+            sizes = np.sort(part["n_params"].unique())
+            curves = np.array([law(n, grid / per_token(n)) for n in sizes])
+            frontier.plot(grid, curves.min(axis=0), "--", color=colors[precision], linewidth=1)
+    _log_axes(frontier, "FLOP")
+    frontier.set_xlabel("training compute C = D (6N + attention) (FLOP)")
+    frontier.set_ylabel("final validation loss (nats)")
+    frontier.set_title("compute-optimal frontier: envelope of the runs (solid), of the fitted law (dashed)", fontsize=9)
+    reference = fits["cfg.reference"].iloc[0]
+    own = runs[runs["precision"] == reference]
+    slices = iso_flop_slices(own)
+    shades = sns.color_palette("viridis", max(len(slices), 1))
+    law = laws.get(("quartet", reference)) or laws.get(("chinchilla", reference))
+    for shade, part in zip(shades, slices, strict=False):
+        part = part.sort_values("n_params")
+        compute = part["compute"].median()
+        label = f"C ≈ {EngFormatter(unit='FLOP', places=1)(compute)}"
+        iso.plot(part["n_params"], part["loss"], "o-", color=shade, label=label)
+        if law is not None:
+            n = np.geomspace(smallest, largest, 60)  # where C/D is interpolated between the rungs
+            iso.plot(n, law(n, compute / per_token(n)), ":", color=shade, linewidth=1)
+    _log_axes(iso, "")
+    iso.set_xlabel("non-embedding parameters N")
+    iso.set_ylabel("final validation loss (nats)")
+    if slices:
+        iso.legend(fontsize=7, title=f"{reference} runs of about equal compute", title_fontsize=7)
+        iso.set_title(f"iso-FLOP slices (within x{ISO_FLOP_FACTOR} of compute); dotted: fitted law", fontsize=9)
+    else:
+        iso.text(
+            0.5,
+            0.5,
+            f"no two {reference} runs of different N\nwithin x{ISO_FLOP_FACTOR} of compute",
+            transform=iso.transAxes,
+            ha="center",
+            va="center",
+        )
+        iso.set_title("iso-FLOP slices", fontsize=9)
+    note = _fit_note(fits, laws)
+    figure.suptitle(f"Ladder: loss against training compute{f' (fits not drawn: {note})' if note else ''}")
+    lines = {"envelope of the runs": "-"}
+    if laws:
+        lines |= {"fitted law's envelope": "--", "fitted law at the slice's C": ":"}
+    _legend(figure, colors, markers, lines)
+    return figure
+
+
+def ladder_fits_table(results: pd.DataFrame) -> pd.DataFrame:
+    """The fit study's parameters: Chinchilla per precision and Quartet's law (shared parameters on the
+    reference precision, effN and effD per other precision), each with its 95% bootstrap interval, the
+    papers' constants (Hoffmann et al. 2022; Quartet 2025), its fit's R^2, the runs used, and the status and
+    reason of an estimate that could not be made."""
+    fits = fit_rows(results)
+    r2 = fits[fits["metric"] == "fit_r2"].set_index(["label.fit", "label.precision"])["value"]
     rows = []
-    for estimate in fit.estimates:
+    for _, row in fits[fits["metric"] == "fit_parameter"].iterrows():
+        fit, precision = row["label.fit"], row["label.precision"]
+        key = (fit, precision) if (fit, precision) in r2.index else (fit, ALL_PRECISIONS)
         rows.append(
             {
-                "fit": fit.fit,
-                "precision": estimate.labels.get("precision", precision),
-                "parameter": estimate.name,
-                "value": estimate.value,
-                "interval_low": estimate.low,
-                "interval_high": estimate.high,
-                "paper": paper.get(estimate.name, math.nan),
-                "r2": fit.quality.get("r2", math.nan),
-                "runs": len(fit.run_ids),
-                "status": fit.status if estimate.status == "ok" else estimate.status,
-                "reason": estimate.reason or fit.reason,
+                "fit": fit,
+                "precision": precision,
+                "parameter": row["label.parameter"],
+                "value": row["value"],
+                "interval_low": row["label.interval_low"],
+                "interval_high": row["label.interval_high"],
+                "paper": FIT_PAPERS.get(fit, {}).get(row["label.parameter"], math.nan),
+                "r2": r2.get(key, math.nan),
+                "runs": row["label.n_runs"],
+                "status": row["label.estimate_status"],
+                "reason": row["label.estimate_reason"] or row["label.fit_reason"],
             }
         )
-    if not fit.estimates:
-        rows.append(
-            {"fit": fit.fit, "precision": precision, "parameter": "", "runs": len(fit.run_ids), "status": fit.status}
-            | {"reason": fit.reason}
-        )
-    return rows
-
-
-def ladder_fits_table(results: pd.DataFrame, options: FitOptions | None = None) -> pd.DataFrame:
-    """The ladder's fits: Chinchilla (L = E + A/N^alpha + B/D^beta) per precision, and Quartet's law with the
-    shared parameters on the fp32 runs and effN, effD per other precision; values with 95% bootstrap intervals,
-    R^2 and the papers' constants (Hoffmann et al. 2022; Quartet 2025). `options`: the fits' settings (default
-    FitOptions(): 200 bootstrap replicates, seed 0)."""
-    runs = ladder_runs(results)
-    rows = []
-    for precision, part in runs.groupby("precision", sort=False):
-        (fit,) = fit_table("chinchilla", part, options)
-        rows += _fit_rows(fit, CHINCHILLA_PAPER, precision)
-    if REFERENCE_PRECISION in set(runs["precision"]):
-        (quartet,) = fit_table("quartet", runs, options, reference=REFERENCE_PRECISION)
-        rows += _fit_rows(quartet, QUARTET_PAPER, f"{REFERENCE_PRECISION} (shared)")
-    else:
-        reason = f"no {REFERENCE_PRECISION} runs to fit the shared parameters on"
-        rows.append({"fit": "quartet", "precision": "", "parameter": "", "status": "too_few_runs", "reason": reason})
     return pd.DataFrame(rows).set_index(["fit", "precision", "parameter"])
