@@ -23,8 +23,9 @@ class ReportError(ConfigError):
 
 def studies_of(results: pd.DataFrame) -> pd.Series:
     """The study of every row (cfg.study; runs planned before studies existed count as their kind)."""
-    planned = results.get("cfg.study", pd.Series(np.nan, index=results.index)).replace("", np.nan)
-    return planned.fillna(results["kind"])
+    planned = results.get("cfg.study", pd.Series(np.nan, index=results.index, dtype=object))
+    planned = planned.astype(object).replace("", np.nan)
+    return planned.fillna(results["kind"].astype(object)).astype(str)
 
 
 def select(
