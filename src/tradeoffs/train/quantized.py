@@ -18,8 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from tradeoffs.formats import FormatSpec, fake_quant, hadamard_rotate
-from tradeoffs.formats.compiled import fake_quant_group
+from tradeoffs.formats import FormatSpec, fake_quant, fake_quant_group, hadamard_rotate
 from tradeoffs.train.config import COMPILE_BREAK_EVEN_TOKENS, RecipeConfig
 
 
