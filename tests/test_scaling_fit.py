@@ -136,6 +136,7 @@ def test_too_few_runs_gives_rows_saying_so_and_inconclusive_parts(workflow_dir):
     decided = verdicts(table)
     assert decided["law-fits"].verdict == INCONCLUSIVE and decided["law-fits"].reason == RUNS_FAILED
     assert "fit_r2 is NaN" in decided["law-fits"].test
+    assert "reference-precision runs" in decided["law-fits"].test  # the fit's own reason, quoted
 
 
 def test_an_fp32_only_ladder_leaves_the_multipliers_inconclusive_naming_the_missing_precisions(workflow_dir):

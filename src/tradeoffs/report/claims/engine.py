@@ -39,6 +39,19 @@ def _label(read: Read, shared: dict) -> str:
     return ", ".join(own) or read.name
 
 
+REASON_LABELS = ("label.estimate_reason", "label.fit_reason")  # a derived value's own account of a NaN
+
+
+def _stated_reasons(rows: pd.DataFrame) -> str:
+    """': <reasons>' that rows give for their NaN values (a fit that did not converge says why), or ''."""
+    for column in REASON_LABELS:
+        if column in rows:
+            reasons = [r for r in rows[column].dropna().astype(str).unique() if r]
+            if reasons:
+                return ": " + "; ".join(reasons[:3])
+    return ""
+
+
 def select_arm(results: pd.DataFrame, read: Read, present: set[str], shared: dict) -> Arm | Decision:
     """The read's rows as an Arm, or the inconclusive decision saying why there are none."""
     if read.study not in present:
@@ -53,7 +66,8 @@ def select_arm(results: pd.DataFrame, read: Read, present: set[str], shared: dic
     if len(rows):
         arm = Arm.of(read.name, rows, _label(read, shared), read.paper, read.unit)
         if read.metric and len(read.metric) == 1 and not arm.runs:
-            return inconclusive(RUNS_FAILED, f"{read.metric[0]} is NaN in every run", run_ids=arm.run_ids)
+            test = f"{read.metric[0]} is NaN in every run{_stated_reasons(rows)}"
+            return inconclusive(RUNS_FAILED, test, run_ids=arm.run_ids)
         return arm
     config = {k: v for k, v in read.where.items() if k.startswith("cfg.")}
     others = [s for s in STATUSES if s not in read.statuses]
