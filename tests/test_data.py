@@ -196,7 +196,8 @@ def test_url_datasets_from_the_loopback_server(server, tmp_path):
     assert dataset.splits["validation"].tobytes() == TEXT[80_000:90_000]
     assert dataset.provenance["url"] == config.url and dataset.sha256 == zipped
     gz = load_dataset(
-        DataConfig(name="gz", source="url", url=f"{base}/corpus.txt.gz", sha256=sha(gzip.compress(TEXT, mtime=0))), tmp_path
+        DataConfig(name="gz", source="url", url=f"{base}/corpus.txt.gz", sha256=sha(gzip.compress(TEXT, mtime=0))),
+        tmp_path,
     )
     assert b"".join(gz.splits[s].tobytes() for s in ("train", "validation", "test")) == TEXT
 
