@@ -48,10 +48,14 @@ QAT_FIELDS = {"start": "cfg.recipe.quant_start_fraction", "bits": "cfg.recipe.we
 def qat_runs(results: pd.DataFrame) -> pd.DataFrame:
     """One row per run of the QAT-fraction study: the QAT start fraction (`start`: 0 QAT throughout, 1 PTQ of
     the final model), its QAT fraction 1 - start, the weight format, budget, seed, the final loss of the
-    quantized model (`loss`) and of the same weights unquantized (`unquantized`)."""
+    quantized model (`loss`), of the same weights unquantized (`unquantized`), and `excess`: the loss minus the
+    full-precision model's of the same budget and seed (the PTQ runs train exactly that model)."""
     runs = _runs(results, QAT_STUDY, QAT_FIELDS, {"unquantized": "final_val_loss_unquantized"})
     runs["start"] = runs["start"].astype(float)
     runs["qat_fraction"] = 1.0 - runs["start"]
+    full_precision = runs[np.isclose(runs["start"], 1.0)].groupby(["steps", "seed"])["unquantized"].mean()
+    same_run = pd.MultiIndex.from_frame(runs[["steps", "seed"]])
+    runs["excess"] = runs["loss"] - full_precision.reindex(same_run).to_numpy()
     return runs.sort_values(["steps", "bits", "start", "seed"], key=_bit_order).reset_index(drop=True)
 
 
@@ -62,39 +66,51 @@ def _bit_order(column: pd.Series) -> pd.Series:
     return column.map(lambda name: -int(re.sub(r"\D", "", str(name)) or 0))
 
 
+def _band(axis: plt.Axes, runs: pd.DataFrame, column: str, color: object, label: str) -> None:
+    """The seed mean of `column` against the QAT start (points and line) and the seeds' range (band)."""
+    line = runs[runs[column].notna()].groupby("start")[column]
+    if line.ngroups:
+        mean = line.mean()
+        axis.fill_between(mean.index, line.min(), line.max(), color=color, alpha=0.2, linewidth=0)
+        axis.plot(mean.index, mean, "o-", color=color, label=label)
+
+
 def qat_fraction_figure(results: pd.DataFrame) -> plt.Figure:
-    """Per token budget (panels): the final validation loss of the quantized model against the QAT start
+    """Per token budget (columns): the final validation loss of the quantized model against the QAT start
     fraction, one line per weight format (mean over seeds, the band their range), with the full-precision
-    model's loss (the PTQ runs' weights before quantizing) as a dashed reference; the top axis reads the QAT
-    fraction."""
+    model's loss (the PTQ runs' weights before quantizing) dashed (top); and the same loss minus the
+    full-precision loss of the same seed and budget, which takes out the seed-to-seed spread of the model
+    itself (bottom). The top axis reads the QAT fraction."""
     runs = qat_runs(results)
     budgets = list(dict.fromkeys(runs["steps"]))
     formats = list(dict.fromkeys(runs["bits"]))
     palette = dict(zip(formats, sns.color_palette("colorblind", len(formats)), strict=True))
-    figure, axes = plt.subplots(1, len(budgets), figsize=(5.2 * len(budgets), 4.2), squeeze=False, sharey=True)
-    for axis, steps in zip(axes[0], budgets, strict=True):
+    figure, axes = plt.subplots(2, len(budgets), figsize=(5.2 * len(budgets), 7.4), squeeze=False, sharex=True)
+    for axis in axes[1][1:]:
+        axis.sharey(axes[1][0])  # the differences on one scale; each budget's losses on their own
+    for (top, bottom), steps in zip(axes.T, budgets, strict=True):
         part = runs[runs["steps"] == steps]
         for bits in formats:
-            line = part[(part["bits"] == bits) & part["loss"].notna()].groupby("start")["loss"]
-            if line.ngroups == 0:
-                continue
-            mean, low, high = line.mean(), line.min(), line.max()
-            axis.fill_between(mean.index, low, high, color=palette[bits], alpha=0.2, linewidth=0)
-            seeds = part.loc[part["bits"] == bits, "seed"].nunique()
-            axis.plot(mean.index, mean, "o-", color=palette[bits], label=f"{bits} weights ({seeds} seeds)")
+            width = part[part["bits"] == bits]
+            label = f"{bits} weights ({width['seed'].nunique()} seeds)"
+            _band(top, width, "loss", palette[bits], label)
+            _band(bottom, width, "excess", palette[bits], label)
         reference = part.loc[np.isclose(part["start"], 1.0), "unquantized"].dropna()
         if len(reference):
             label = "full precision (no quantization)"
-            axis.axhline(reference.mean(), color="0.4", linestyle="--", linewidth=1, label=label)
+            top.axhline(reference.mean(), color="0.4", linestyle="--", linewidth=1, label=label)
+            bottom.axhline(0.0, color="0.4", linestyle="--", linewidth=1)
         diverged = int((part["status"] == "diverged").sum())
         note = f"; {diverged} diverged run(s) not drawn" if diverged else ""
-        axis.set_title(f"{_budget_label(part['tokens'].iloc[0], steps)}{note}", fontsize=10)
-        axis.set_xlabel("QAT start (fraction of the steps): 0 = QAT throughout, 1 = PTQ")
-        axis.set_xlim(-0.03, 1.03)
-        top = axis.secondary_xaxis("top", functions=(lambda x: 1 - x, lambda x: 1 - x))
-        top.set_xlabel("QAT fraction of the budget")
-        axis.grid(alpha=0.3)
+        top.set_title(f"{_budget_label(part['tokens'].iloc[0], steps)}{note}", fontsize=10)
+        bottom.set_xlabel("QAT start (fraction of the steps): 0 = QAT throughout, 1 = PTQ")
+        bottom.set_xlim(-0.03, 1.03)
+        fraction = top.secondary_xaxis("top", functions=(lambda x: 1 - x, lambda x: 1 - x))
+        fraction.set_xlabel("QAT fraction of the budget")
+        for axis in (top, bottom):
+            axis.grid(alpha=0.3)
     axes[0][0].set_ylabel("final val loss, quantized model (nats/token)")
+    axes[1][0].set_ylabel("minus full precision, same seed (nats/token)")
     figure.suptitle(f"Full-precision training then QAT of the weights ({_models(runs)})")
     figure.tight_layout()
     handles = {h.get_label(): h for axis in axes[0] for h in axis.get_legend_handles_labels()[0]}
@@ -205,8 +221,8 @@ def stability_figure(results: pd.DataFrame) -> plt.Figure:
             losses = runs_at[~runs_at["diverged"]].groupby(column)["loss"].mean()
             bottom.plot(losses.index, losses, "o-", color=palette[lr], label=f"lr {lr:g}")
         z = rate["trend_z"].iloc[0]
-        trend = f"trend z = {z:.2f}" if math.isfinite(z) else "no trend test (every run the same outcome)"
-        top.set_title(f"fewer {name} bits: {part['run_id'].nunique()} runs; {trend}", fontsize=10)
+        trend = f"trend z = {z:.2f}" if math.isfinite(z) else "no trend test: every run the same outcome"
+        top.set_title(f"fewer {name} bits ({part['run_id'].nunique()} runs)\n{trend}", fontsize=10)
         top.set_ylim(-0.05, 1.05)
         top.set_ylabel("diverged share of runs")
         bottom.set_ylabel("final val loss, runs not diverged (nats/token)")
