@@ -99,7 +99,7 @@ def _reduced(suite: dict) -> dict:
     return suite
 
 
-@pytest.mark.slow  # composes about 60 experiments (the whole suite, 585, takes minutes on a 2-core machine)
+@pytest.mark.slow  # composes about 60 experiments (the whole suite, 610, takes minutes on a 2-core machine)
 def test_the_paper_size_scaling_suite_plans(workflow_dir):
     """Every kind of configuration of conf/suite/scaling.yaml composes and validates (each rung with each
     recipe, every QAT width, minifloat, optimizer-state variant and strategy)."""
