@@ -37,7 +37,7 @@ def _models(runs: pd.DataFrame) -> str:
 
 
 def _budget_label(tokens: float, steps: int) -> str:
-    return f"{tokens / 1e3:.0f}k tokens ({steps} steps)"
+    return f"{tokens / 1e3:.0f}k tokens ({int(steps)} steps)"
 
 
 # ----------------------------------------------------------------------------------------- QAT fraction
