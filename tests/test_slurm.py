@@ -296,8 +296,9 @@ def smoke_runs(slurm, tmp_path_factory):
 
 
 def measured(metric: Metric) -> bool:
-    """A measurement of the machine (a time or its spread, a rate, memory, utilisation), which no two runs share."""
-    timing = metric.name.startswith("time_") or metric.name == "mfu"
+    """A measurement of the machine (a time, its spread or sample count, a rate, memory, utilisation), which no
+    two runs share; the adaptive timer's records carry its stop reason."""
+    timing = metric.name.startswith("time_") or metric.name == "mfu" or "stop_reason" in metric.labels
     return timing or metric.unit in {"s", "B", "MiB", "%"} or metric.unit.endswith("/s")
 
 
