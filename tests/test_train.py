@@ -280,7 +280,7 @@ def test_training_benchmark_prints_its_ratios(capsys):
             "fp32",
             "fp8",
             "--eager",  # the compiled quantizers compile per shape: tens of seconds on a cold machine
-        ]
+        ],
     )
     out = capsys.readouterr().out
     assert "fp32: project loop" in out and "ratio" in out

@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-
 @dataclass(frozen=True)
 class Product:
     """A figure or table: the studies whose rows it reads (it is made when all are planned; `optional` ones are
