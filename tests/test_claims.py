@@ -102,6 +102,24 @@ def test_compare_noise_comes_from_seeds_and_too_few_seeds_is_inconclusive():
     assert "needs 3 runs" in few.test
 
 
+def test_compare_paired_by_seed_cancels_the_seed_spread_and_counts_pairs():
+    # seeds 0..2 move both arms alike (+-2); a beats b by 0.2 in every seed
+    a, b = [20.2, 22.2, 18.2], [20.0, 22.0, 18.0]
+    unpaired = decide("compare", A_BEATS_B, {"low": 0.0}, qsnr_runs(a, b), study="numerics", metric="qsnr_db")
+    assert unpaired.reason == WITHIN_NOISE
+    params = {"low": 0.0, "paired_by": "cfg.seed", "min_runs": 3}
+    paired = decide("compare", A_BEATS_B, params, qsnr_runs(a, b), study="numerics", metric="qsnr_db")
+    assert paired.verdict == CONFIRMED and "paired by seed, 3 pairs" in paired.test
+    noisy = decide("compare", A_BEATS_B, params, qsnr_runs([20.2, 21.0, 18.2], [20.0, 22.0, 18.0]),
+                   study="numerics", metric="qsnr_db")  # fmt: skip
+    assert noisy.reason == WITHIN_NOISE  # one seed reverses the effect
+    few = decide("compare", A_BEATS_B, params, qsnr_runs(a, b[:2]), study="numerics", metric="qsnr_db")
+    assert (few.verdict, few.reason) == (INCONCLUSIVE, TOO_FEW_RUNS)
+    with pytest.raises(ConfigError, match="paired_by.*cfg.lr"):
+        decide("compare", A_BEATS_B, {"low": 0.0, "paired_by": "cfg.lr"}, qsnr_runs(a, b),
+               study="numerics", metric="qsnr_db")  # fmt: skip
+
+
 def test_compare_ratio_band():
     params = {"low": 0.5, "high": 2.0, "ratio": True, "noise": 0.01}
     for a, verdict in ((1.5, CONFIRMED), (3.0, REFUTED), (2.01, INCONCLUSIVE)):

@@ -165,6 +165,36 @@ def _difference_band(a: Arm, b: Arm, ratio: bool, noise: float) -> tuple[float, 
     return value, (value - half, value + half), text
 
 
+def _paired_values(a: Arm, b: Arm, by: str) -> tuple[pd.Series, pd.Series]:
+    """Each arm's mean value per value of the run column `by` (e.g. cfg.seed), on the values both arms have:
+    runs that share a seed share their initialisation and data order, so their difference cancels it."""
+    for arm in (a, b):
+        if by not in arm.rows:
+            raise ConfigError(f"paired_by: the runs of {arm.label} have no column {by!r} (e.g. cfg.seed)")
+    means = [arm.values.groupby(_per_run(arm, by).reindex(arm.values.index)).mean() for arm in (a, b)]
+    common = means[0].index.intersection(means[1].index)
+    return means[0][common], means[1][common]
+
+
+def _paired_band(a: Arm, b: Arm, by: str, ratio: bool, noise: float) -> tuple[float, tuple[float, float], str, int]:
+    """(the mean paired difference or ratio, its noise band, its text, the number of pairs): two standard
+    errors of the per-pair differences (of log ratios with `ratio`)."""
+    first, second = _paired_values(a, b, by)
+    pairs = len(first)
+    what = f"paired by {by.split('.')[-1]}, {pairs} pairs"
+    if ratio:
+        logs = np.log(first) - np.log(second)
+        value = math.exp(logs.mean())
+        half = max(math.log1p(noise), 2 * logs.std(ddof=1) / math.sqrt(pairs) if pairs > 1 else 0.0)
+        text = f"{a.label} / {b.label} = {fmt(value)} ({what}; noise x{fmt(math.exp(half))})"
+        return value, (value * math.exp(-half), value * math.exp(half)), text, pairs
+    differences = first - second
+    value = float(differences.mean())
+    half = max(noise, 2 * differences.std(ddof=1) / math.sqrt(pairs) if pairs > 1 else 0.0)
+    text = f"{a.label} - {b.label} = {value:+.4g}{' ' + a.unit if a.unit else ''} ({what}; noise +-{half:.2g})"
+    return value, (value - half, value + half), text, pairs
+
+
 # ----------------------------------------------------------------------------------------------- criteria
 @criterion("a", "b")
 def compare(
@@ -177,13 +207,16 @@ def compare(
     noise: float = 0.0,
     min_runs: int = 1,
     saturated: float | None = None,
+    paired_by: str | None = None,
 ) -> Decision:
     """a - b (a / b with `ratio`) lies in (low, high).
 
     The noise band is +-max(noise, two standard errors of the difference); with `ratio` it is a factor
-    exp(max(log(1 + noise), two standard errors of the log ratio)), so `noise` is relative. With `saturated`,
-    both arms at that value (a measure's ceiling, e.g. every output identical) measured no effect at all: the
-    comparison is inconclusive (within noise) rather than evidence either way."""
+    exp(max(log(1 + noise), two standard errors of the log ratio)), so `noise` is relative. With `paired_by`
+    (a run column such as cfg.seed), runs are matched on its values and the difference is the mean of the
+    per-pair differences, with the standard error of those (a paired test; `min_runs` counts pairs). With
+    `saturated`, both arms at that value (a measure's ceiling, e.g. every output identical) measured no effect
+    at all: the comparison is inconclusive (within noise) rather than evidence either way."""
     if few := too_few(min_runs, a, b):
         return few
     if saturated is not None and a.mean == saturated and b.mean == saturated:
@@ -191,7 +224,13 @@ def compare(
         return inconclusive(WITHIN_NOISE, test, [a.number(), b.number()], _run_ids(a, b))
     if ratio and not (a.mean > 0 and b.mean > 0):
         return inconclusive(RUNS_FAILED, f"ratio of non-positive values {a.mean}, {b.mean}", [], _run_ids(a, b))
-    value, band, text = _difference_band(a, b, ratio, noise)
+    if paired_by is None:
+        value, band, text = _difference_band(a, b, ratio, noise)
+    else:
+        value, band, text, pairs = _paired_band(a, b, paired_by, ratio, noise)
+        if pairs < min_runs:
+            test = f"needs {min_runs} pairs by {paired_by}; {a.label} and {b.label} share {pairs}"
+            return inconclusive(TOO_FEW_RUNS, test, [a.number(), b.number()], _run_ids(a, b))
     numbers = [a.number(), b.number(), Number("ratio" if ratio else "difference", value, unit="" if ratio else a.unit)]
     return judge(band, low, high, text, numbers, _run_ids(a, b))
 
@@ -435,17 +474,26 @@ def _best(group: Arm, x: str, lower_is_better: bool) -> list[tuple[object, Arm]]
 
 @criterion("runs")
 def interior_optimum(
-    runs: Arm, *, x: str, lower_is_better: bool = True, noise: float = 0.0, min_runs: int = 1
+    runs: Arm,
+    *,
+    x: str,
+    lower_is_better: bool = True,
+    noise: float = 0.0,
+    min_runs: int = 1,
+    paired_by: str | None = None,
 ) -> Decision:
     """The best value of `x` lies strictly between its smallest and largest values: the best interior
-    point beats both end points (each step as compare)."""
+    point beats both end points (each step as compare, paired by `paired_by` when given)."""
     arms = _groups(runs, x, None)
     if len(arms) < 3:
         return inconclusive(TOO_FEW_RUNS, f"{len(arms)} value(s) of {x}, needs 3", run_ids=runs.run_ids)
     sign = 1 if lower_is_better else -1
     interior = min((arm for _, arm in arms[1:-1]), key=lambda arm: sign * arm.mean)
     bound = {"low": 0.0} if lower_is_better else {"high": 0.0}
-    steps = [compare(end, interior, noise=noise, min_runs=min_runs, **bound) for _, end in (arms[0], arms[-1])]
+    steps = [
+        compare(end, interior, noise=noise, min_runs=min_runs, paired_by=paired_by, **bound)
+        for _, end in (arms[0], arms[-1])
+    ]
     return combine(steps, [f"{arms[0][1].label} vs {interior.label}", f"{arms[-1][1].label} vs {interior.label}"])
 
 
@@ -459,10 +507,11 @@ def optimum_moves(
     order: Sequence | None = None,
     lower_is_better: bool = True,
     noise: float = 0.0,
+    paired_by: str | None = None,
 ) -> Decision:
     """The best value of `x` moves monotonically in the `expect`ed direction (increasing or decreasing) along
     the values of `by` (in `order`, else sorted), from the first to the last; inconclusive when any group's
-    best and second best are not separated beyond noise (as in compare)."""
+    best and second best are not separated beyond noise (as in compare, paired by `paired_by` when given)."""
     if expect not in ("increasing", "decreasing"):
         raise ConfigError(f"optimum_moves.expect: invalid value {expect!r}; valid choices: increasing, decreasing")
     best, numbers = [], []
@@ -471,7 +520,7 @@ def optimum_moves(
         if len(ranked) < 2:
             return inconclusive(TOO_FEW_RUNS, f"{by}={value}: {len(ranked)} value(s) of {x}", numbers, runs.run_ids)
         bound = {"low": 0.0} if lower_is_better else {"high": 0.0}
-        margin = compare(ranked[1][1], ranked[0][1], noise=noise, **bound)
+        margin = compare(ranked[1][1], ranked[0][1], noise=noise, paired_by=paired_by, **bound)
         if margin.verdict != CONFIRMED:
             text = f"{by}={value}: best {x} {ranked[0][0]} not separated from {ranked[1][0]}: {margin.test}"
             return inconclusive(WITHIN_NOISE, text, numbers, runs.run_ids)
