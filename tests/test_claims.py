@@ -115,7 +115,7 @@ def test_compare_paired_by_seed_cancels_the_seed_spread_and_counts_pairs():
     assert noisy.reason == WITHIN_NOISE  # one seed reverses the effect
     few = decide("compare", A_BEATS_B, params, qsnr_runs(a, b[:2]), study="numerics", metric="qsnr_db")
     assert (few.verdict, few.reason) == (INCONCLUSIVE, TOO_FEW_RUNS)
-    with pytest.raises(ConfigError, match="paired_by.*cfg.lr"):
+    with pytest.raises(ConfigError, match=r"paired_by.*cfg\.lr"):
         decide("compare", A_BEATS_B, {"low": 0.0, "paired_by": "cfg.lr"}, qsnr_runs(a, b),
                study="numerics", metric="qsnr_db")  # fmt: skip
 
