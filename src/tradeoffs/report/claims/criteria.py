@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from tradeoffs.errors import ConfigError
 from tradeoffs.report.claims.verdicts import (
@@ -176,21 +177,30 @@ def _paired_values(a: Arm, b: Arm, by: str) -> tuple[pd.Series, pd.Series]:
     return means[0][common], means[1][common]
 
 
+def _paired_half_width(differences: pd.Series) -> float:
+    """Half-width of the two-sided 95% Student-t interval of the mean of `differences` (0 for one pair): the
+    t quantile, not 2, because a handful of pairs estimates its own spread poorly (12.7 for 2 pairs)."""
+    pairs = len(differences)
+    if pairs < 2:
+        return 0.0
+    return float(stats.t.ppf(0.975, pairs - 1) * differences.std(ddof=1) / math.sqrt(pairs))
+
+
 def _paired_band(a: Arm, b: Arm, by: str, ratio: bool, noise: float) -> tuple[float, tuple[float, float], str, int]:
-    """(the mean paired difference or ratio, its noise band, its text, the number of pairs): two standard
-    errors of the per-pair differences (of log ratios with `ratio`)."""
+    """(the mean paired difference or ratio, its noise band, its text, the number of pairs): the 95% Student-t
+    interval of the per-pair differences (of log ratios with `ratio`), at least `noise`."""
     first, second = _paired_values(a, b, by)
     pairs = len(first)
     what = f"paired by {by.split('.')[-1]}, {pairs} pairs"
     if ratio:
         logs = np.log(first) - np.log(second)
         value = math.exp(logs.mean())
-        half = max(math.log1p(noise), 2 * logs.std(ddof=1) / math.sqrt(pairs) if pairs > 1 else 0.0)
+        half = max(math.log1p(noise), _paired_half_width(logs))
         text = f"{a.label} / {b.label} = {fmt(value)} ({what}; noise x{fmt(math.exp(half))})"
         return value, (value * math.exp(-half), value * math.exp(half)), text, pairs
     differences = first - second
     value = float(differences.mean())
-    half = max(noise, 2 * differences.std(ddof=1) / math.sqrt(pairs) if pairs > 1 else 0.0)
+    half = max(noise, _paired_half_width(differences))
     text = f"{a.label} - {b.label} = {value:+.4g}{' ' + a.unit if a.unit else ''} ({what}; noise +-{half:.2g})"
     return value, (value - half, value + half), text, pairs
 
@@ -214,7 +224,7 @@ def compare(
     The noise band is +-max(noise, two standard errors of the difference); with `ratio` it is a factor
     exp(max(log(1 + noise), two standard errors of the log ratio)), so `noise` is relative. With `paired_by`
     (a run column such as cfg.seed), runs are matched on its values and the difference is the mean of the
-    per-pair differences, with the standard error of those (a paired test; `min_runs` counts pairs). With
+    per-pair differences, its band their 95% Student-t interval (a paired test; `min_runs` counts pairs). With
     `saturated`, both arms at that value (a measure's ceiling, e.g. every output identical) measured no effect
     at all: the comparison is inconclusive (within noise) rather than evidence either way."""
     if few := too_few(min_runs, a, b):
