@@ -113,6 +113,9 @@ def test_compare_paired_by_seed_cancels_the_seed_spread_and_counts_pairs():
     noisy = decide("compare", A_BEATS_B, params, qsnr_runs([20.2, 21.0, 18.2], [20.0, 22.0, 18.0]),
                    study="numerics", metric="qsnr_db")  # fmt: skip
     assert noisy.reason == WITHIN_NOISE  # one seed reverses the effect
+    two = decide("compare", A_BEATS_B, {"low": 0.0, "paired_by": "cfg.seed"}, qsnr_runs([20.2, 22.3], [20.0, 22.0]),
+                 study="numerics", metric="qsnr_db")  # fmt: skip
+    assert two.reason == WITHIN_NOISE and "noise +-0.64" in two.test  # t(0.975, 1) = 12.7 x 0.05, not 2 x 0.05
     few = decide("compare", A_BEATS_B, params, qsnr_runs(a, b[:2]), study="numerics", metric="qsnr_db")
     assert (few.verdict, few.reason) == (INCONCLUSIVE, TOO_FEW_RUNS)
     with pytest.raises(ConfigError, match=r"paired_by.*cfg\.lr"):
