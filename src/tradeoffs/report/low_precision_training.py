@@ -204,14 +204,14 @@ def stability_figure(results: pd.DataFrame) -> plt.Figure:
     over seeds and learning rates with its 95% Wilson interval (top; per learning rate in thin lines), and the
     final validation loss of the runs that did not diverge, mean over seeds per learning rate (bottom)."""
     runs = stability_runs(results)
-    rates = _divergence(runs)
+    rates, groups = _divergence(runs), _series(runs)
     series = [s for s in SERIES if s in set(rates["series"])]
     lrs = sorted(runs["lr"].unique())
     palette = dict(zip(lrs, sns.color_palette("colorblind", len(lrs)), strict=True))
     figure, axes = plt.subplots(2, len(series), figsize=(5.2 * len(series), 7.2), squeeze=False, sharex="col")
     for col, name in enumerate(series):
         column, label = SERIES[name]
-        part, rate = _series(runs)[name], rates[rates["series"] == name].sort_values("bits")
+        part, rate = groups[name], rates[rates["series"] == name].sort_values("bits")
         top, bottom = axes[0][col], axes[1][col]
         error = [rate["rate"] - rate["low"], rate["high"] - rate["rate"]]
         top.errorbar(rate["bits"], rate["rate"], yerr=error, fmt="o-", color="k", capsize=3, label="all runs")

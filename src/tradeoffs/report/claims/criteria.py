@@ -153,17 +153,26 @@ def judge(
     return inconclusive(WITHIN_NOISE, test, numbers, run_ids)
 
 
+def _band(a: Arm, b: Arm, ratio: bool, value: float, half: float, how: str = "") -> tuple[tuple[float, float], str]:
+    """The noise band of a difference (`ratio`: a ratio, `half` in log space) and its text 'a - b = d (how;
+    noise +-h)'."""
+    how = f"{how}; " if how else ""
+    if ratio:
+        text = f"{a.label} / {b.label} = {fmt(value)} ({how}noise x{fmt(math.exp(half))})"
+        return (value * math.exp(-half), value * math.exp(half)), text
+    text = f"{a.label} - {b.label} = {value:+.4g}{' ' + a.unit if a.unit else ''} ({how}noise +-{half:.2g})"
+    return (value - half, value + half), text
+
+
 def _difference_band(a: Arm, b: Arm, ratio: bool, noise: float) -> tuple[float, tuple[float, float], str]:
-    """(a - b or a / b, its noise band, the text 'a - b = d (noise +-h)')."""
+    """(a - b or a / b, its noise band: two standard errors of the difference, at least `noise`, its text)."""
     if ratio:
         value = a.mean / b.mean
         half = max(math.log1p(noise), 2 * math.hypot(a.standard_error(log=True), b.standard_error(log=True)))
-        text = f"{a.label} / {b.label} = {fmt(value)} (noise x{fmt(math.exp(half))})"
-        return value, (value * math.exp(-half), value * math.exp(half)), text
-    value = a.mean - b.mean
-    half = max(noise, 2 * math.hypot(a.standard_error(), b.standard_error()))
-    text = f"{a.label} - {b.label} = {value:+.4g}{' ' + a.unit if a.unit else ''} (noise +-{half:.2g})"
-    return value, (value - half, value + half), text
+    else:
+        value = a.mean - b.mean
+        half = max(noise, 2 * math.hypot(a.standard_error(), b.standard_error()))
+    return value, *_band(a, b, ratio, value, half)
 
 
 def _paired_values(a: Arm, b: Arm, by: str) -> tuple[pd.Series, pd.Series]:
@@ -190,19 +199,14 @@ def _paired_band(a: Arm, b: Arm, by: str, ratio: bool, noise: float) -> tuple[fl
     """(the mean paired difference or ratio, its noise band, its text, the number of pairs): the 95% Student-t
     interval of the per-pair differences (of log ratios with `ratio`), at least `noise`."""
     first, second = _paired_values(a, b, by)
-    pairs = len(first)
-    what = f"paired by {by.split('.')[-1]}, {pairs} pairs"
     if ratio:
         logs = np.log(first) - np.log(second)
-        value = math.exp(logs.mean())
-        half = max(math.log1p(noise), _paired_half_width(logs))
-        text = f"{a.label} / {b.label} = {fmt(value)} ({what}; noise x{fmt(math.exp(half))})"
-        return value, (value * math.exp(-half), value * math.exp(half)), text, pairs
-    differences = first - second
-    value = float(differences.mean())
-    half = max(noise, _paired_half_width(differences))
-    text = f"{a.label} - {b.label} = {value:+.4g}{' ' + a.unit if a.unit else ''} ({what}; noise +-{half:.2g})"
-    return value, (value - half, value + half), text, pairs
+        value, half = math.exp(logs.mean()), max(math.log1p(noise), _paired_half_width(logs))
+    else:
+        differences = first - second
+        value, half = float(differences.mean()), max(noise, _paired_half_width(differences))
+    band, text = _band(a, b, ratio, value, half, f"paired by {by.split('.')[-1]}, {len(first)} pairs")
+    return value, band, text, len(first)
 
 
 # ----------------------------------------------------------------------------------------------- criteria
