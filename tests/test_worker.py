@@ -5,8 +5,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
 
 from tradeoffs.config import as_dict, load_experiment
 from tradeoffs.worker import socket_path
@@ -41,3 +49,152 @@ def test_a_warm_job_matches_a_fresh_process_and_keeps_its_status(workflow_dir):
     failed = job(workflow_dir, "broken", broken)
     assert failed.returncode != 0 and "row_size=4096 does not divide n_values=65537" in failed.stderr
     assert job(workflow_dir, "after", config).returncode == 0  # the server outlives a failed job
+
+
+# ------------------------------------------------------------------ another local user at the rendezvous
+OTHER_UID = 65534  # nobody: the other local user of a shared login node
+
+needs_root = pytest.mark.skipif(os.getuid() != 0, reason="playing a second local user needs root (setuid)")
+
+
+@pytest.fixture
+def shared_tmp(monkeypatch):
+    """A world-writable temporary directory (as /tmp is), reachable by the other user, as the jobs' TMPDIR."""
+    shared = Path(tempfile.mkdtemp(prefix="tradeoffs-shared-", dir="/tmp"))
+    shared.chmod(0o1777)
+    monkeypatch.setenv("TMPDIR", str(shared))
+    yield shared
+    shutil.rmtree(shared, ignore_errors=True)
+
+
+def as_other_user(action) -> int:
+    """Run `action()` in a forked process of uid OTHER_UID; returns its pid (the caller waits or kills it)."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgid(OTHER_UID)
+            os.setuid(OTHER_UID)
+            action()
+        finally:
+            os._exit(0)
+    return pid
+
+
+def listen_and_record(path: Path, record: Path, *, bind_first: bool = False):
+    """The impostor: listen at `path`, write whatever a client sends to `record`, answer success."""
+
+    def impostor():
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(path))
+        os.chmod(path, 0o777)
+        listener.listen(4)
+        listener.settimeout(60)
+        connection, _ = listener.accept()
+        record.write_bytes(connection.recv(1 << 20))
+        data = json.dumps({"status": 0}).encode()
+        connection.sendall(len(data).to_bytes(8, "big") + data)
+
+    return impostor
+
+
+def run_numerics_job(workflow_dir, name: str) -> subprocess.CompletedProcess:
+    config = as_dict(load_experiment("numerics", ["n_values=4096", "format=int8"]))
+    return job(workflow_dir, name, config)
+
+
+@needs_root
+def test_a_rendezvous_directory_made_by_another_user_is_refused(workflow_dir, shared_tmp):
+    """Another user creates the directory first (mode 0777) and listens on the socket: the job never talks to
+    it, runs in its own process with a warning, and writes its own result."""
+    server = shared_tmp / f"tradeoffs-{os.getuid()}" / socket_path(workflow_dir).name
+    record = shared_tmp / "stolen"
+    ready = shared_tmp / "ready"
+
+    def take_over():
+        server.parent.mkdir()
+        server.parent.chmod(0o777)
+        impostor = listen_and_record(server, record)
+        ready.touch()
+        impostor()
+
+    pid = as_other_user(take_over)
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.parent.stat().st_uid == OTHER_UID
+        done = run_numerics_job(workflow_dir, "refused_dir")
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert done.returncode == 0, done.stderr
+    assert "warning: warm worker not used" in done.stderr and f"owned by uid {OTHER_UID}" in done.stderr
+    assert not record.exists()  # nothing of the job (argv, environment, handles) reached the other user
+    assert metrics(workflow_dir, "refused_dir")
+
+
+@needs_root
+def test_a_listener_of_another_uid_in_a_private_directory_is_refused(workflow_dir, shared_tmp):
+    """Even inside a directory of the right owner and mode, a socket whose listener runs as another uid (the
+    kernel's peer credentials) is refused."""
+    server = shared_tmp / f"tradeoffs-{os.getuid()}" / socket_path(workflow_dir).name
+    server.parent.mkdir(mode=0o700)
+    record = shared_tmp / "stolen"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(server))  # bound by this uid, so the file is this user's; listening as the other
+
+    def impostor():
+        listener.listen(4)
+        listener.settimeout(60)
+        connection, _ = listener.accept()
+        record.write_bytes(connection.recv(1 << 20))
+
+    pid = as_other_user(impostor)
+    listener.close()
+    try:
+        time.sleep(0.5)
+        done = run_numerics_job(workflow_dir, "refused_peer")
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert done.returncode == 0, done.stderr
+    assert f"runs as uid {OTHER_UID}, not as this user" in done.stderr
+    assert not record.exists() or record.read_bytes() == b""
+    assert metrics(workflow_dir, "refused_peer")
+
+
+def test_a_file_in_place_of_the_directory_falls_back_with_a_warning(workflow_dir, shared_tmp):
+    (shared_tmp / f"tradeoffs-{os.getuid()}").write_text("not a directory")
+    done = run_numerics_job(workflow_dir, "file_in_place")
+    assert done.returncode == 0, done.stderr
+    assert "warning: warm worker not used" in done.stderr and "is not a directory" in done.stderr
+    assert metrics(workflow_dir, "file_in_place")
+
+
+def test_a_loose_directory_mode_is_refused(workflow_dir, shared_tmp):
+    (shared_tmp / f"tradeoffs-{os.getuid()}").mkdir(mode=0o755)
+    done = run_numerics_job(workflow_dir, "loose_mode")
+    assert done.returncode == 0 and "not 0700" in done.stderr, done.stderr
+
+
+def test_a_failing_child_logs_its_full_traceback(tmp_path):
+    """A job that fails inside the worker's child (here its working directory is gone) leaves the whole
+    traceback in the job's own log, as a fresh process would, and its client gets a failed status."""
+    from tradeoffs import worker
+
+    client, server = socket.socketpair()
+    log = open(tmp_path / "log.txt", "w")  # noqa: SIM115 -- handed to the child as its stdout and stderr
+    worker._send(client, {"argv": ["plan"], "cwd": str(tmp_path / "removed"), "env": {}})
+    socket.send_fds(client, [b"fds"], [log.fileno(), log.fileno()])
+    pid = os.fork()
+    if pid == 0:
+        sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__  # the server's streams: its fds 1 and 2
+        worker._child(server, socket.socket(socket.AF_UNIX))
+    server.close()
+    reply = worker._receive(client)
+    os.waitpid(pid, 0)
+    log.close()
+    text = (tmp_path / "log.txt").read_text()
+    assert reply == {"status": 1}
+    assert "Traceback (most recent call last)" in text and "FileNotFoundError" in text
+    assert "os.chdir" in text  # the frame that failed, not only a one-line summary

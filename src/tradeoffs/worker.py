@@ -12,6 +12,13 @@ The server is started by the first client (a file lock keeps it to one) and exit
 without jobs. Its socket (in a private directory of the temporary directory) is keyed on the project and a
 digest of the package sources and the interpreter, so editing the code starts a fresh server instead of
 running stale code; a server that fails to start is not waited for (the job then runs in its own process).
+
+The rendezvous is trusted only when this user made it: the directory must be a real directory (not a link)
+owned by this uid with no access for group or others, the socket a socket owned by this uid, and the process
+listening on it must run as this uid (the kernel's peer credentials); the server likewise serves only clients
+of its own uid. Anything else (a directory another local user created first, a file in its place, a listener of
+another uid) is refused with a warning and the job runs in its own process: a job's arguments, environment and
+output handles never reach another user, and a failure of the worker is never the job's failure.
 Inside a SLURM job (SLURM_JOB_ID set) or with
 TRADEOFFS_WORKER=off the client runs the job in its own process, as before.
 """
@@ -26,11 +33,14 @@ import json
 import os
 import signal
 import socket
+import stat
+import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import traceback
 from pathlib import Path
 
 IDLE_S = 60.0  # the server exits after this long without a job
@@ -98,19 +108,59 @@ def _read_exactly(sock: socket.socket, size: int) -> bytes | None:
     return b"".join(chunks)
 
 
+class UntrustedRendezvous(Exception):
+    """The worker's directory, socket or listening process is not this user's own: the job runs without it."""
+
+
+def _private_directory(directory: Path) -> None:
+    """Create the rendezvous directory (mode 0700), or accept an existing one only if this user made it: a
+    real directory, owned by this uid, with no access for group or others."""
+    with contextlib.suppress(FileExistsError):
+        directory.mkdir(mode=0o700)
+    info = os.lstat(directory)
+    if not stat.S_ISDIR(info.st_mode):
+        raise UntrustedRendezvous(f"{directory} is not a directory (a link or a file is in its place)")
+    if info.st_uid != os.getuid():
+        raise UntrustedRendezvous(f"{directory} is owned by uid {info.st_uid}, not by this user ({os.getuid()})")
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        raise UntrustedRendezvous(f"{directory} has mode {stat.S_IMODE(info.st_mode):04o}, not 0700")
+
+
+def peer_uid(sock: socket.socket) -> int | None:
+    """The uid of the process at the other end of a connected Unix socket (Linux's SO_PEERCRED), or None where
+    the platform does not tell."""
+    if not hasattr(socket, "SO_PEERCRED"):
+        return None
+    credentials = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _, uid, _ = struct.unpack("3i", credentials)
+    return uid
+
+
 def _connect(path: Path) -> socket.socket | None:
+    """Connect to the server listening on `path`; None if nothing listens there. A socket file or a listener
+    that is not this user's raises UntrustedRendezvous."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISSOCK(info.st_mode) or info.st_uid != os.getuid():
+        raise UntrustedRendezvous(f"{path} is not a socket of this user (uid {info.st_uid}, mode {info.st_mode:o})")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(str(path))
     except OSError:
         sock.close()
         return None
+    uid = peer_uid(sock)
+    if uid is not None and uid != os.getuid():
+        sock.close()
+        raise UntrustedRendezvous(f"the process listening on {path} runs as uid {uid}, not as this user")
     return sock
 
 
 def _start_server(path: Path) -> socket.socket | None:
     """Connect to this code's server, starting it first if none listens (one starter at a time)."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _private_directory(path.parent)
     with open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         sock = _connect(path)
@@ -139,7 +189,12 @@ def _start_server(path: Path) -> socket.socket | None:
 def run_job(argv: list[str]) -> int:
     """Run `python -m tradeoffs <argv>` through the warm worker (or in this process where it is off or fails
     to start); returns the exit status."""
-    sock = _start_server(socket_path()) if enabled() else None
+    sock = None
+    if enabled():
+        try:
+            sock = _start_server(socket_path())
+        except (OSError, UntrustedRendezvous) as reason:
+            print(f"warning: warm worker not used ({reason}); running the job in this process", file=sys.stderr)
     if sock is None:
         return _run_here(argv)
     with sock:
@@ -221,6 +276,7 @@ def _child(connection: socket.socket, listener: socket.socket) -> None:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         status = _run_here(request["argv"])
     except BaseException as error:  # the job's own failures are result rows; this is the worker failing
+        traceback.print_exc()
         print(f"error: warm worker child failed: {type(error).__name__}: {error}", file=sys.stderr)
     finally:
         sys.stdout.flush()
@@ -255,7 +311,8 @@ def serve(path: Path, idle_s: float = IDLE_S) -> None:
             except TimeoutError:
                 continue
             last_active = time.monotonic()
-            children.add(_fork_job(connection, listener))
+            if _same_user(connection):
+                children.add(_fork_job(connection, listener))
         path.unlink(missing_ok=True)  # no new client can connect; serve the ones already queued
         listener.setblocking(False)
         while True:
@@ -263,12 +320,23 @@ def serve(path: Path, idle_s: float = IDLE_S) -> None:
                 connection, _ = listener.accept()
             except BlockingIOError:
                 break
-            children.add(_fork_job(connection, listener))
+            if _same_user(connection):
+                children.add(_fork_job(connection, listener))
         for pid in children:
             os.waitpid(pid, 0)
     finally:
         path.unlink(missing_ok=True)
         listener.close()
+
+
+def _same_user(connection: socket.socket) -> bool:
+    """Serve only clients of this server's own uid (the socket's mode already keeps others out)."""
+    uid = peer_uid(connection)
+    if uid is None or uid == os.getuid():
+        return True
+    print(f"refused a client of uid {uid}", file=sys.stderr)
+    connection.close()
+    return False
 
 
 def _fork_job(connection: socket.socket, listener: socket.socket) -> int:
