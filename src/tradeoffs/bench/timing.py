@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from tradeoffs.bench.noise import NOISE_SUSPECT, NOISE_WARN
 from tradeoffs.errors import ConfigError, check_choice, check_positive
 from tradeoffs.identity import descriptive
 
-NOISE_WARN, NOISE_SUSPECT = 0.10, 0.25
 STOP_REASONS = ("min_runs", "min_time", "max_time")
 DEVICES = ("cpu", "cuda")
 

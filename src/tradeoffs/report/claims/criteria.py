@@ -29,6 +29,7 @@ from tradeoffs.report.claims.verdicts import (
     RUNS_FAILED,
     TOO_FEW_RUNS,
     WITHIN_NOISE,
+    Band,
     Decision,
     Number,
     combine,
@@ -131,26 +132,35 @@ def too_few(min_runs: int, *arms: Arm) -> Decision | None:
     if not short:
         return None
     counts = ", ".join(f"{a.label}: {a.runs}" for a in short)
+    bands = [Band(a.label, a.mean, math.nan, units=a.runs, needs=min_runs) for a in short]
     return inconclusive(
-        TOO_FEW_RUNS, f"needs {min_runs} runs each; has {counts}", [a.number() for a in arms], _run_ids(*arms)
+        TOO_FEW_RUNS, f"needs {min_runs} runs each; has {counts}", [a.number() for a in arms], _run_ids(*arms), bands
     )
 
 
 def judge(
-    band: tuple[float, float], low: float | None, high: float | None, what: str, numbers: Sequence[Number], run_ids
+    band: tuple[float, float],
+    low: float | None,
+    high: float | None,
+    what: str,
+    numbers: Sequence[Number],
+    run_ids,
+    noise: Band | None = None,
 ) -> Decision:
-    """Confirmed when the band lies inside (low, high), refuted when wholly outside, else within noise."""
+    """Confirmed when the band lies inside (low, high), refuted when wholly outside, else within noise.
+    `noise` records what the band was computed from (it gets the claimed range here)."""
     if low is None and high is None:
         raise ConfigError(f"{what}: give `low`, `high` or both")
+    bands = (dataclasses.replace(noise, low=low, high=high),) if noise is not None else ()
     lo, hi = band
     if math.isnan(lo) or math.isnan(hi):
-        return inconclusive(RUNS_FAILED, f"{what}: not a number", numbers, run_ids)
+        return inconclusive(RUNS_FAILED, f"{what}: not a number", numbers, run_ids, bands)
     inside = (low is None or lo > low) and (high is None or hi < high)
     outside = (low is not None and hi < low) or (high is not None and lo > high)
     test = f"{what}; claimed {_range_text(low, high)}"
     if inside or outside:
-        return Decision(CONFIRMED if inside else REFUTED, test, "", tuple(numbers), tuple(run_ids))
-    return inconclusive(WITHIN_NOISE, test, numbers, run_ids)
+        return Decision(CONFIRMED if inside else REFUTED, test, "", tuple(numbers), tuple(run_ids), bands)
+    return inconclusive(WITHIN_NOISE, test, numbers, run_ids, bands)
 
 
 def _band(a: Arm, b: Arm, ratio: bool, value: float, half: float, how: str = "") -> tuple[tuple[float, float], str]:
@@ -164,15 +174,29 @@ def _band(a: Arm, b: Arm, ratio: bool, value: float, half: float, how: str = "")
     return (value - half, value + half), text
 
 
-def _difference_band(a: Arm, b: Arm, ratio: bool, noise: float) -> tuple[float, tuple[float, float], str]:
-    """(a - b or a / b, its noise band: two standard errors of the difference, at least `noise`, its text)."""
+def _spread(arm: Arm, log: bool = False) -> float:
+    """The standard deviation of one run's value (of its log with `log`); NaN below two runs."""
+    values = np.log(arm.values) if log else arm.values
+    return float(values.std(ddof=1)) if arm.runs > 1 else math.nan
+
+
+def _difference_band(a: Arm, b: Arm, ratio: bool, noise: float) -> tuple[float, tuple[float, float], str, Band]:
+    """(a - b or a / b, its noise band: two standard errors of the difference, at least `noise`, its text, and
+    the band's record: with n runs an arm, half = 2 sqrt((s_a^2 + s_b^2) / n))."""
     if ratio:
         value = a.mean / b.mean
-        half = max(math.log1p(noise), 2 * math.hypot(a.standard_error(log=True), b.standard_error(log=True)))
+        floor = math.log1p(noise)
+        half = max(floor, 2 * math.hypot(a.standard_error(log=True), b.standard_error(log=True)))
     else:
         value = a.mean - b.mean
+        floor = noise
         half = max(noise, 2 * math.hypot(a.standard_error(), b.standard_error()))
-    return value, *_band(a, b, ratio, value, half)
+    band, text = _band(a, b, ratio, value, half)
+    name = f"{a.label} / {b.label}" if ratio else f"{a.label} - {b.label}"
+    spread = math.hypot(_spread(a, ratio), _spread(b, ratio))
+    level = max(abs(a.mean), abs(b.mean))
+    record = Band(name, value, half, log=ratio, spread=spread, units=min(a.runs, b.runs), floor=floor, level=level)
+    return value, band, text, record
 
 
 def _paired_values(a: Arm, b: Arm, by: str) -> tuple[pd.Series, pd.Series]:
@@ -195,18 +219,30 @@ def _paired_half_width(differences: pd.Series) -> float:
     return float(stats.t.ppf(0.975, pairs - 1) * differences.std(ddof=1) / math.sqrt(pairs))
 
 
-def _paired_band(a: Arm, b: Arm, by: str, ratio: bool, noise: float) -> tuple[float, tuple[float, float], str, int]:
-    """(the mean paired difference or ratio, its noise band, its text, the number of pairs): the 95% Student-t
-    interval of the per-pair differences (of log ratios with `ratio`), at least `noise`."""
+def _paired_band(
+    a: Arm, b: Arm, by: str, ratio: bool, noise: float
+) -> tuple[float, tuple[float, float], str, int, Band]:
+    """(the mean paired difference or ratio, its noise band, its text, the number of pairs, the band's record):
+    the 95% Student-t interval of the per-pair differences (of log ratios with `ratio`), at least `noise`."""
     first, second = _paired_values(a, b, by)
-    if ratio:
-        logs = np.log(first) - np.log(second)
-        value, half = math.exp(logs.mean()), max(math.log1p(noise), _paired_half_width(logs))
-    else:
-        differences = first - second
-        value, half = float(differences.mean()), max(noise, _paired_half_width(differences))
+    floor = math.log1p(noise) if ratio else noise
+    differences = np.log(first) - np.log(second) if ratio else first - second
+    mean = float(differences.mean()) if len(differences) else math.nan
+    value, half = (math.exp(mean) if ratio else mean), max(floor, _paired_half_width(differences))
     band, text = _band(a, b, ratio, value, half, f"paired by {by.split('.')[-1]}, {len(first)} pairs")
-    return value, band, text, len(first)
+    record = Band(
+        f"{a.label} / {b.label}" if ratio else f"{a.label} - {b.label}",
+        value,
+        half,
+        log=ratio,
+        spread=float(differences.std(ddof=1)) if len(differences) > 1 else math.nan,
+        units=len(first),
+        unit_name=f"pairs by {by.split('.')[-1]}",
+        student_t=True,
+        floor=floor,
+        level=max(abs(a.mean), abs(b.mean)),
+    )
+    return value, band, text, len(first), record
 
 
 # ----------------------------------------------------------------------------------------------- criteria
@@ -239,14 +275,15 @@ def compare(
     if ratio and not (a.mean > 0 and b.mean > 0):
         return inconclusive(RUNS_FAILED, f"ratio of non-positive values {a.mean}, {b.mean}", [], _run_ids(a, b))
     if paired_by is None:
-        value, band, text = _difference_band(a, b, ratio, noise)
+        value, band, text, record = _difference_band(a, b, ratio, noise)
     else:
-        value, band, text, pairs = _paired_band(a, b, paired_by, ratio, noise)
+        value, band, text, pairs, record = _paired_band(a, b, paired_by, ratio, noise)
         if pairs < min_runs:
             test = f"needs {min_runs} pairs by {paired_by}; {a.label} and {b.label} share {pairs}"
-            return inconclusive(TOO_FEW_RUNS, test, [a.number(), b.number()], _run_ids(a, b))
+            short = dataclasses.replace(record, needs=min_runs, low=low, high=high)
+            return inconclusive(TOO_FEW_RUNS, test, [a.number(), b.number()], _run_ids(a, b), [short])
     numbers = [a.number(), b.number(), Number("ratio" if ratio else "difference", value, unit="" if ratio else a.unit)]
-    return judge(band, low, high, text, numbers, _run_ids(a, b))
+    return judge(band, low, high, text, numbers, _run_ids(a, b), record)
 
 
 @criterion(ordered=True)
@@ -287,11 +324,14 @@ def threshold(
         if absolute:
             band = tuple(sorted(abs(x) for x in band))
         text = f"{name} = {fmt(mean)} (interval {fmt(band[0])} .. {fmt(band[1])})"
+        half = (band[1] - band[0]) / 2
+        record = Band(name, mean, half, units=value.runs, unit_name="runs (a bootstrap interval)", level=abs(mean))
     else:
         half = max(noise, 2 * value.standard_error())
         band = (mean - half, mean + half)
         text = f"{name} = {fmt(mean)} (noise +-{half:.2g})"
-    return judge(band, low, high, text, [value.number(name, mean)], value.run_ids)
+        record = Band(name, mean, half, spread=_spread(value), units=value.runs, floor=noise, level=abs(mean))
+    return judge(band, low, high, text, [value.number(name, mean)], value.run_ids, record)
 
 
 @criterion(ordered=True)
@@ -476,8 +516,11 @@ def divergence_increases(runs: Arm, *, by: str, order: Sequence, min_runs: int =
         return inconclusive(TOO_FEW_RUNS, f"needs {min_runs} runs per value of {by}", numbers, runs.run_ids)
     (_, first, n1), (_, last, n2) = shares[0], shares[-1]
     half = 2 * math.sqrt(first * (1 - first) / n1 + last * (1 - last) / n2)
-    text = f"diverged share {shares[-1][0]} - {shares[0][0]} = {last - first:+.3g} (noise +-{half:.2g})"
-    return judge((last - first - half, last - first + half), 0.0, None, text, numbers, runs.run_ids)
+    name = f"diverged share {shares[-1][0]} - {shares[0][0]}"
+    text = f"{name} = {last - first:+.3g} (noise +-{half:.2g})"
+    spread = math.sqrt(first * (1 - first) + last * (1 - last))
+    record = Band(name, last - first, half, spread=spread, units=min(n1, n2), unit_name="runs a format")
+    return judge((last - first - half, last - first + half), 0.0, None, text, numbers, runs.run_ids, record)
 
 
 def _best(group: Arm, x: str, lower_is_better: bool) -> list[tuple[object, Arm]]:
@@ -537,7 +580,8 @@ def optimum_moves(
         margin = compare(ranked[1][1], ranked[0][1], noise=noise, paired_by=paired_by, **bound)
         if margin.verdict != CONFIRMED:
             text = f"{by}={value}: best {x} {ranked[0][0]} not separated from {ranked[1][0]}: {margin.test}"
-            return inconclusive(WITHIN_NOISE, text, numbers, runs.run_ids)
+            bands = [b.named(f"{by}={value}: ") for b in margin.bands]
+            return inconclusive(WITHIN_NOISE, text, numbers, runs.run_ids, bands)
         best.append(float(ranked[0][0]))
         numbers.append(Number(f"best {x} at {by}={value}", best[-1], runs=group.runs))
     if len(best) < 2:
@@ -570,6 +614,8 @@ def slope(x: Arm, y: Arm, *, low: float | None = None, high: float | None = None
     fit = np.polyfit(data[x.name], data[y.name], 1, cov=len(data) > 3)
     value, error = (fit[0][0], math.sqrt(fit[1][0, 0])) if len(data) > 3 else (fit[0], 0.0)
     text = f"slope of log {y.label} on log {x.label} = {fmt(value)} (noise +-{2 * error:.2g})"
+    spread = error * math.sqrt(len(data)) if len(data) > 3 else math.nan  # the slope's error falls as 1/sqrt(runs)
+    record = Band(f"slope of log {y.label} on log {x.label}", value, 2 * error, spread=spread, units=len(data))
     return judge(
         (value - 2 * error, value + 2 * error),
         low,
@@ -577,6 +623,7 @@ def slope(x: Arm, y: Arm, *, low: float | None = None, high: float | None = None
         text,
         [Number("slope", value, runs=len(data))],
         _run_ids(x, y),
+        record,
     )
 
 
@@ -594,7 +641,10 @@ def tracks_better(y: Arm, x: Arm, alternative: Arm, *, margin: float = 0.02, min
         Number(f"r with {alternative.label}", r_alt, runs=len(data)),
     ]
     text = f"r(log {y.label}, log {x.label}) - r(.., log {alternative.label}) = {r_x - r_alt:+.3g} (noise +-{margin})"
-    return judge((r_x - r_alt - margin, r_x - r_alt + margin), 0.0, None, text, numbers, _run_ids(y, x, alternative))
+    name = f"r(log {y.label}, log {x.label}) - r(.., log {alternative.label})"
+    record = Band(name, r_x - r_alt, margin, units=len(data), floor=margin)
+    band = (r_x - r_alt - margin, r_x - r_alt + margin)
+    return judge(band, 0.0, None, text, numbers, _run_ids(y, x, alternative), record)
 
 
 __all__ = ["CRITERIA", "INCONCLUSIVE", "Arm", "Criterion", "criterion", "evaluate"]

@@ -14,6 +14,7 @@ import pandas as pd
 from tradeoffs.report.claims.criteria import Arm, evaluate
 from tradeoffs.report.claims.select import select_rows, studies_present
 from tradeoffs.report.claims.spec import STATUSES, Claim, Part, Read
+from tradeoffs.report.claims.stability import checked_timing, timing_metrics
 from tradeoffs.report.claims.verdicts import (
     HARDWARE_ABSENT,
     NOT_IN_SUITE,
@@ -123,8 +124,14 @@ def _group_values(results: pd.DataFrame, part: Part, column: str, present: set[s
 
 
 def decide_part(results: pd.DataFrame, part: Part, present: set[str] | None = None) -> Decision:
-    """The decision of one part of a claim, from the tidy table alone."""
+    """The decision of one part of a claim, from the tidy table alone; a part decided from wall-clock timings
+    is unstable where its band is too wide or lacks fresh-process repeats (tradeoffs.report.claims.stability)."""
     present = studies_present(results) if present is None else present
+    return checked_timing(_decide_groups(results, part, present), timing_metrics(results, part))
+
+
+def _decide_groups(results: pd.DataFrame, part: Part, present: set[str]) -> Decision:
+    """The part's decision, judged per group of its `across` columns and combined."""
     if not part.across:
         return _decide(results, part, present)
     groups = list(itertools.product(*(_group_values(results, part, c, present) for c in part.across)))

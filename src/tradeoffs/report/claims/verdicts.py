@@ -1,10 +1,12 @@
 """Verdicts and their evidence: what a criterion decides, with the numbers it compared, the test it applied
-(threshold and noise) and the runs it read; and how the verdicts of parts combine into a claim's."""
+(threshold and noise), the noise bands it judged and the runs it read; and how the verdicts of parts combine
+into a claim's."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 CONFIRMED, REFUTED, INCONCLUSIVE = "confirmed", "refuted", "inconclusive"
 VERDICTS = (CONFIRMED, REFUTED, INCONCLUSIVE)
@@ -15,7 +17,8 @@ TOO_FEW_RUNS = "too few runs"
 WITHIN_NOISE = "within noise"
 HARDWARE_ABSENT = "hardware absent"
 RUNS_FAILED = "runs failed or diverged"
-REASONS = (NOT_IN_SUITE, TOO_FEW_RUNS, WITHIN_NOISE, HARDWARE_ABSENT, RUNS_FAILED)
+UNSTABLE = "unstable"  # a timing whose band is too wide, or has too few fresh-process repeats, to decide
+REASONS = (NOT_IN_SUITE, TOO_FEW_RUNS, WITHIN_NOISE, HARDWARE_ABSENT, RUNS_FAILED, UNSTABLE)
 
 
 @dataclass(frozen=True)
@@ -30,15 +33,44 @@ class Number:
 
 
 @dataclass(frozen=True)
+class Band:
+    """The noise band one comparison was judged against, and what it was computed from: the measured `value`
+    (a difference, ratio or mean) +- `half` (of log values with `log`), the claimed range (`low`, `high`),
+    and, where runs gave it, the spread of one run or pair (`spread`: half = quantile x spread / sqrt(units),
+    the quantile Student-t's with `student_t`, else 2) over `units` runs or pairs, never below the fixed
+    resolution `floor`. `level` is the magnitude of the measured quantity (a timing's band is judged against
+    it); `needs` is the count of runs or pairs a criterion requires where it had fewer."""
+
+    name: str
+    value: float
+    half: float
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    spread: float = math.nan
+    units: int = 0
+    unit_name: str = "runs"
+    student_t: bool = False
+    floor: float = 0.0
+    level: float = math.nan
+    needs: int = 0
+
+    def named(self, prefix: str) -> Band:
+        return replace(self, name=f"{prefix}{self.name}") if prefix else self
+
+
+@dataclass(frozen=True)
 class Decision:
     """A verdict with its evidence. `test` states the comparison made, with its threshold and noise, in
-    numbers; `reason` (one of REASONS) says why an inconclusive verdict is one."""
+    numbers; `reason` (one of REASONS) says why an inconclusive verdict is one; `bands` are the noise bands
+    it judged (the power statement and the comparison of two runs read them)."""
 
     verdict: str
     test: str
     reason: str = ""
     numbers: tuple[Number, ...] = ()
     run_ids: tuple[str, ...] = ()
+    bands: tuple[Band, ...] = ()
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -47,8 +79,15 @@ class Decision:
             raise ValueError(f"an inconclusive verdict, and only one, needs a reason of {REASONS}: {self}")
 
 
-def inconclusive(reason: str, test: str, numbers: Sequence[Number] = (), run_ids: Iterable[str] = ()) -> Decision:
-    return Decision(INCONCLUSIVE, test, reason, tuple(numbers), tuple(sorted(set(run_ids))))
+def inconclusive(
+    reason: str,
+    test: str,
+    numbers: Sequence[Number] = (),
+    run_ids: Iterable[str] = (),
+    bands: Sequence[Band] = (),
+) -> Decision:
+    """An inconclusive decision for `reason` (one of REASONS)."""
+    return Decision(INCONCLUSIVE, test, reason, tuple(numbers), tuple(sorted(set(run_ids))), tuple(bands))
 
 
 def combined_verdict(decisions: Sequence[Decision]) -> tuple[str, str]:
@@ -80,7 +119,8 @@ def combine(decisions: Sequence[Decision], names: Sequence[str] | None = None) -
         for n in d.numbers
     )
     run_ids = tuple(sorted({i for d in decisions for i in d.run_ids}))
-    return Decision(verdict, test, reason, numbers, run_ids)
+    bands = tuple(b.named(p) for p, d in zip(prefix, decisions, strict=True) for b in d.bands)
+    return Decision(verdict, test, reason, numbers, run_ids, bands)
 
 
 @dataclass(frozen=True)
