@@ -42,6 +42,7 @@ from tradeoffs.kinds.sources import load_trained_model
 from tradeoffs.kinds.train import TrainExperimentConfig
 from tradeoffs.models import build_model, count_parameters
 from tradeoffs.quant import (
+    DEFAULT_CLIP_RATIOS,
     GPTQ,
     METHODS,
     MethodConfig,
@@ -136,6 +137,19 @@ class LLMInt8Options:
 
 
 @dataclass
+class SearchOptions:
+    """The format search's candidates (empty: every exponent/mantissa split of the spec's weight width), clipping
+    ratios, choice units (`layer` or `channel`) and objective (`weight` or `output` MSE): tradeoffs.quant's
+    FormatSearch."""
+
+    elements: list[str] = field(default_factory=list)
+    clip_ratios: list[float] = field(default_factory=lambda: list(DEFAULT_CLIP_RATIOS))
+    element_per: str = "layer"
+    clip_per: str = "channel"
+    objective: str = "weight"
+
+
+@dataclass
 class MethodOptions:
     """A method of tradeoffs.quant by name with its spec and options; only the named method's section is read."""
 
@@ -146,6 +160,7 @@ class MethodOptions:
     smoothquant: SmoothQuantOptions = field(default_factory=SmoothQuantOptions)
     rotation: RotationOptions = field(default_factory=RotationOptions)
     llm_int8: LLMInt8Options = field(default_factory=LLMInt8Options)
+    search: SearchOptions = field(default_factory=SearchOptions)
 
     def build(self) -> MethodConfig:
         """The library's method config, validated (ConfigError naming the key and the valid choices)."""
@@ -160,6 +175,8 @@ class MethodOptions:
             values.update(alpha=self.smoothquant.alpha, layers=tuple(self.smoothquant.layers), gptq=gptq)
         elif self.name == "rotation":
             values.update(**_values(self.rotation), gptq=gptq)
+        elif self.name == "search":
+            values["search"] = _values(self.search)
         return _prefixed("method.", method_config, self.name, **values)
 
 
@@ -304,6 +321,25 @@ def _operands(spec: QuantSpec) -> dict[str, str]:
     }
 
 
+def _search_metrics(result) -> list[Metric]:
+    """What a format search chose, pooled over the quantized layers weighted by their rows x inputs: the share of
+    weights per candidate element and the mean clipping ratio."""
+    if not result.searched:
+        return []
+    shares: dict[str, float] = {}
+    ratio, total = 0.0, 0
+    for found in result.searched.values():
+        rows, inputs = found.weight.shape
+        for element, share in found.element_shares().items():
+            shares[element] = shares.get(element, 0.0) + share * rows * inputs
+        ratio += float(found.clip_ratio.sum()) * inputs
+        total += rows * inputs
+    return [
+        *(Metric("search_element_share", value / total, "", {"element": name}) for name, value in shares.items()),
+        Metric("search_clip_ratio", ratio / total),
+    ]
+
+
 def run(config: QuantConfig, job: Job) -> Outcome:
     device = check_device(config.hardware)
     method = check_source(config)
@@ -337,6 +373,7 @@ def run(config: QuantConfig, job: Job) -> Outcome:
         Metric("reference_memory_bytes", memory_footprint(reference), "byte", {"dense_bits": 16}),
         Metric("quantized_layers", len(result.bits)),
         Metric("calibration_tokens", 0 if calibration is None else calibration.numel(), "token"),
+        *_search_metrics(result),
     ]
     return Outcome(metrics=metrics, timings={"quantize_s": quantize_s, "evaluate_s": evaluate_s})
 

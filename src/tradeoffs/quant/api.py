@@ -15,26 +15,30 @@ from tradeoffs.quant.config import (
     MethodConfig,
     RotationConfig,
     RTNConfig,
+    SearchConfig,
     SmoothQuantConfig,
     needs_calibration,
 )
 from tradeoffs.quant.layers import head_dims, kv_cache_hooks, make_llm_int8, make_quantized
 from tradeoffs.quant.rotation import hadamard_size, is_gpt, kv_head_dim, rotate_gpt
-from tradeoffs.quant.sequential import gptq_model
+from tradeoffs.quant.search import SearchResult, search_quantize
+from tradeoffs.quant.sequential import calibrated_model, gptq_model
 from tradeoffs.quant.spec import QuantSpec
 from tradeoffs.quant.structure import as_linears, target_linears
 from tradeoffs.quant.transforms import norm_readers, smooth
 
-METHOD_TYPES = (RTNConfig, GPTQConfig, SmoothQuantConfig, RotationConfig, LLMInt8Config)
+METHOD_TYPES = (RTNConfig, GPTQConfig, SmoothQuantConfig, RotationConfig, LLMInt8Config, SearchConfig)
 
 
 @dataclass
 class QuantizeResult:
-    """What quantize_ did: the quantized Linears by name with their bits per weight, and the method."""
+    """What quantize_ did: the quantized Linears by name with their bits per weight, and the method; for a format
+    search, what it chose per Linear."""
 
     method: str
     spec: QuantSpec
     bits: dict[str, float] = field(default_factory=dict)
+    searched: dict[str, SearchResult] = field(default_factory=dict)
     hooks: list = field(default_factory=list, repr=False)  # KV cache hooks (remove() to undo)
 
 
@@ -95,11 +99,30 @@ def _rtn(targets: dict[str, nn.Linear], fmt: FormatSpec) -> None:
             linear.weight.copy_(fake_quant(linear.weight.float(), fmt, axis=-1).to(linear.weight.dtype))
 
 
+def _search(
+    model: nn.Module, targets: dict[str, nn.Linear], config: SearchConfig, batches: list[Tensor]
+) -> dict[str, SearchResult]:
+    """Searched weights for every target (output objective: each layer's Hessian as GPTQ's driver collects it)."""
+    fmt, names, found = config.spec.weight_format, {id(m): n for n, m in targets.items()}, {}
+
+    def quantize(linear: nn.Linear, h: Tensor | None) -> Tensor:
+        found[names[id(linear)]] = result = search_quantize(linear.weight, fmt, config.search, h)
+        linear.selector_bits = result.selector_bits / linear.in_features
+        return result.weight
+
+    if config.search.objective == "output":
+        calibrated_model(model, targets, batches, quantize)
+    else:
+        for linear in targets.values():
+            linear.weight.copy_(quantize(linear, None).to(linear.weight.dtype))
+    return {name: found[name] for name in targets}
+
+
 def quantize_(
     model: nn.Module, config: MethodConfig, calibration: Tensor | None = None, *, batch_size: int = 8
 ) -> QuantizeResult:
     """Quantize `model` in place by `config` (RTNConfig, GPTQConfig, SmoothQuantConfig, RotationConfig,
-    LLMInt8Config); `calibration` (samples, tokens) int64 token ids for the methods that calibrate, run in
+    LLMInt8Config, SearchConfig); `calibration` (samples, tokens) int64 token ids for the methods that calibrate, run in
     batches of `batch_size` samples. Works on tradeoffs.models.GPT and Hugging Face causal LMs (rotation:
     GPT only). Returns what was quantized, with bits per weight including scales."""
     as_linears(model)
@@ -128,7 +151,9 @@ def quantize_(
         for name, linear in targets.items():
             make_quantized(linear, spec.activation_format, spec.weight_format, rotations.get(name))
         gptq = config.gptq if isinstance(config, GPTQConfig) else getattr(config, "gptq", None)
-        if gptq is None:
+        if isinstance(config, SearchConfig):
+            result.searched = _search(model, targets, config, batches)
+        elif gptq is None:
             _rtn(targets, spec.weight_format)
         else:
             gptq_model(model, targets, spec.weight_format, gptq, batches)

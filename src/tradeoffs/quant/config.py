@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from tradeoffs.errors import ConfigError, check_choice, check_positive
 from tradeoffs.formats.rotation import is_power_of_two
+from tradeoffs.quant.search import FormatSearch, check_search
 from tradeoffs.quant.spec import QuantSpec, get_spec, spec_names
 
 GROUP_SCALES = ("auto", "upfront", "reached")
@@ -173,20 +174,35 @@ class LLMInt8Config:
         return QuantSpec(name="W8A8-int8()", weight="int8", activation="int8", lm_head=self.lm_head)
 
 
-MethodConfig = RTNConfig | GPTQConfig | SmoothQuantConfig | RotationConfig | LLMInt8Config
+@dataclass(frozen=True)
+class SearchConfig:
+    """Searched minifloat weights (LLM-FP4, ZeroQuant-FP; tradeoffs.quant.search): per layer or channel, the
+    exponent/mantissa split of the spec's weight width and the clipping ratio with the lowest weight (or layer
+    output) error, in the spec's scale layout; activations and KV cache as the spec says (round-to-nearest)."""
+
+    spec: QuantSpec | str = "W4A16"
+    search: FormatSearch = field(default_factory=FormatSearch)
+
+    def __post_init__(self) -> None:
+        _resolve(self)
+        check_search(self.spec.weight_format, self.search)
+
+
+MethodConfig = RTNConfig | GPTQConfig | SmoothQuantConfig | RotationConfig | LLMInt8Config | SearchConfig
 METHODS: dict[str, type] = {
     "rtn": RTNConfig,
     "gptq": GPTQConfig,
     "smoothquant": SmoothQuantConfig,
     "rotation": RotationConfig,
     "llm_int8": LLMInt8Config,
+    "search": SearchConfig,
 }
 NEEDS_CALIBRATION = (GPTQConfig, SmoothQuantConfig)
 
 
 def method_config(name: str, **values) -> MethodConfig:
-    """The config of method `name` (rtn, gptq, smoothquant, rotation, llm_int8) from plain values: `spec` a
-    spec name or QuantSpec, `gptq` a dict of GPTQ settings."""
+    """The config of method `name` (rtn, gptq, smoothquant, rotation, llm_int8, search) from plain values: `spec`
+    a spec name or QuantSpec, `gptq` a dict of GPTQ settings, `search` a dict of FormatSearch settings."""
     check_choice("method", name, METHODS)
     cls = METHODS[name]
     valid = [f.name for f in dataclasses.fields(cls)]
@@ -199,9 +215,18 @@ def method_config(name: str, **values) -> MethodConfig:
         if unknown:
             raise ConfigError(f"method {name}: unknown gptq keys {sorted(unknown)}; valid keys: {settings}")
         values["gptq"] = GPTQ(**values["gptq"])
+    if isinstance(values.get("search"), dict):
+        settings = [f.name for f in dataclasses.fields(FormatSearch)]
+        unknown = set(values["search"]) - set(settings)
+        if unknown:
+            raise ConfigError(f"method {name}: unknown search keys {sorted(unknown)}; valid keys: {settings}")
+        values["search"] = FormatSearch(**values["search"])
     return cls(**values)
 
 
 def needs_calibration(config: MethodConfig) -> bool:
-    """Whether the method reads calibration data (GPTQ, SmoothQuant, or any method running GPTQ)."""
+    """Whether the method reads calibration data (GPTQ, SmoothQuant, any method running GPTQ, a search of the
+    output error)."""
+    if isinstance(config, SearchConfig):
+        return config.search.objective == "output"
     return isinstance(config, NEEDS_CALIBRATION) or getattr(config, "gptq", None) is not None

@@ -26,6 +26,7 @@ class QuantizedLinear(nn.Linear):
     activation_format: FormatSpec | None
     rotation: Tensor | None
     weight_format: FormatSpec | None
+    selector_bits: float = 0.0  # per weight: a searched format's per-row element choice (tradeoffs.quant.search)
 
     def weight_input(self, x: Tensor) -> Tensor:
         """The input as the weight sees it before activation quantization (after the online rotation)."""
@@ -38,10 +39,10 @@ class QuantizedLinear(nn.Linear):
         return F.linear(x, self.weight, self.bias)
 
     def bits_per_weight(self) -> float:
-        """Storage of the weight in bits per element, scales and zero points included."""
+        """Storage of the weight in bits per element, scales, zero points and a searched element choice included."""
         if self.weight_format is None:
             return float(torch.finfo(self.weight.dtype).bits)
-        return self.weight_format.bits_per_element(self.in_features)
+        return self.weight_format.bits_per_element(self.in_features) + self.selector_bits
 
 
 def make_quantized(

@@ -1,5 +1,5 @@
-"""GPTQ over a whole decoder, layer by layer: each Linear's Hessian comes from its inputs as the model,
-already quantized up to it, produces them.
+"""GPTQ (or any quantizer that reads a layer's input Hessian) over a whole decoder, layer by layer: each Linear's
+Hessian comes from its inputs as the model, already quantized up to it, produces them.
 
 The first block's inputs are captured once per calibration batch; each block then runs on its cached inputs,
 stage by stage (Linears reading the same input tensor, such as q|k|v or gate|up, form one stage and share
@@ -11,6 +11,7 @@ calibrated last on the full quantized model.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -83,10 +84,12 @@ def _stage_hessian(run, stage: list[nn.Linear]) -> Tensor:
     return accumulator.hessian
 
 
-def _quantize_stage(stage: list[nn.Linear], h: Tensor, fmt: FormatSpec, settings: GPTQ) -> None:
+WeightQuantizer = Callable[[nn.Linear, Tensor], Tensor]  # (layer, input Hessian) -> its quantized weight
+
+
+def _quantize_stage(stage: list[nn.Linear], h: Tensor, quantize: WeightQuantizer) -> None:
     for linear in stage:
-        quantized = gptq_quantize_weight(linear.weight, h, fmt, settings)
-        linear.weight.copy_(quantized.to(linear.weight.dtype))
+        linear.weight.copy_(quantize(linear, h).to(linear.weight.dtype))
 
 
 @torch.no_grad()
@@ -94,6 +97,15 @@ def gptq_model(
     model: nn.Module, targets: dict[str, nn.Linear], fmt: FormatSpec, settings: GPTQ, batches: list[Tensor]
 ) -> None:
     """Quantize the target Linears of `model` with GPTQ in order (module docstring), in place."""
+    calibrated_model(model, targets, batches, lambda linear, h: gptq_quantize_weight(linear.weight, h, fmt, settings))
+
+
+@torch.no_grad()
+def calibrated_model(
+    model: nn.Module, targets: dict[str, nn.Linear], batches: list[Tensor], quantize: WeightQuantizer
+) -> None:
+    """Replace each target Linear's weight by `quantize(linear, H)`, H from its inputs as the model quantized up to
+    it produces them, block by block and stage by stage (module docstring), in place."""
     wanted = {id(m) for m in targets.values()}
     arguments = block_inputs(model, batches)
     for block in decoder_blocks(model):
@@ -101,9 +113,9 @@ def gptq_model(
         if linears:
             for stage in _stages(block, arguments[0], linears):
                 calls = [lambda a=a, block=block: block(*a[0], **a[1]) for a in arguments]
-                _quantize_stage(stage, _stage_hessian(calls, stage), fmt, settings)
+                _quantize_stage(stage, _stage_hessian(calls, stage), quantize)
         arguments = [with_hidden(a, block_output(block(*a[0], **a[1]))) for a in arguments]
     head = output_head(model)
     if head is not None and id(head) in wanted:
         calls = [lambda idx=idx: model(idx) for idx in batches]
-        _quantize_stage([head], _stage_hessian(calls, [head]), fmt, settings)
+        _quantize_stage([head], _stage_hessian(calls, [head]), quantize)

@@ -2,7 +2,7 @@
 
 A spec names the weight format, the activation (input) format, optionally the KV cache format, and how the
 weight's scales are laid out (the format's own granularity, or per tensor, per output channel, per group of
-input features). Named specs (W4A16, W3A16, W8A8, W4A8, W4A4) give defaults that any operand can override:
+input features). Named specs (W4A16, W3A16, W6A16, W8A16, W8A8, W4A8, W4A4) give defaults that any operand can override:
 `get_spec("W4A4", weight="mxfp4", activation="mxfp4")`.
 """
 
@@ -92,6 +92,7 @@ _INT4_TOKEN = FormatSpec(name="int4_token", element="int4", granularity="channel
 SPECS: dict[str, dict] = {
     "W4A16": {"weight": _INT4_ASYM},
     "W3A16": {"weight": _INT3_ASYM},
+    "W6A16": {"weight": "int6"},
     "W8A16": {"weight": "int8"},
     "W8A8": {"weight": "int8", "activation": "int8_tensor"},
     "W4A8": {"weight": _INT4_CHANNEL, "activation": "int8_tensor"},
