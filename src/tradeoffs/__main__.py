@@ -11,13 +11,15 @@ plan [--suite S]         validate a suite and print its experiment ids
 job --id ID --config J   run one planned experiment from its resolved config (used by Snakemake)
 clean --status S [...]   remove the results of a suite's runs that ended S (e.g. error) and the tidy table,
                          so the next `snakemake` reruns them
-collect OUT.parquet OUT.csv RESULT.json ...   gather results into the tidy table
+collect OUT.parquet OUT.csv RESULT.json ... [--suite S]   gather results into the tidy table (each row marked
+                         with the suite that planned it)
 figure NAME TABLE OUT    draw one report figure from the tidy table
 table NAME TABLE OUT     write one report table from the tidy table
 reference NAME [...]     keep this run's GEMM/inference benchmarks as reports/reference/NAME.parquet, a
                          reference set the report draws beside later runs (e.g. after a run on a GPU)
-claims TABLE [--md M] [--csv C]   decide the papers' claims (conf/claims.yaml) from the tidy table; print
-                         the verdict counts (tradeoffs.report.claims)
+claims TABLE [--md M] [--csv C] [--against B]   decide the papers' claims (conf/claims.yaml) from the tidy
+                         table; print the verdict counts, and with --against every part whose verdict
+                         differs between TABLE and B, and why (tradeoffs.report.claims)
 """
 
 from __future__ import annotations
@@ -121,6 +123,7 @@ def _commands() -> argparse.ArgumentParser:
     collect.add_argument("parquet", type=Path)
     collect.add_argument("csv", type=Path)
     collect.add_argument("results", nargs="*", type=Path)
+    collect.add_argument("--suite", default="", help="the suite that planned these results (a column of each row)")
     for name in ("figure", "table"):
         command = sub.add_parser(name, help=f"write one report {name}")
         command.add_argument("name")
@@ -137,6 +140,9 @@ def _commands() -> argparse.ArgumentParser:
     claims.add_argument("--csv", type=Path, help="one row per claim part (reports/tables/claims.csv)")
     claims.add_argument("--reference", nargs="*", type=Path, default=[], help="reference sets read beside it")
     claims.add_argument("--summary", type=Path, help="the verdict summary report.html opens on (reStructuredText)")
+    claims.add_argument(
+        "--against", type=Path, help="a second results table: list the parts whose verdict differs, and why"
+    )
     return parser
 
 
@@ -202,14 +208,17 @@ def main(argv: list[str] | None = None) -> None:
 
             if not args.results:
                 raise ConfigError("collect: no result files given (RESULT.json ...); the tidy table is kept")
-            write_table(collect(args.results), args.parquet, args.csv)
+            write_table(collect(args.results, args.suite), args.parquet, args.csv)
         elif args.command == "claims":
-            from tradeoffs.report.claims import summary_line, write_claims
+            from tradeoffs.report.claims import compare_claims, summary_line, write_claims
 
             verdicts = write_claims(args.table, args.md, args.csv, args.reference, summary=args.summary)
             print(summary_line(verdicts))
             written = [str(p) for p in (args.md, args.csv, args.summary) if p]
-            print("wrote " + (", ".join(written) or "nothing (no --md, --csv, --summary)"))
+            if written or not args.against:
+                print("wrote " + (", ".join(written) or "nothing (no --md, --csv, --summary)"))
+            if args.against:
+                print(compare_claims(args.table, args.against, args.reference))
         elif args.command == "reference":
             from tradeoffs.report.reference import export_reference
 

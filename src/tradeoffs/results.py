@@ -5,7 +5,8 @@ The tidy table (results/results.parquet and .csv) has one row per (run, metric);
   id, kind, status, message, metric, value, unit, started, ended, wall_s,
   label.<name>  labels that qualify a metric (e.g. label.crest_bin),
   cfg.<dotted.key>  every resolved config value,
-  prov.<name>  scalar provenance (host, cpu_model, git_commit, ...).
+  prov.<name>  scalar provenance (host, cpu_model, git_commit, ...),
+  suite  the suite whose plan collected the run (`collect --suite`; absent from a table collected by hand).
 """
 
 from __future__ import annotations
@@ -156,13 +157,15 @@ def record_rows(record: ResultRecord) -> list[dict[str, Any]]:
     return rows
 
 
-def collect(paths: Iterable[Path | str]) -> pd.DataFrame:
-    """All results as one tidy DataFrame (see the module docstring for its columns). A result file that
-    cannot be read is an error row of its experiment naming the file (and a logged warning), so one bad file
-    never blocks the table."""
+def collect(paths: Iterable[Path | str], suite: str = "") -> pd.DataFrame:
+    """All results as one tidy DataFrame (see the module docstring for its columns), each row marked with the
+    `suite` that collected it where given. A result file that cannot be read is an error row of its experiment
+    naming the file (and a logged warning), so one bad file never blocks the table."""
     import pandas as pd
 
     rows = [row for path in paths for row in record_rows(_read_or_error(path))]
+    if suite:
+        rows = [{**row, "suite": suite} for row in rows]
     frame = pd.DataFrame(rows)
     leading = ["id", "kind", "status", "message", "metric", "value", "unit"]
     ordered = [c for c in leading if c in frame] + sorted(c for c in frame if c not in leading)

@@ -13,7 +13,8 @@ rule collect:
         "results/collect.log",
     params:
         py=PY,
+        suite=PLAN.suite,  # every row records the suite that planned it (the claims name it)
     conda:
         ENVIRONMENT
     shell:
-        "{params.py} -m tradeoffs.worker collect {output.parquet} {output.csv} {input} > {log} 2>&1"
+        "{params.py} -m tradeoffs.worker collect --suite {params.suite} {output.parquet} {output.csv} {input} > {log} 2>&1"

@@ -1,5 +1,6 @@
-"""reports/claims.md (per paper: each claim, its parts' criteria, our numbers beside the paper's, verdicts
-and run ids, for a reader who never opens the code) and reports/tables/claims.csv (one row per part)."""
+"""reports/claims.md (per paper: each claim, its parts' criteria, our numbers beside the paper's, verdicts,
+the suite that decided them, what would decide the undecided ones and run ids, for a reader who never opens
+the code) and reports/tables/claims.csv (one row per part)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from tradeoffs.report.claims.advice import advice, larger_suite, suites_of
 from tradeoffs.report.claims.criteria import CRITERIA, fmt
 from tradeoffs.report.claims.spec import Claim, Part
-from tradeoffs.report.claims.verdicts import VERDICTS, ClaimVerdict, Decision, Number
+from tradeoffs.report.claims.stability import timing_metrics
+from tradeoffs.report.claims.verdicts import INCONCLUSIVE, UNSTABLE, VERDICTS, ClaimVerdict, Decision, Number
 
 RUNS_SHOWN = 6  # run ids listed per part in the Markdown; the CSV lists all
 
@@ -51,7 +54,18 @@ def _runs(decision: Decision) -> str:
 
 
 def _verdict(decision: Decision) -> str:
+    if decision.reason == UNSTABLE:
+        return "**unstable** (a timing: inconclusive until its repeats agree)"
     return f"**{decision.verdict}**" + (f" ({decision.reason})" if decision.reason else "")
+
+
+def _rows(results: pd.DataFrame, decision: Decision) -> pd.DataFrame:
+    """The table's rows of the runs a decision read."""
+    return results[results["id"].isin(decision.run_ids)] if len(results) and decision.run_ids else results.iloc[0:0]
+
+
+def _suite_text(suites: Sequence[str]) -> str:
+    return ", ".join(f"`{s}`" for s in suites) if suites else "not recorded (a table collected without --suite)"
 
 
 def _criterion(part: Part) -> str:
@@ -65,7 +79,8 @@ def _table_facts(results: pd.DataFrame) -> str:
     studies = sorted(set(results.get("cfg.study", results["kind"]).fillna(results["kind"])))
     commits = sorted(set(results.get("prov.git_commit", pd.Series(dtype=str)).dropna().astype(str).str[:10]))
     ended = results["ended"].dropna().max() if "ended" in results else ""
-    facts = f"{results['id'].nunique()} runs of studies {', '.join(studies)}"
+    suites = suites_of(results)
+    facts = f"{results['id'].nunique()} runs of suite {_suite_text(suites)}, studies {', '.join(studies)}"
     return facts + (f"; git {', '.join(commits)}" if commits else "") + (f"; last run ended {ended}" if ended else "")
 
 
@@ -96,14 +111,32 @@ def claims_markdown(claims: Sequence[Claim], verdicts: Sequence[ClaimVerdict], r
         parts = _counts([p.decision.verdict for p in verdict.parts])
         reason = f" ({verdict.reason})" if verdict.reason else ""
         lines.append(f"| [{claim.id}](#{claim.id}) | {claim.papers[0]} | **{verdict.verdict}**{reason} | {parts} |")
+    lines += _undecided_summary(claims, verdicts, results)
     for paper in dict.fromkeys(c.papers[0] for c in claims):
         lines += ["", f"## {paper}"]
         for claim in (c for c in claims if c.papers[0] == paper):
-            lines += _claim_section(claim, by_id[claim.id])
+            lines += _claim_section(claim, by_id[claim.id], results)
     return "\n".join(lines) + "\n"
 
 
-def _claim_section(claim: Claim, verdict: ClaimVerdict) -> list[str]:
+def _undecided_summary(claims: Sequence[Claim], verdicts: Sequence[ClaimVerdict], results: pd.DataFrame) -> list[str]:
+    """The undecided parts in one paragraph, with the larger suite that runs their studies."""
+    undecided = [(v.claim, p) for v in verdicts for p in v.parts if p.decision.verdict == INCONCLUSIVE]
+    if not undecided:
+        return []
+    unstable = sum(p.decision.reason == UNSTABLE for _, p in undecided)
+    studies = sorted(
+        {r.study for c in claims for part in c.parts for r in part.reads if c.id in {u[0] for u in undecided}}
+    )
+    pointer = larger_suite(suites_of(results), studies)
+    text = (
+        f"{len(undecided)} parts are undecided at this table's scale ({unstable} of them unstable timings); each "
+        "states below the effect it measured, its noise band and the smallest change that would decide it"
+    )
+    return ["", text + (f"; {pointer}." if pointer else ".")]
+
+
+def _claim_section(claim: Claim, verdict: ClaimVerdict, results: pd.DataFrame) -> list[str]:
     reason = f" ({verdict.reason})" if verdict.reason else ""
     lines = [
         "",
@@ -128,20 +161,37 @@ def _claim_section(claim: Claim, verdict: ClaimVerdict) -> list[str]:
         lines.append(f"| {part.id} | {statement} | {numbers} | {_cell(decision.test)} | {_verdict(decision)} |")
     lines += ["", "Criteria:"]
     lines += [f"- {part.id}: {_cell(_criterion(part))}" for part in claim.parts]
-    lines += ["", "Runs:"]
-    lines += [f"- {p.part}: {_runs(p.decision)}" for p in verdict.parts]
+    table_suites = suites_of(results)
+    advised = []
+    for part_verdict in verdict.parts:
+        rows = _rows(results, part_verdict.decision)
+        said = advice(parts[part_verdict.part], part_verdict.decision, rows, table_suites)
+        if said:
+            advised.append(f"- {part_verdict.part} ({part_verdict.decision.reason}): " + "; ".join(map(_cell, said)))
+    if advised:
+        lines += ["", "What would decide the undecided parts:", *advised]
+    lines += ["", "Runs (and the suite that decided each part):"]
+    for part_verdict in verdict.parts:
+        suites = suites_of(_rows(results, part_verdict.decision))
+        lines.append(f"- {part_verdict.part}: suite {_suite_text(suites)}; {_runs(part_verdict.decision)}")
     return lines
 
 
-def claims_table(claims: Sequence[Claim], verdicts: Sequence[ClaimVerdict]) -> pd.DataFrame:
-    """One row per claim part: verdicts, reason, criterion, test, numbers and every run id."""
+def claims_table(
+    claims: Sequence[Claim], verdicts: Sequence[ClaimVerdict], results: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """One row per claim part: verdicts, reason, criterion, test, numbers and every run id; with the results
+    table also the suite that decided it, the timing metrics it reads and what would decide it."""
     by_id = {v.claim: v for v in verdicts}
+    results = pd.DataFrame({"id": []}) if results is None else results
+    table_suites = suites_of(results)
     rows = []
     for claim in claims:
         verdict = by_id[claim.id]
         parts = {p.id: p for p in claim.parts}
         for part_verdict in verdict.parts:
             part, decision = parts[part_verdict.part], part_verdict.decision
+            read = _rows(results, decision)
             rows.append(
                 {
                     "claim": claim.id,
@@ -158,6 +208,9 @@ def claims_table(claims: Sequence[Claim], verdicts: Sequence[ClaimVerdict]) -> p
                     "ours": "; ".join(f"{n.name}={n.ours:.6g}" for n in decision.numbers),
                     "paper": "; ".join(f"{n.name}={n.paper:g}" for n in decision.numbers if n.paper is not None),
                     "run_ids": " ".join(decision.run_ids),
+                    "suite": " ".join(suites_of(read)),
+                    "timing": " ".join(timing_metrics(results, part)) if len(results) else "",
+                    "power": "; ".join(advice(part, decision, read, table_suites)),
                 }
             )
     return pd.DataFrame(rows)
