@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from tradeoffs.bench.hardware import Peaks, cpu_peak_estimate, hardware_table, peaks_for
+from tradeoffs.bench.hardware import Peaks, cpu_peak_estimate, cpu_units_missing, hardware_table, peaks_for
 from tradeoffs.hardware import PEAK_DTYPES, HardwareConfig
 
 GPU_DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8")
@@ -65,6 +65,17 @@ def test_cpu_estimate_from_isa_flags():
     avx2 = cpu_peak_estimate(["avx2", "fma"], threads=4, mhz=3000)
     assert avx2["bf16"][0] == avx2["fp32"][0] and "no native bf16" in avx2["bf16"][1]
     assert "int8" not in avx2
+
+
+def test_a_cpu_without_a_dtypes_units_states_it_instead_of_a_nan_peak():
+    """An AVX2-only CPU (AMD EPYC family 25 without AVX-512) has no int8 dot-product units: its peaks say so."""
+    avx2_only = {"isa_flags": ["avx2", "fma"], "cpu_mhz": 2400.0, "cpu_affinity": 2, "cpu_model": "AVX2 CPU"}
+    peaks = peaks_for(HardwareConfig(), threads=2, provenance=avx2_only)
+    assert "int8" not in peaks.tflops and peaks.peak_statement("fp32") == ""
+    statement = peaks.peak_statement("int8")
+    assert statement.startswith("no int8 units") and "avx512_vnni" in statement and "amx_int8" in statement
+    assert cpu_units_missing(["avx2", "fma", "avx512f", "avx512_vnni"]) == {}  # bf16/fp16 run at the fp32 rate
+    assert set(cpu_units_missing([])) == {"fp32", "bf16", "fp16", "int8"}
 
 
 def test_peaks_for_cpu_state_their_method_and_gpus_their_datasheet():

@@ -112,6 +112,7 @@ def _gemm_child(args: argparse.Namespace, config: BenchConfig, device: str) -> d
                     **row,
                     "tflops": tflops,
                     "pct_of_peak": peaks.percent(case.peak_dtype, tflops),
+                    "no_peak": peaks.peak_statement(case.peak_dtype),
                     "median_s": measurement.stats.median,
                     "noise": measurement.stats.noise,
                     "samples": measurement.stats.count,
@@ -191,7 +192,8 @@ def _report_gemm(runs: list[dict[str, Any]]) -> None:
             print(f"{key[0]:>6} {key[1]:>10}  unsupported: {first['unsupported']}")
             continue
         tflops = _spread([k[key]["tflops"] for k in keyed])
-        pct = _spread([k[key]["pct_of_peak"] for k in keyed])
+        no_peak = first.get("no_peak", "")
+        pct = no_peak.split(":")[0] if no_peak else _spread([k[key]["pct_of_peak"] for k in keyed])
         noise = ",".join(k[key]["noise"] for k in keyed)
         print(f"{key[0]:>6} {key[1]:>10} {tflops:>28} {pct:>24}  {noise}")
     print("speedups over fp32 (ratio of TFLOP/s within each process):")

@@ -53,6 +53,14 @@ class Peaks:
     source: str  # the citation, or the formula with its inputs
     unsupported: dict[str, str] = field(default_factory=dict)
     clock: str = "datasheet"  # the clock an estimate assumes: "max (cpufreq)" or "nominal (no turbo)"
+    no_units: dict[str, str] = field(default_factory=dict)  # dtype -> why this hardware has no peak for it
+
+    def peak_statement(self, dtype: str) -> str:
+        """What the peak of `dtype` is compared with, in words: '' when a peak is known, else why there is none
+        (a CPU without the dtype's arithmetic units), so a table says 'no units' rather than showing NaN."""
+        if self.tflops.get(dtype):
+            return ""
+        return self.no_units.get(dtype, f"no {dtype} peak known for {self.hardware}")
 
     def percent(self, dtype: str, tflops: float) -> float:
         """`tflops` as a percentage of this hardware's peak for `dtype` (NaN when no peak is known)."""
@@ -107,6 +115,18 @@ def cpu_peak_estimate(isa_flags: set[str] | list[str], threads: int, mhz: float)
     }
 
 
+def cpu_units_missing(isa_flags: set[str] | list[str]) -> dict[str, str]:
+    """The dtypes this CPU has no arithmetic units for (so no peak estimate), each with the statement that says
+    which instructions it lacks: e.g. int8 on an AVX2-only CPU, which has no VNNI or AMX dot products."""
+    flags = set(isa_flags)
+    estimated = cpu_peak_estimate(flags, 1, 1000.0)
+    return {
+        dtype: f"no {dtype} units: this CPU has none of {', '.join(flag for flag, _, _ in rules)}"
+        for dtype, rules in CPU_FLOP_PER_CYCLE.items()
+        if dtype not in estimated
+    }
+
+
 def peaks_for(hardware: HardwareConfig, threads: int, provenance: dict[str, Any]) -> Peaks:
     """The peaks a result is compared with: the datasheet table for a GPU, the run-time estimate for a CPU
     (from the provenance's ISA flags and clock, for the threads the benchmark used)."""
@@ -137,6 +157,7 @@ def peaks_for(hardware: HardwareConfig, threads: int, provenance: dict[str, Any]
         source=f"estimate at the {clock}{'' if boost else ', no turbo'}: {formulas}",
         unsupported=dict(hardware.unsupported),
         clock="max (cpufreq)" if boost else "nominal (no turbo)",
+        no_units=cpu_units_missing(provenance.get("isa_flags", [])),
     )
 
 

@@ -71,13 +71,15 @@ def _gemm(config: GemmConfig, device: str, peaks: Peaks, recorder: Recorder) -> 
                 **labels,
                 "peak_dtype": case.peak_dtype,
                 "peak_tflops": peak,
-                "peak_method": peaks.method,
+                "peak_method": peaks.method if peak else "no units",
                 "peak_clock": peaks.clock,
                 "peak_valid": int(not above_peak),
             },
         )
         if above_peak:
             recorder.notes.append(f"{labels['shape']}: {above_peak}")
+        if not peak and peaks.peak_statement(case.peak_dtype) not in recorder.notes:
+            recorder.notes.append(peaks.peak_statement(case.peak_dtype))
         recorder.add("arithmetic_intensity", case.intensity, "FLOP/B", labels)
         gbs = case.bytes / measurement.stats.median / 1e9
         recorder.add("gbs", gbs, "GB/s", labels)

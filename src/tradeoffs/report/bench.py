@@ -55,6 +55,7 @@ def gemm_frame(results: pd.DataFrame) -> pd.DataFrame:
     extra = runs.groupby(index).agg(
         noise=("label.noise", _worst_noise),
         peak_tflops=("label.peak_tflops", "max"),
+        peak_method=("label.peak_method", "first"),
         kernel=("label.kernel", "first"),
         m=("label.m", "first"),
         k=("label.k", "first"),
@@ -70,6 +71,7 @@ def gemm_frame(results: pd.DataFrame) -> pd.DataFrame:
         tflops_max=("tflops", "max"),
         pct_of_peak=("pct_of_peak", "median"),
         peak_tflops=("peak_tflops", "max"),
+        peak_method=("peak_method", "first"),
         intensity=("arithmetic_intensity", "first"),
         output_rel_error=("output_rel_error", "median"),
         peak_rss_growth_mb=("peak_rss_growth_bytes", lambda v: v.median() / 1e6),
@@ -133,6 +135,8 @@ def gemm_figure(results: pd.DataFrame) -> plt.Figure:
             bottom.bar(x, rows["pct_of_peak"], width=width, color=palette[dtype])
             for position in x[rows["pct_above_peak"].notna()]:
                 bottom.annotate("above peak: invalid", (position, 0), ha="center", va="bottom", fontsize=6, rotation=90)
+            for position in x[rows["peak_method"] == "no units"]:
+                bottom.annotate(f"no {dtype} units", (position, 0), ha="center", va="bottom", fontsize=6, rotation=90)
         top.set_yscale("log")
         top.set_ylabel("throughput (TFLOP/s; TOP/s for int8), log scale")
         top.set_title(name, fontsize=10)
@@ -228,6 +232,7 @@ def gemm_table(results: pd.DataFrame) -> pd.DataFrame:
         "pct_of_peak",
         "pct_above_peak",
         "peak_tflops",
+        "peak_method",
         "intensity",
         "output_rel_error",
         "peak_rss_growth_mb",
