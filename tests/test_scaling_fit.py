@@ -247,7 +247,9 @@ def test_a_fit_that_does_not_converge_keeps_its_point_values_and_names_every_par
     loss = quartet_loss(n, d, **LAW) * np.exp(rng.normal(0, 0.01, 8))
     runs = pd.DataFrame({"run_id": [f"r{i}" for i in range(8)], "n_params": n, "tokens": d, "loss": loss})
     runs = pd.concat([runs.assign(precision="fp32"), runs.assign(precision="fp8", run_id=runs["run_id"] + "b")])
-    *chinchilla, quartet = ladder_fits(runs, FitOptions(n_bootstrap=0))
+    fits = ladder_fits(runs, FitOptions(n_bootstrap=0))
+    chinchilla = [r for r in fits if r.fit == "chinchilla"]
+    (quartet,) = [r for r in fits if r.fit == "quartet"]
     assert [r.labels["precision"] for r in chinchilla] == ["fp32", "fp8"]
     assert quartet.status == "not_converged" and "at a bound" in quartet.reason
     rows = pd.DataFrame(quartet.rows())

@@ -32,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--level", type=float, default=0.95, help="interval level")
     parser.add_argument("--huber-delta", type=float, default=1e-3, help="Huber delta on log residuals")
     parser.add_argument("--starts", type=int, default=8, help="best grid points the optimiser starts from")
+    parser.add_argument("--min-decades", type=float, default=1.0, help="span an exponent's variable needs")
+    parser.add_argument("--tolerance", type=float, default=1.25, help="iso_flop: factor of compute of a group")
     parser.add_argument("--rows", type=Path, help="also write the tidy rows (full precision) to this CSV")
     return parser
 
@@ -48,6 +50,8 @@ def format_result(result: FitResult) -> str:
         labels = " ".join(f"{k}={v}" for k, v in e.labels.items())
         interval = "" if math.isnan(e.low) else f"  [{e.low:.6g}, {e.high:.6g}]"
         note = "" if e.status == "ok" and not e.reason else f"  ({e.status}{': ' + e.reason if e.reason else ''})"
+        if e.status == "ok" and e.identified is False:
+            note += f"  (not identified: {e.identification})"
         lines.append(f"  {e.name:18s} {labels:28s} {e.value:.6g}{interval}{note}")
     if result.estimates and any(not math.isnan(e.low) for e in result.estimates):
         lines.append(f"  intervals: {result.level:.0%}")
@@ -57,8 +61,10 @@ def format_result(result: FitResult) -> str:
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     try:
-        options = FitOptions(args.huber_delta, args.starts, args.bootstrap, args.seed, args.level)
-        results = fit_table(args.law, read_runs(args.runs), options, args.group_by, args.reference)
+        options = FitOptions(
+            args.huber_delta, args.starts, args.bootstrap, args.seed, args.level, min_decades=args.min_decades
+        )
+        results = fit_table(args.law, read_runs(args.runs), options, args.group_by, args.reference, args.tolerance)
     except ConfigError as error:
         sys.exit(f"error: {error}")
     print("\n\n".join(map(format_result, results)))

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from tradeoffs.errors import ConfigError
+from tradeoffs.fit.identify import coverage_reason, decades, identify
 from tradeoffs.fit.result import NOT_CONVERGED, OK, TOO_FEW_RUNS, Estimate, FitResult, cannot_fit
 from tradeoffs.fit.robust import (
     Columns,
@@ -78,6 +79,26 @@ CHINCHILLA_GRID = {  # Hoffmann et al. 2022, appendix D.2
     "e": (-1, -0.5, 0, 0.5, 1, 1.5),
 }
 CHINCHILLA_ESTIMATES = ("E", "A", "B", "alpha", "beta", "n_opt_exponent", "d_opt_exponent")
+EXPONENTS = {"N": "alpha", "D": "beta"}  # the exponent of each term of both laws
+CHINCHILLA_TERMS = {
+    "E": ("N", "D"),
+    "A": ("N",),
+    "alpha": ("N",),
+    "B": ("D",),
+    "beta": ("D",),
+    "n_opt_exponent": ("N", "D"),
+    "d_opt_exponent": ("N", "D"),
+}
+
+
+def _natural_bounds(model: LogModel, logged: tuple[str, ...], names: dict[str, str]) -> dict[str, tuple[float, float]]:
+    """The optimiser's bounds of `model` in natural units, keyed by the natural names (`names`: log-space
+    name -> natural name); the parameters in `logged` are fitted as logs."""
+    bounds = {}
+    for name, low, high in zip(model.names, model.lower, model.upper, strict=True):
+        if name in names:
+            bounds[names[name]] = (math.exp(low), math.exp(high)) if name in logged else (low, high)
+    return bounds
 
 
 def _chinchilla_natural(theta: np.ndarray) -> np.ndarray:
@@ -120,6 +141,16 @@ QUARTET_GRID = {
 EFFICIENCY_GRID = {"u": tuple(np.log([0.1, 0.3, 0.6, 1.0, 1.5])), "v": tuple(np.log([0.1, 0.3, 0.6, 1.0, 1.5]))}
 EFFICIENCY_BOUNDS = (math.log(1e-3), math.log(1e2))
 QUARTET_ESTIMATES = ("A", "alpha", "B", "beta", "gamma", "E")
+QUARTET_TERMS = {
+    "A": ("N",),
+    "alpha": ("N",),
+    "B": ("D",),
+    "beta": ("D",),
+    "gamma": ("N", "D"),
+    "E": ("N", "D"),
+    "eff_n": ("N",),
+    "eff_d": ("D",),
+}
 
 
 def _efficiency_model(shared: np.ndarray) -> LogModel:
@@ -166,7 +197,7 @@ def run_ids_or_rows(run_ids: Sequence[str] | None, count: int) -> tuple[str, ...
     return tuple(str(run) for run in run_ids)
 
 
-def _checked_runs(n_params, tokens, loss, run_ids) -> tuple[_Runs, np.ndarray]:
+def checked_runs(n_params, tokens, loss, run_ids) -> tuple[_Runs, np.ndarray]:
     """Validate the columns; runs whose loss is not finite (diverged) are left out and counted. Returns the
     runs and the mask of kept rows."""
     columns = {"n_params": np.asarray(n_params, float), "tokens": np.asarray(tokens, float)}
@@ -190,6 +221,24 @@ def _checked_runs(n_params, tokens, loss, run_ids) -> tuple[_Runs, np.ndarray]:
         excluded=int((~keep).sum()),
     )
     return runs, keep
+
+
+def _coverage(runs: _Runs, rows: np.ndarray, options: FitOptions) -> tuple[dict[str, str], dict[str, float]]:
+    """Why the runs `rows` cannot identify each term (N, D; '' where they can), and their spans as quality
+    values: `n_decades`, `d_decades` and the distinct values `n_values`, `d_values`."""
+    log_n, log_d = runs.log_n[rows], runs.log_d[rows]
+    reasons = {symbol: coverage_reason(symbol, v, options.min_decades) for symbol, v in (("N", log_n), ("D", log_d))}
+    spans = {
+        "n_decades": decades(log_n),
+        "d_decades": decades(log_d),
+        "n_values": float(len(np.unique(log_n))),
+        "d_values": float(len(np.unique(log_d))),
+    }
+    return reasons, spans
+
+
+CHINCHILLA_NAMES = {"a": "A", "alpha": "alpha", "b": "B", "beta": "beta", "e": "E"}
+QUARTET_NAMES = {**CHINCHILLA_NAMES, "gamma": "gamma"}
 
 
 def _shortage(runs: _Runs, indices: np.ndarray, parameters: int, what: str) -> str:
@@ -236,11 +285,14 @@ def fit_chinchilla(
     """Fit L = E + A/N^alpha + B/D^beta to runs (N: parameters, D: training tokens, L: final loss), with
     bootstrap intervals from resampling runs. Runs with a non-finite loss are left out (and counted)."""
     options = options or FitOptions()
-    runs, _ = _checked_runs(n_params, tokens, loss, run_ids)
+    runs, _ = checked_runs(n_params, tokens, loss, run_ids)
     everything = np.arange(len(runs.run_ids))
+    coverage, spans = _coverage(runs, everything, options)
     shortage = _shortage(runs, everything, len(CHINCHILLA.names), "runs")
     if shortage:
-        return cannot_fit("chinchilla", TOO_FEW_RUNS, shortage, runs.run_ids, level=options.level, seed=options.seed)
+        return cannot_fit(
+            "chinchilla", TOO_FEW_RUNS, shortage, runs.run_ids, quality=spans, level=options.level, seed=options.seed
+        )
     optimum = minimise(CHINCHILLA, runs.columns(), runs.log_loss, grid(CHINCHILLA_GRID, CHINCHILLA.names), options)
     if not optimum.converged:
         return _not_converged(
@@ -250,6 +302,7 @@ def fit_chinchilla(
             _point(_chinchilla_natural, optimum, len(CHINCHILLA_ESTIMATES)),
             runs,
             options,
+            spans,
         )
     warm = options.for_refit()
 
@@ -261,13 +314,16 @@ def fit_chinchilla(
 
     samples, failed = bootstrap(refit, np.zeros(len(everything)), options)
     log_prediction = CHINCHILLA.predict(optimum.theta, runs.columns())
+    estimates = _estimates(CHINCHILLA_ESTIMATES, _chinchilla_natural(optimum.theta), samples, options.level)
+    bounds = _natural_bounds(CHINCHILLA, ("a", "b", "e"), CHINCHILLA_NAMES)
     return FitResult(
         fit="chinchilla",
         status=OK,
         reason=_bootstrap_reason(samples, failed),
-        estimates=tuple(_estimates(CHINCHILLA_ESTIMATES, _chinchilla_natural(optimum.theta), samples, options.level)),
+        estimates=tuple(identify(estimates, bounds, EXPONENTS, CHINCHILLA_TERMS, coverage)),
         quality={
             **fit_quality(runs.log_loss, log_prediction),
+            **spans,
             **_bootstrap_quality(optimum, samples, failed, runs.excluded),
         },
         residuals=dict(zip(runs.run_ids, map(float, runs.log_loss - log_prediction), strict=True)),
@@ -282,16 +338,15 @@ def _point(natural, optimum: Optimum, size: int) -> list[float]:
     return list(natural(optimum.theta)) if np.all(np.isfinite(optimum.theta)) else [math.nan] * size
 
 
-def _not_converged(fit, optimum, names, point, runs: _Runs, options: FitOptions) -> FitResult:
+def _not_converged(fit, optimum, names, point, runs: _Runs, options: FitOptions, spans=None) -> FitResult:
     reason = f"did not converge: {optimum.message}"
+    estimates = _estimates(names, point, np.empty((0, len(names))), options.level, None, NOT_CONVERGED, reason)
     return FitResult(
         fit=fit,
         status=NOT_CONVERGED,
         reason=reason,
-        estimates=tuple(
-            _estimates(names, point, np.empty((0, len(names))), options.level, None, NOT_CONVERGED, reason)
-        ),
-        quality={"huber_cost": optimum.cost, "starts_agreeing": optimum.starts_agreeing},
+        estimates=tuple(replace(e, identified=False, identification=reason) for e in estimates),
+        quality={**(spans or {}), "huber_cost": optimum.cost, "starts_agreeing": optimum.starts_agreeing},
         run_ids=runs.run_ids,
         level=options.level,
         seed=options.seed,
@@ -311,7 +366,7 @@ def fit_quartet(
     (one name or several), then effN and effD of every other precision. A precision with fewer than 3 runs
     gets estimates with status too_few_runs; one whose multiplier sits on its bound, not_converged."""
     options = options or FitOptions()
-    runs, keep = _checked_runs(n_params, tokens, loss, run_ids)
+    runs, keep = checked_runs(n_params, tokens, loss, run_ids)
     labels = np.asarray([str(p) for p in precision], dtype=object)
     if len(labels) != len(keep):
         raise ConfigError(f"precision: expected one value per run ({len(keep)}), got {len(labels)}")
@@ -322,9 +377,12 @@ def fit_quartet(
         found = ", ".join(sorted(set(labels)))
         raise ConfigError(f"reference: no runs of precision {sorted(references)}; precisions in the runs: {found}")
     reference_rows = np.flatnonzero(is_reference)
+    coverage, spans = _coverage(runs, reference_rows, options)
     shortage = _shortage(runs, reference_rows, len(QUARTET_SHARED.names), "reference-precision runs")
     if shortage:
-        return cannot_fit("quartet", TOO_FEW_RUNS, shortage, runs.run_ids, level=options.level, seed=options.seed)
+        return cannot_fit(
+            "quartet", TOO_FEW_RUNS, shortage, runs.run_ids, quality=spans, level=options.level, seed=options.seed
+        )
     others = sorted(set(labels[~is_reference]))
     fitted = [p for p in others if (labels == p).sum() >= 3]
     starved = [p for p in others if p not in fitted]
@@ -338,7 +396,7 @@ def fit_quartet(
     shared = stage_one(reference_rows, grid(QUARTET_GRID, QUARTET_SHARED.names), options)
     if not shared.converged:
         point = _point(_quartet_natural, shared, len(QUARTET_ESTIMATES))
-        return _not_converged("quartet", shared, QUARTET_ESTIMATES, point, runs, options)
+        return _not_converged("quartet", shared, QUARTET_ESTIMATES, point, runs, options, spans)
     efficiency_grid = grid(EFFICIENCY_GRID, ("u", "v"))
     per_precision = {p: stage_two(shared.theta, np.flatnonzero(labels == p), efficiency_grid, options) for p in fitted}
     warm = options.for_refit()
@@ -357,20 +415,27 @@ def fit_quartet(
         return np.array(values)
 
     samples, failed = bootstrap(refit, np.unique(labels, return_inverse=True)[1], options)
+    bounds = _natural_bounds(QUARTET_SHARED, ("a", "b", "e"), QUARTET_NAMES)
+    bounds |= dict.fromkeys(("eff_n", "eff_d"), tuple(map(math.exp, EFFICIENCY_BOUNDS)))
     estimates = _estimates(QUARTET_ESTIMATES, _quartet_natural(shared.theta), samples[:, :6], options.level)
+    estimates = identify(estimates, bounds, EXPONENTS, QUARTET_TERMS, coverage)
     for i, p in enumerate(fitted):
         own = per_precision[p]
         status = OK if own.converged else NOT_CONVERGED
         reason = "" if own.converged else f"did not converge: {own.message}"
         columns = samples[:, 6 + 2 * i : 8 + 2 * i]
-        estimates += _estimates(
+        own_estimates = _estimates(
             ("eff_n", "eff_d"), np.exp(own.theta), columns, options.level, {"precision": p}, status, reason
         )
+        own_coverage, _ = _coverage(runs, np.flatnonzero(labels == p), options)
+        merged = {term: coverage[term] or own_coverage[term] for term in coverage}
+        estimates += identify(own_estimates, bounds, EXPONENTS, QUARTET_TERMS, merged, shared=estimates[:6])
     for p in starved:
         reason = f"{(labels == p).sum()} runs of precision {p} for 2 parameters (need at least 3)"
-        estimates += _estimates(
+        starved_estimates = _estimates(
             ("eff_n", "eff_d"), [math.nan] * 2, samples[:0, :2], options.level, {"precision": p}, TOO_FEW_RUNS, reason
         )
+        estimates += [replace(e, identified=False, identification=reason) for e in starved_estimates]
 
     log_prediction = np.full(len(runs.run_ids), math.nan)
     log_prediction[reference_rows] = QUARTET_SHARED.predict(shared.theta, runs.columns(reference_rows))
@@ -383,6 +448,7 @@ def fit_quartet(
     quality = {
         **fit_quality(runs.log_loss[used], log_prediction[used]),
         "r2_reference": fit_quality(runs.log_loss[reference_rows], log_prediction[reference_rows])["r2"],
+        **spans,
         **_bootstrap_quality(shared, samples, failed, runs.excluded),
     }
     quality["huber_cost"] = float(huber_cost(runs.log_loss[used] - log_prediction[used], options.huber_delta))

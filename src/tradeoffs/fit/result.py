@@ -16,14 +16,16 @@ from typing import Any
 OK = "ok"
 TOO_FEW_RUNS = "too_few_runs"
 NOT_CONVERGED = "not_converged"
-FIT_STATUSES = (OK, TOO_FEW_RUNS, NOT_CONVERGED)
+NOT_IDENTIFIED = "not_identified"
+FIT_STATUSES = (OK, TOO_FEW_RUNS, NOT_CONVERGED, NOT_IDENTIFIED)
 
 
 @dataclass(frozen=True)
 class Estimate:
     """One fitted quantity (unrounded) with its interval at `FitResult.level`; labels say which group it
     belongs to (a precision, a QAT setting, a bit width). An estimate that could not be made has value nan
-    and its own status and reason."""
+    and its own status and reason. `identified` (None where a fit does not judge it) says whether the runs
+    identify it, `identification` why not (tradeoffs.fit.identify)."""
 
     name: str
     value: float
@@ -32,6 +34,14 @@ class Estimate:
     labels: Mapping[str, Any] = field(default_factory=dict)
     status: str = OK
     reason: str = ""
+    identified: bool | None = None
+    identification: str = ""
+
+    def identification_labels(self) -> dict[str, Any]:
+        """The labels `identified` and `identification` where the fit judged them, else none."""
+        if self.identified is None:
+            return {}
+        return {"identified": self.identified, "identification": self.identification or self.reason}
 
     def contains(self, value: float) -> bool:
         """Whether `value` lies inside the interval (closed)."""
@@ -94,6 +104,7 @@ class FitResult:
                     "interval_level": self.level,
                     "estimate_status": e.status,
                     "estimate_reason": e.reason,
+                    **e.identification_labels(),
                     **runs,
                 },
             }

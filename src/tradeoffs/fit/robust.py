@@ -20,7 +20,8 @@ Columns = Mapping[str, np.ndarray]
 @dataclass(frozen=True)
 class FitOptions:
     """How a law is fitted: Huber delta on log residuals, how many of the best grid points start the optimiser,
-    bootstrap replicates, seed and interval level."""
+    bootstrap replicates, seed and interval level, and the decades a term's variable must span for its
+    exponent to count as identified (tradeoffs.fit.identify)."""
 
     huber_delta: float = 1e-3
     n_starts: int = 8
@@ -28,12 +29,14 @@ class FitOptions:
     seed: int = 0
     level: float = 0.95
     max_nfev: int = 2000
+    min_decades: float = 1.0
 
     def __post_init__(self) -> None:
         check_positive("huber_delta", self.huber_delta)
         check_positive("n_starts", self.n_starts)
         check_positive("n_bootstrap", self.n_bootstrap, allow_zero=True)
         check_positive("max_nfev", self.max_nfev)
+        check_positive("min_decades", self.min_decades, allow_zero=True)
         if not 0 < self.level < 1:
             raise ConfigError(f"level: must be in (0, 1), got {self.level}")
 

@@ -14,6 +14,7 @@ import pandas as pd
 
 from tradeoffs.errors import ConfigError, check_choice
 from tradeoffs.fit.divergence import divergence_rate
+from tradeoffs.fit.isoflop import ISO_FLOP_TOLERANCE, fit_iso_flop
 from tradeoffs.fit.laws import fit_chinchilla, fit_quartet
 from tradeoffs.fit.power import power_law
 from tradeoffs.fit.qat import best_qat_fraction
@@ -56,6 +57,12 @@ LAWS = {
                 f["n_params"], f["tokens"], f["loss"], f["precision"], kw["reference"], ids, o
             ),
             text=("precision",),
+        ),
+        LawSpec(
+            "iso_flop",
+            ("n_params", "tokens", "loss"),
+            "Chinchilla's Approach 2: a parabola of loss in log N per iso-FLOP group (C = 6ND), N_opt ~ C^a",
+            lambda f, ids, o, kw: fit_iso_flop(f["n_params"], f["tokens"], f["loss"], ids, o, kw["tolerance"]),
         ),
         LawSpec(
             "qat_fraction",
@@ -126,9 +133,11 @@ def fit_table(
     options: FitOptions | None = None,
     group_by: Sequence[str] = (),
     reference: str | Sequence[str] = "fp32",
+    tolerance: float = ISO_FLOP_TOLERANCE,
 ) -> list[FitResult]:
     """Fit `law` to a table of runs (columns of LAWS[law], optional run_id), once per distinct value of the
-    `group_by` columns (e.g. a Chinchilla fit per precision); each result's estimates carry the group."""
+    `group_by` columns (e.g. a Chinchilla fit per precision); each result's estimates carry the group.
+    `reference` is Quartet's full precision, `tolerance` the iso-FLOP groups' factor of compute."""
     check_choice("LAW", law, LAWS)
     spec = LAWS[law]
     frame = _checked(frame, spec, group_by)
@@ -137,7 +146,7 @@ def fit_table(
     results = []
     for key, part in groups:
         ids = part["run_id"].astype(str).tolist() if "run_id" in part else [f"row{i}" for i in part.index]
-        result = spec.call(part.reset_index(drop=True), ids, options, {"reference": reference})
+        result = spec.call(part.reset_index(drop=True), ids, options, {"reference": reference, "tolerance": tolerance})
         if group_by:
             labels = dict(zip(group_by, key if isinstance(key, tuple) else (key,), strict=True))
             result = _with_labels(result, labels)

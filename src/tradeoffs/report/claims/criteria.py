@@ -647,4 +647,43 @@ def tracks_better(y: Arm, x: Arm, alternative: Arm, *, margin: float = 0.02, min
     return judge(band, 0.0, None, text, numbers, _run_ids(y, x, alternative), record)
 
 
+# ------------------------------------------------------------------------------- identified fits
+@criterion("value", "terms")
+def identified_fit(
+    value: Arm,
+    terms: Arm,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    noise: float = 0.0,
+    min_runs: int = 1,
+) -> Decision:
+    """A fit's quality (`value`, e.g. its R^2) lies in (low, high), and the runs identify every parameter that
+    `terms` reads (fit_parameter rows whose label.identified is true, tradeoffs.fit.identify).
+
+    A parameter that is not identified (its variable spans too few decades or values, or its bootstrap
+    interval reaches 0 or a bound) leaves the part inconclusive with the fit's own reason, whatever the
+    quality: a law is never confirmed, nor refuted, by R^2 alone. Too few runs when the ladder lacks the
+    span; within noise when an interval reaches 0 although the span suffices."""
+    quality = threshold(value, low=low, high=high, noise=noise, min_runs=min_runs)
+    rows = terms.rows
+    if "label.identified" not in rows:
+        test = f"{quality.test}; the fit's rows carry no label.identified (a fit made before identification)"
+        return inconclusive(TOO_FEW_RUNS, test, quality.numbers, _run_ids(value, terms), quality.bands)
+    unidentified = rows[rows["label.identified"].map(lambda flag: flag is not True and flag != 1)]
+    identified = float(len(rows) - len(unidentified))
+    numbers = (*quality.numbers, Number("parameters identified", identified, runs=len(rows)))
+    if unidentified.empty:
+        return dataclasses.replace(quality, numbers=numbers)
+    texts = unidentified["label.identification"].fillna("").astype(str)
+    why = "; ".join(
+        f"{text or 'no reason given'} ({', '.join(map(str, group['label.parameter']))})"
+        for text, group in unidentified.groupby(texts, sort=False)
+    )
+    short_span = texts.str.contains(r" (?:spans|takes) ", regex=True).any()  # the runs' coverage, not noise
+    reason = TOO_FEW_RUNS if short_span or not texts.str.contains("interval").any() else WITHIN_NOISE
+    test = f"{quality.test}; not identified: {why}"
+    return inconclusive(reason, test, numbers, _run_ids(value, terms), quality.bands)
+
+
 __all__ = ["CRITERIA", "INCONCLUSIVE", "Arm", "Criterion", "criterion", "evaluate"]
