@@ -218,6 +218,11 @@ def test_job_names_a_bad_config_argument(tmp_path, text, expected):
 # --- figure / table inputs ---------------------------------------------------------------------------------
 
 
+def _tidy_row() -> dict:
+    """One row with the tidy table's columns (tradeoffs.results.TABLE_COLUMNS)."""
+    return {"id": "gemm/x", "kind": "gemm", "status": "ok", "message": "", "metric": "tflops", "value": 1.0, "unit": ""}
+
+
 def test_figure_and_table_name_a_missing_results_table(tmp_path):
     missing = tmp_path / "results.parquet"
     for command, name in (("figure", "train_loss"), ("table", "train_recipes")):
@@ -228,7 +233,7 @@ def test_figure_and_table_name_a_missing_results_table(tmp_path):
 
 def test_figure_and_table_name_a_missing_reference_set(tmp_path):
     table = tmp_path / "results.parquet"
-    pd.DataFrame({"id": ["x"], "kind": ["bench"], "status": ["ok"]}).to_parquet(table)
+    pd.DataFrame([_tidy_row()]).to_parquet(table)
     missing = tmp_path / "reference/h100.parquet"
     for command, name in (("figure", "bench_gemm"), ("table", "bench_gemm")):
         with pytest.raises(SystemExit, match=f"error: --reference: reference set {missing} not found"):

@@ -9,7 +9,8 @@ bench suite [RESULTS]    where a finished run's time went: work, start-up, cold 
 fit LAW RUNS.csv [...]   fit a scaling law to a table of runs; parameters with intervals (tradeoffs.fit.cli; --help)
 plan [--suite S]         validate a suite and print its experiment ids
 job --id ID --config J   run one planned experiment from its resolved config (used by Snakemake)
-clean --status S [...]   remove the results of a suite's runs that ended S (e.g. error) and the tidy table,
+clean --status S [...]   remove the results of a suite's runs that ended S (e.g. error) and the tidy table
+                         (--dry-run lists them; removing ok results needs --yes),
                          so the next `snakemake` reruns them
 collect OUT.parquet OUT.csv RESULT.json ... [--suite S]   gather results into the tidy table (each row marked
                          with the suite that planned it)
@@ -31,7 +32,7 @@ import sys
 from pathlib import Path
 
 from tradeoffs.atomic import FileWriteError
-from tradeoffs.errors import ConfigError
+from tradeoffs.errors import ConfigError, check_choice
 from tradeoffs.kinds import kind_names
 
 BENCH_COMMANDS = ("gemm", "qdq", "train")  # `bench gemm|qdq|train`: side-by-side ratio benchmarks
@@ -46,7 +47,7 @@ def _run_hydra_app(kind: str, argv: list[str]) -> None:
 
     from tradeoffs.config import config_hash, load_experiment, register_schemas, to_typed
     from tradeoffs.paths import conf_dir, results_dir
-    from tradeoffs.plan import make_id, resolve_threads
+    from tradeoffs.plan import check_id_length, make_id, resolve_threads
     from tradeoffs.runner import run_experiment
 
     if not {"-m", "--multirun"} & set(argv):  # Hydra's own errors name no valid keys: validate first
@@ -64,6 +65,10 @@ def _run_hydra_app(kind: str, argv: list[str]) -> None:
         overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("hydra")]
         labels = [o.split("=", 1)[1] for o in overrides if "=" in o]
         experiment_id = make_id(kind, labels, config_hash(config))
+        try:
+            check_id_length(experiment_id, results_dir())
+        except ConfigError as error:
+            sys.exit(f"error: {error}")
         record = run_experiment(experiment_id, config, results_dir() / experiment_id / "result.json")
         print(f"{experiment_id}: {record.status} {record.message}".rstrip())
         for metric in record.metrics:
@@ -89,13 +94,38 @@ def _job_config(text: str) -> dict:
 
 
 def _check_report_inputs(table: Path, reference: list[Path]) -> None:
-    """A figure or table needs the tidy table and every reference set it is given: name the missing one."""
-    if not table.is_file():
-        raise ConfigError(f"results table {table} not found: collect the results first (`tradeoffs collect`)")
+    """A figure, table or the claims need the tidy table and every reference set they are given, each a Parquet
+    file with the tidy table's columns: name the missing or malformed one."""
+    from tradeoffs.results import check_table_file
+
+    check_table_file(table)
     for path in reference:
         if not path.is_file():
             kept = ", ".join(sorted(p.name for p in path.parent.glob("*.parquet"))) or "none"
             raise ConfigError(f"--reference: reference set {path} not found; sets in {path.parent}: {kept}")
+        check_table_file(path, "--reference: reference set")
+
+
+def _check_output(command: str, out: Path) -> None:
+    """A figure's path ends in an image format matplotlib writes; a table's in .csv (its Markdown goes beside)."""
+    if command == "table":
+        if out.suffix != ".csv":
+            raise ConfigError(f"table output {out}: expected a .csv path (the Markdown is written beside it as .md)")
+        return
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = sorted(FigureCanvasBase.get_supported_filetypes())
+    if out.suffix.lstrip(".").lower() not in formats:
+        raise ConfigError(
+            f"figure output {out}: unknown image extension '{out.suffix}'; valid extensions: {', '.join(formats)}"
+        )
+
+
+def _check_threads(threads: int | None) -> None:
+    """`job --threads` is a positive count (the job's allotment); left out, the config's hardware.threads or
+    torch's default is used."""
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads: must be >= 1 (the threads the job may use), got {threads}")
 
 
 def _commands() -> argparse.ArgumentParser:
@@ -119,6 +149,8 @@ def _commands() -> argparse.ArgumentParser:
     clean = sub.add_parser("clean", help="remove the results of failed runs so that Snakemake reruns them")
     clean.add_argument("--status", nargs="+", required=True, help="statuses to remove, e.g. error invalid")
     clean.add_argument("--suite", default=None, help="suite name in conf/suite/ (default: conf/config.yaml)")
+    clean.add_argument("--dry-run", action="store_true", help="list what would be removed; remove nothing")
+    clean.add_argument("--yes", action="store_true", help="confirm removing finished (ok) results")
     collect = sub.add_parser("collect", help="gather result.json files into the tidy table")
     collect.add_argument("parquet", type=Path)
     collect.add_argument("csv", type=Path)
@@ -187,6 +219,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(experiment.id)
             print(f"{len(plan.experiments)} experiments in suite '{plan.suite}'", file=sys.stderr)
         elif args.command == "job":
+            _check_threads(args.threads)
             from tradeoffs.config import to_typed
             from tradeoffs.results import FAILED_STATUSES
             from tradeoffs.runner import run_experiment
@@ -201,8 +234,9 @@ def main(argv: list[str] | None = None) -> None:
             from tradeoffs.clean import clean
             from tradeoffs.plan import default_suite
 
-            removed = clean(args.suite or default_suite(), args.status)
-            print("\n".join(f"removed {path}" for path in removed) or f"no runs ended {' or '.join(args.status)}")
+            removed = clean(args.suite or default_suite(), args.status, dry_run=args.dry_run, remove_ok=args.yes)
+            verb = "would remove" if args.dry_run else "removed"
+            print("\n".join(f"{verb} {path}" for path in removed) or f"no runs ended {' or '.join(args.status)}")
         elif args.command == "collect":
             from tradeoffs.results import collect, write_table
 
@@ -212,6 +246,7 @@ def main(argv: list[str] | None = None) -> None:
         elif args.command == "claims":
             from tradeoffs.report.claims import compare_claims, summary_line, write_claims
 
+            _check_report_inputs(args.table, args.reference)
             verdicts = write_claims(args.table, args.md, args.csv, args.reference, summary=args.summary)
             print(summary_line(verdicts))
             written = [str(p) for p in (args.md, args.csv, args.summary) if p]
@@ -224,9 +259,11 @@ def main(argv: list[str] | None = None) -> None:
 
             print(f"wrote {export_reference(args.results, args.name, tuple(args.benchmarks))}")
         else:
-            from tradeoffs.report import write_figure, write_table_file
+            from tradeoffs.report import FIGURES, TABLES, write_figure, write_table_file
 
+            check_choice(args.command, args.name, FIGURES if args.command == "figure" else TABLES)
             _check_report_inputs(args.table, args.reference)
+            _check_output(args.command, args.out)
             writer = write_figure if args.command == "figure" else write_table_file
             writer(args.name, args.table, args.out, args.reference)
     except (ConfigError, FileWriteError) as error:

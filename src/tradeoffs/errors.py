@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
+from typing import Any
 
 
 class ConfigError(ValueError):
@@ -39,3 +41,16 @@ def check_positive(key: str, value: float, *, allow_zero: bool = False) -> None:
     if value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ConfigError(f"{key}: must be {bound}, got {value}")
+
+
+def check_finite(key: str, value: Any) -> None:
+    """Raise ConfigError naming the dotted key of the first float in `value` (nested dicts and lists, as a
+    config's container holds them) that is NaN or infinite; `key` is the prefix of the keys named."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key}: must be a finite number, got {value}")
+    if isinstance(value, dict):
+        for name, item in value.items():
+            check_finite(f"{key}.{name}" if key else str(name), item)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            check_finite(f"{key}[{index}]", item)

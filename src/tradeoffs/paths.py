@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from tradeoffs.errors import ConfigError
+
 
 def project_root() -> Path:
     """The directory holding conf/: $TRADEOFFS_ROOT, else the nearest parent of the cwd with conf/."""
@@ -28,3 +30,16 @@ def conf_dir() -> Path:
 
 def results_dir() -> Path:
     return project_root() / "results"
+
+
+def suite_file(name: str) -> Path:
+    """conf/suite/<name>.yaml for a suite named by its file's stem. Any other name (a path, `../`, a typo) raises
+    ConfigError listing the suites, so a suite and the plan cache named after it stay inside the project."""
+    directory = conf_dir() / "suite"
+    names = sorted(path.stem for path in directory.glob("*.yaml"))
+    if name not in names:
+        raise ConfigError(
+            f"unknown suite '{name}'; valid choices: {', '.join(names)} (a suite is named by its file in {directory}, "
+            "without .yaml; copy another suite there to use it)"
+        )
+    return directory / f"{name}.yaml"

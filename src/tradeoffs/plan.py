@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tradeoffs.errors import ConfigError
-from tradeoffs.paths import conf_dir, project_root
+from tradeoffs.paths import conf_dir, project_root, suite_file
 from tradeoffs.resources import JobResources
 
 if TYPE_CHECKING:  # tradeoffs.config imports Hydra and torch: only planning needs it, not a cached plan
     from tradeoffs.config import SuiteConfig, SweepConfig
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9.+-]+")
+NAME_MAX_DEFAULT = 255  # bytes per path component on the usual file systems (ext4, XFS, tmpfs, APFS)
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,30 @@ def make_id(kind: str, label_values: list[Any], digest: str) -> str:
     """`<kind>/<label>-<digest>` with the label made of file-name-safe axis values."""
     label = "_".join(_UNSAFE.sub("-", str(v)).strip("-") for v in label_values) or "default"
     return f"{kind}/{label}-{digest}"
+
+
+def name_max(directory: Path) -> int:
+    """The longest file name, in bytes, that the file system holding `directory` (or its nearest existing parent)
+    allows: its NAME_MAX from os.pathconf, or the usual 255 where the platform cannot tell."""
+    existing = next((p for p in (directory, *directory.parents) if p.exists()), directory.anchor or ".")
+    try:
+        limit = os.pathconf(existing, "PC_NAME_MAX")
+    except (AttributeError, OSError, ValueError):
+        return NAME_MAX_DEFAULT
+    return limit if limit > 0 else NAME_MAX_DEFAULT
+
+
+def check_id_length(experiment_id: str, directory: Path) -> None:
+    """Raise ConfigError when a component of `experiment_id` (the result directory's names under `directory`)
+    is longer than the file system allows, naming the limit."""
+    limit = name_max(directory)
+    for name in experiment_id.split("/"):
+        if len(name.encode()) > limit:
+            raise ConfigError(
+                f"experiment id '{experiment_id[:60]}...': the directory name '{name[:40]}...' is "
+                f"{len(name.encode())} bytes, more than the file system allows for one name (NAME_MAX = {limit} "
+                f"bytes in {directory}); shorten the study name or its swept values"
+            )
 
 
 def _excluded(point: dict[str, Any], exclude: list[dict[str, Any]]) -> bool:
@@ -189,6 +214,7 @@ def _plan_experiments(suite_name: str, suite: SuiteConfig) -> list[PlannedExperi
 
     experiments: list[PlannedExperiment] = []
     seen: dict[str, tuple[str, ...]] = {}
+    results = project_root() / "results"
     for study, sweep in suite.experiments.items():
         kind = sweep.kind
         for rule in sweep.exclude:
@@ -219,6 +245,10 @@ def _plan_experiments(suite_name: str, suite: SuiteConfig) -> list[PlannedExperi
                 if not whole and batch != [None]:
                     labels.append(batch[0].id.split("/", 1)[1].rsplit("-", 1)[0])
                 experiment_id = make_id(kind, labels, config_hash(config))
+                try:
+                    check_id_length(experiment_id, results)
+                except ConfigError as error:
+                    raise ConfigError(f"suite '{suite_name}', study '{study}': {error}") from None
                 if experiment_id in seen:
                     raise ConfigError(
                         f"suite '{suite_name}': {' '.join(overrides)} and {' '.join(seen[experiment_id])} give "
@@ -276,6 +306,7 @@ def default_suite() -> str:
 
 def plan_cache_path(suite_name: str) -> Path:
     """The cache file of a suite's plan for the current conf/ and sources."""
+    suite_file(suite_name)  # a name with a path in it would put the cache outside the project
     return project_root() / ".snakemake" / "tradeoffs" / f"plan-{suite_name}-{_inputs_digest()}.json"
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tradeoffs.atomic import write_file_atomic, write_files_atomic
+from tradeoffs.errors import ConfigError
 
 if TYPE_CHECKING:  # pandas is imported by collect/write_table only: every job imports this module
     import pandas as pd
@@ -181,3 +182,32 @@ def write_table(frame: pd.DataFrame, parquet: Path | str, csv: Path | str) -> No
             csv: lambda stream: frame.to_csv(stream, index=False),
         }
     )
+
+
+TABLE_COLUMNS = ("id", "kind", "status", "message", "metric", "value", "unit")  # every tidy table has these
+
+
+def check_table_file(path: Path, what: str = "results table") -> None:
+    """Raise ConfigError naming `path` unless it is a Parquet file with the tidy table's columns (TABLE_COLUMNS);
+    reads only the file's footer, so it is cheap to call before any work."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    remedy = "give the tidy table `tradeoffs collect` writes (results/results.parquet)"
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} not found: collect the results first (`tradeoffs collect`)")
+    if path.stat().st_size == 0:
+        raise ConfigError(f"{what} {path} is an empty file (0 bytes); {remedy}")
+    try:
+        names = pq.read_schema(path).names
+    except (pa.ArrowException, OSError) as error:
+        with path.open("rb") as stream:
+            head = stream.read(200)
+        looks = " (it reads as CSV text)" if b"," in head.split(b"\n", 1)[0] and head.isascii() else ""
+        raise ConfigError(f"{what} {path} is not a Parquet file{looks}: {str(error).rstrip('.')}; {remedy}") from None
+    missing = [column for column in TABLE_COLUMNS if column not in names]
+    if missing:
+        have = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "") or "none"
+        raise ConfigError(
+            f"{what} {path} lacks the tidy table's column(s) {', '.join(missing)} (its columns: {have}); {remedy}"
+        )

@@ -20,7 +20,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from tradeoffs.errors import ConfigError, check_choice, check_positive
+from tradeoffs.errors import ConfigError, check_choice, check_finite, check_positive
 from tradeoffs.kinds import get_kind, kind_names
 from tradeoffs.kinds.base import ExperimentConfig
 from tradeoffs.paths import conf_dir
@@ -142,6 +142,7 @@ def to_typed(cfg: DictConfig | dict, kind: str | None = None) -> ExperimentConfi
         check_known_keys(cfg)
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), cfg)
+        check_finite("", OmegaConf.to_container(merged, resolve=True))  # NaN passes every range check
         config = OmegaConf.to_object(merged)
     except OmegaConfBaseException as error:
         raise explain(kind, error) from None

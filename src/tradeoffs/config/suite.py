@@ -12,7 +12,7 @@ from omegaconf.errors import OmegaConfBaseException
 from tradeoffs.config.compose import explain
 from tradeoffs.errors import ConfigError, check_choice
 from tradeoffs.kinds import kind_names
-from tradeoffs.paths import conf_dir
+from tradeoffs.paths import suite_file
 
 # Keys only the planner sets (from a study's `source`): a suite naming them could point a job at any path.
 PLANNED_KEYS = ("source", "source_id", "source_ids")
@@ -46,10 +46,7 @@ class SuiteConfig:
 
 def load_suite(name: str) -> SuiteConfig:
     """Load and validate conf/suite/<name>.yaml."""
-    path = conf_dir() / "suite" / f"{name}.yaml"
-    if not path.is_file():
-        choices = sorted(p.stem for p in (conf_dir() / "suite").glob("*.yaml"))
-        raise ConfigError(f"unknown suite '{name}'; valid choices: {', '.join(choices)}")
+    path = suite_file(name)
     try:
         suite = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SuiteConfig), OmegaConf.load(path)))
     except yaml.YAMLError as error:
