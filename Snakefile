@@ -1,9 +1,14 @@
 # The workflow: conf/ (Hydra) -> plan -> one job per experiment -> results.parquet -> reports/.
 # `snakemake --cores N` runs the suite named in conf/config.yaml; `--config suite=NAME` picks another.
 import os
+import subprocess
 import sys
+import time
 from glob import glob
 
+from snakemake.logging import logger
+
+from tradeoffs.failures import collect_inputs, finishable, recorded_since
 from tradeoffs.plan import check_workflow_config, default_suite, workflow_plan
 from tradeoffs.report import FIGURES, TABLES, planned_products
 
@@ -22,6 +27,7 @@ STUDIES = PLAN.studies()
 REPORT_FIGURES = planned_products(FIGURES, STUDIES)
 REPORT_TABLES = planned_products(TABLES, STUDIES)
 REFERENCE_SETS = sorted(glob("reports/reference/*.parquet"))  # other machines' runs, drawn beside this one's
+STARTED = time.time()
 
 
 include: "workflow/rules/common.smk"
@@ -38,3 +44,22 @@ rule all:
         expand("reports/figures/{name}.png", name=REPORT_FIGURES),
         expand("reports/tables/{name}.csv", name=REPORT_TABLES),
         "reports/claims.md",
+
+
+# A job that could not write its result (a read-only or full results/<kind>/) leaves its error row in
+# results/failed/<kind>/<name>/ (tradeoffs.failures), or is recorded here when its folder cannot be written.
+# Snakemake still counts the job failed and so never runs collect: once every experiment has a result or such
+# a row, one more pass writes the table, the report and the claims (Snakemake then still exits 1).
+onerror:
+    collect_inputs(PLAN.experiments, probe=True, create=False, warn=logger.warning)
+    for line in recorded_since(PLAN.experiments, since=STARTED):
+        logger.error(line)
+    if not os.environ.get("TRADEOFFS_SECOND_PASS") and finishable(PLAN.experiments, since=STARTED):
+        logger.warning("Every experiment has a result or an error row: collect, the report and the claims run now.")
+        second = subprocess.run(
+            [PY, "-m", "snakemake", "--snakefile", workflow.main_snakefile, "--cores", str(workflow.cores)]
+            + ["--nolock", "--workflow-profile", "none", "--config", f"suite={PLAN.suite}"],
+            env={**os.environ, "TRADEOFFS_SECOND_PASS": "1"},
+        )
+        if second.returncode:
+            logger.error(f"The pass for collect and the report failed too (exit status {second.returncode}).")

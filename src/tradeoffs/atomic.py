@@ -26,7 +26,9 @@ class FileWriteError(OSError):
         return str(self.strerror)
 
 
-def _named(error: OSError, path: Path) -> FileWriteError:
+def named_write_error(error: OSError, path: Path) -> FileWriteError:
+    """`error` from writing `path` as a FileWriteError naming the file ("no space left on <path>" for a full disk
+    or quota, else "cannot write <path>: <reason>")."""
     reason = (
         f"no space left on {path}" if error.errno in NO_SPACE else f"cannot write {path}: {error.strerror or error}"
     )
@@ -65,7 +67,7 @@ def write_files_atomic(writers: Mapping[Path | str, Writer]) -> None:
         for _, temporary in temporaries:
             temporary.unlink(missing_ok=True)
         if isinstance(error, OSError) and not isinstance(error, FileWriteError) and current is not None:
-            raise _named(error, current) from error
+            raise named_write_error(error, current) from error
         raise
 
 

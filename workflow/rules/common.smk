@@ -36,7 +36,10 @@ def planned_resources(kind):
     }
 
 
+# A job that fails (exits non-zero) without an error row, because its folder cannot be written (a full disk took
+# its log), gets one in results/failed/ from tradeoffs.failures, which then exits with the job's status.
 JOB_COMMAND = (
     "{params.py} -m tradeoffs.worker job --id {params.id} --config {params.config:q} --out {output.result} "
-    "--threads {threads} --inputs {input} --exit-zero-on-failure > {log} 2>&1"
+    "--threads {threads} --inputs {input} --exit-zero-on-failure > {log} 2>&1 "
+    "|| {params.py} -m tradeoffs.failures {params.id} {output.result} {params.config:q} $?"
 )
