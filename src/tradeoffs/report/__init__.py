@@ -57,6 +57,8 @@ PAPERS: dict[str, str] = {
     "stability": "To FP8 and Back Again (2024)",
     "optimizer_states": "COAT (2025)",
     "optimizer_fp8": "COAT (2025)",
+    "zero_memory": "ZeRO (2020)",
+    "comm_compression": "1-bit Adam (2021)",
 }
 
 # Functions are imported on use, so the Snakefile can read these registries without importing matplotlib.
@@ -79,6 +81,8 @@ FIGURES: dict[str, Product] = {
     "qat_fraction": Product(("qat_fraction",), "tradeoffs.report.low_precision_training:qat_fraction_figure"),
     "stability_divergence": Product(("stability",), "tradeoffs.report.low_precision_training:stability_figure"),
     "optimizer_fp8": Product(("optimizer_fp8",), "tradeoffs.report.low_precision_training:optimizer_fp8_figure"),
+    "zero_memory": Product(("zero_memory",), "tradeoffs.report.distributed:zero_memory_figure"),
+    "comm_bytes": Product(("comm_compression",), "tradeoffs.report.distributed:comm_bytes_figure"),
 }
 TABLES: dict[str, Product] = {
     "numerics_qsnr": Product(("numerics",), "tradeoffs.report.numerics:qsnr_table"),
@@ -99,6 +103,7 @@ TABLES: dict[str, Product] = {
     "qat_fraction": Product(("qat_fraction",), "tradeoffs.report.low_precision_training:qat_fraction_table"),
     "stability_divergence": Product(("stability",), "tradeoffs.report.low_precision_training:stability_table"),
     "optimizer_fp8": Product(("optimizer_fp8",), "tradeoffs.report.low_precision_training:optimizer_fp8_table"),
+    "zero_memory": Product(("zero_memory",), "tradeoffs.report.distributed:zero_memory_table"),
 }
 
 
