@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from conftest import TRAIN_TINY as TINY
@@ -77,6 +78,11 @@ BY_HAND = [
     (["train", *TINY, "model=gpt-2"], ["model=gpt-2", "Available options in 'model'", "gpt-tiny"]),
     (["train", *TINY, "data=imagenet"], ["data=imagenet", "Available options in 'data'", "tinyshakespeare"]),
     (["train", *TINY, "data.tokenizer=words"], ["data.tokenizer", "'words'", "bytes, bpe"]),
+    (["train", *TINY, "lr=nan"], ["lr", "nan", "must be a finite number"]),
+    (["train", *TINY, "grad_clip=inf"], ["grad_clip", "inf", "must be a finite number"]),
+    (["numerics", "format.clip_ratio=nan"], ["format.clip_ratio", "nan", "must be a finite number"]),
+    (["numerics", "hardware.memory_bandwidth_gbs=-inf"], ["hardware.memory_bandwidth_gbs", "-inf", "finite"]),
+    (["numerics", f"study={'s' * 300}"], ["directory name", "bytes", "NAME_MAX = ", "shorten the study name"]),
 ]
 
 
@@ -120,6 +126,11 @@ SUITES = {
         "experiments:\n  numerics:\n    zip: {format: [int8, nvfp4], rotation: [none]}\n",
         ["zip", "[1, 2]"],
     ),
+    "nan_value": ("experiments:\n  numerics:\n    fixed: {format.clip_ratio: .nan}\n", ["clip_ratio", "nan", "finite"]),
+    "long_study": (
+        f"experiments:\n  {'q' * 300}:\n    kind: numerics\n",
+        ["study 'qqq", "is 3", "bytes", "NAME_MAX = ", "shorten the study name or its swept values"],
+    ),
 }
 
 
@@ -141,6 +152,8 @@ def test_an_unknown_suite_lists_the_suites(workflow_dir):
         ({"kind": "numeric"}, ["experiment kind", "'numeric'", "numerics"]),
         ({"kind": "numerics", "n_valuez": 5}, ["n_valuez", "valid keys:", "n_values"]),
         ({"kind": "numerics", "rotation": "givens"}, ["rotation", "'givens'", "none, hadamard"]),
+        ({"kind": "train", "lr": float("nan")}, ["lr", "nan", "must be a finite number"]),
+        ({"kind": "numerics", "format": {"clip_ratio": float("inf")}}, ["format.clip_ratio", "inf", "finite"]),
     ],
 )
 def test_job_names_a_bad_resolved_config(workflow_dir, config, fragments):
@@ -179,3 +192,101 @@ def test_a_misspelt_workflow_config_key_is_named(workflow_dir):
     assert done.returncode != 0
     assert "--config suit=smoke: unknown key 'suit'; valid keys: suite" in done.stdout + done.stderr
     assert not (workflow_dir / "results").exists()
+
+
+def _tidy_table(path: Path, kind: str, metric: str) -> Path:
+    """A one-row table with the tidy table's columns (tradeoffs.results.TABLE_COLUMNS)."""
+    row = {"id": f"{kind}/x", "kind": kind, "status": "ok", "message": "", "metric": metric, "value": 1.0, "unit": ""}
+    pd.DataFrame([row]).to_parquet(path)
+    return path
+
+
+def _malformed_tables(directory: Path) -> dict[str, tuple[Path, list[str]]]:
+    """Files given where the tidy table goes, each with the fragments its error must hold."""
+    columns = directory / "columns.parquet"
+    pd.DataFrame({"loss": [1.0], "step": [2]}).to_parquet(columns)
+    renamed = directory / "renamed.parquet"
+    renamed.write_text("id,kind,status\nnumerics/x,numerics,ok\n")
+    empty = directory / "empty.parquet"
+    empty.write_bytes(b"")
+    return {
+        "no tidy columns": (columns, [str(columns), "lacks the tidy table's column(s) id, kind, status", "loss, step"]),
+        "CSV renamed .parquet": (renamed, [str(renamed), "is not a Parquet file (it reads as CSV text)"]),
+        "empty file": (empty, [str(empty), "is an empty file (0 bytes)"]),
+    }
+
+
+REPORT_COMMANDS = [
+    ["claims", "{table}", "--md", "claims.md"],
+    ["figure", "train_loss", "{table}", "loss.png"],
+    ["table", "train_recipes", "{table}", "recipes.csv"],
+]
+
+
+@pytest.mark.parametrize("case", ["no tidy columns", "CSV renamed .parquet", "empty file"])
+@pytest.mark.parametrize("command", REPORT_COMMANDS, ids=lambda c: c[0])
+def test_a_malformed_results_table_is_named_with_what_is_wrong(workflow_dir, command, case):
+    path, fragments = _malformed_tables(workflow_dir)[case]
+    message = _refused([a.format(table=path) for a in command], ["results table", *fragments], workflow_dir)
+    assert "tradeoffs collect" in message
+    assert not any((workflow_dir / name).exists() for name in ("claims.md", "loss.png", "recipes.csv"))
+
+
+@pytest.mark.parametrize("case", ["no tidy columns", "CSV renamed .parquet", "empty file"])
+def test_a_malformed_reference_set_is_named(workflow_dir, case):
+    table = _tidy_table(workflow_dir / "t.parquet", "gemm", "tflops")
+    path, fragments = _malformed_tables(workflow_dir)[case]
+    _refused(["claims", str(table), "--reference", str(path)], ["--reference: reference set", *fragments], workflow_dir)
+
+
+def test_claims_names_a_missing_reference_set(workflow_dir):
+    table = _tidy_table(workflow_dir / "t.parquet", "gemm", "tflops")
+    missing = workflow_dir / "reports/reference/h100.parquet"
+    _refused(
+        ["claims", str(table), "--md", "claims.md", "--reference", str(missing)],
+        ["--reference: reference set", str(missing), "not found", "sets in"],
+        workflow_dir,
+    )
+    assert not (workflow_dir / "claims.md").exists()
+
+
+def test_an_output_path_of_an_unknown_format_lists_the_valid_ones(workflow_dir):
+    table = _tidy_table(workflow_dir / "t.parquet", "train", "loss")
+    _refused(
+        ["figure", "train_loss", str(table), "loss.pnj"],
+        ["figure output loss.pnj", "unknown image extension '.pnj'", "valid extensions:", "png", "svg", "pdf"],
+        workflow_dir,
+    )
+    _refused(["table", "train_recipes", str(table), "recipes.md"], ["table output recipes.md", ".csv"], workflow_dir)
+    assert not list(workflow_dir.glob("loss.*")) and not list(workflow_dir.glob("recipes.*"))
+
+
+@pytest.mark.parametrize("threads", ["-3", "0"])
+def test_job_refuses_a_thread_count_below_one(workflow_dir, threads):
+    out = workflow_dir / "results/numerics/x/result.json"
+    config = json.dumps({"kind": "numerics"})
+    arguments = ["job", "--id", "numerics/x", "--config", config, "--out", str(out), "--threads", threads]
+    _refused(arguments, ["--threads", f"got {threads}", ">= 1"], workflow_dir)
+
+
+@pytest.mark.parametrize("form", ["../outside", "{outside}", "smoke.yaml", "../suite/smoke"])
+def test_a_suite_is_only_a_file_of_conf_suite(workflow_dir, form):
+    """A suite named by a path read a YAML file anywhere and put the plan cache beside it."""
+    outside = workflow_dir / "conf/outside.yaml"
+    outside.write_text("experiments:\n  numerics: {}\n")
+    name = form.format(outside=outside)
+    for command in (["plan", "--suite", name], ["clean", "--status", "error", "--suite", name]):
+        _refused(command, [f"unknown suite '{name}'", "valid choices:", "smoke", "conf/suite"], workflow_dir)
+    assert not (workflow_dir / ".snakemake").exists()
+
+
+def test_the_workflow_refuses_a_suite_outside_conf_suite(workflow_dir):
+    """`--config suite=../../x` reached a suite outside conf/suite/ and wrote the plan cache outside the project."""
+    (workflow_dir.parent / "outside.yaml").write_text("experiments:\n  numerics: {}\n")
+    done = subprocess.run(
+        [SNAKEMAKE, "-n", "--config", "suite=../../../outside"], cwd=workflow_dir, capture_output=True, text=True
+    )
+    assert done.returncode != 0
+    assert "unknown suite '../../../outside'; valid choices:" in done.stdout + done.stderr
+    assert not (workflow_dir / "results").exists()
+    assert not list(workflow_dir.parent.glob("plan-*.json")) and not list(workflow_dir.parent.rglob("outside-*.json"))

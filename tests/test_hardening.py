@@ -312,6 +312,41 @@ def test_clean_makes_snakemake_rerun_the_failed_runs_only(workflow_dir, capsys):
     assert "no runs ended error" in capsys.readouterr().out
 
 
+CLEAN_SUITE = RETRY_SUITE.replace("fixed: {n_values", "sweep: {format: [int8, mxfp4]}\n    fixed: {n_values")
+
+
+def test_clean_lists_with_dry_run_and_removes_finished_results_only_with_yes(workflow_dir, capsys):
+    """`clean --status ok` deleted every finished result and both tables without a prompt."""
+    (workflow_dir / "conf/suite/retry.yaml").write_text(CLEAN_SUITE)
+    plan = build_plan("retry")
+    for e in plan.experiments:
+        main(["job", "--id", e.id, "--config", e.config_json(), "--out", e.result_path, "--exit-zero-on-failure"])
+    main(["collect", "results/results.parquet", "results/results.csv", *plan.result_paths()])
+    status = {e.id: read_result(e.result_path).status for e in plan.experiments}
+    ok = sorted(workflow_dir / "results" / i for i, s in status.items() if s == "ok")
+    (failed,) = (workflow_dir / "results" / i for i, s in status.items() if s == "error")
+    tables = [workflow_dir / "results/results.parquet", workflow_dir / "results/results.csv"]
+    everything = [*ok, failed, *tables]
+    capsys.readouterr()
+
+    main(["clean", "--status", "ok", "error", "--suite", "retry", "--dry-run"])
+    listed = capsys.readouterr().out.splitlines()
+    assert sorted(listed) == sorted(f"would remove {path}" for path in everything)
+    assert all(path.exists() for path in everything)
+
+    with pytest.raises(SystemExit) as refused:
+        main(["clean", "--status", "error", "ok", "--suite", "retry"])
+    message = str(refused.value)
+    assert f"would delete {len(ok)} finished (ok) result(s) of suite 'retry'" in message and "--yes" in message
+    assert all(path.exists() for path in everything), "a refused clean removed something"
+
+    main(["clean", "--status", "error", "--suite", "retry"])  # failed runs need no confirmation
+    assert not failed.exists() and not any(table.exists() for table in tables)
+    main(["clean", "--status", "ok", "--suite", "retry", "--yes"])
+    assert sorted(capsys.readouterr().out.splitlines()[-len(ok) :]) == [f"removed {path}" for path in ok]
+    assert not any(path.exists() for path in ok)
+
+
 # --- the thread count is part of the id --------------------------------------------------------------------
 
 
