@@ -290,3 +290,16 @@ def test_the_workflow_refuses_a_suite_outside_conf_suite(workflow_dir):
     assert "unknown suite '../../../outside'; valid choices:" in done.stdout + done.stderr
     assert not (workflow_dir / "results").exists()
     assert not list(workflow_dir.parent.glob("plan-*.json")) and not list(workflow_dir.parent.rglob("outside-*.json"))
+
+
+def test_an_id_may_use_every_byte_the_file_system_allows_and_no_more(tmp_path):
+    import os
+
+    from tradeoffs.errors import ConfigError
+    from tradeoffs.plan import check_id_length, name_max
+
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    assert name_max(tmp_path / "results/not/made/yet") == limit
+    check_id_length(f"numerics/{'a' * limit}", tmp_path)
+    with pytest.raises(ConfigError, match=f"is {limit + 1} bytes, .* \\(NAME_MAX = {limit} bytes in {tmp_path}\\)"):
+        check_id_length(f"numerics/{'a' * (limit + 1)}", tmp_path)
