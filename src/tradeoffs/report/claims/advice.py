@@ -45,7 +45,10 @@ def suite_studies(name: str) -> set[str] | None:
 
 
 def larger_suite(current: Sequence[str], studies: Sequence[str]) -> str:
-    """A sentence naming the suite that runs `studies` beyond the `current` one(s), or ''."""
+    """A sentence naming the suite that runs `studies` beyond the `current` one(s), or '' (also when the
+    table records no suite: nothing is known to be larger)."""
+    if not current:
+        return ""
     position = max((SUITE_LADDER.index(s) for s in current if s in SUITE_LADDER), default=-1)
     later = [s for s in SUITE_LADDER[position + 1 :] if s not in current]
     studied = ", ".join(f"`{s}`" for s in studies)
