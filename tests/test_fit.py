@@ -1,6 +1,7 @@
 """Scaling-law fits: each recovers the parameters of synthetic runs drawn from its own law with noise, within
 its intervals; the bootstrap is seeded; too few runs, or no convergence, is a result that says so; the
-tidy rows and the command line."""
+tidy rows and the command line; exponents identified over 1.3 decades of N and not over 0.4; Approach 2
+recovers a known compute-optimal ratio; the extrapolation error on held-out top-compute runs."""
 
 from __future__ import annotations
 
@@ -16,15 +17,20 @@ from tradeoffs.errors import ConfigError
 from tradeoffs.fit import (
     CHINCHILLA_PAPER,
     NOT_CONVERGED,
+    NOT_IDENTIFIED,
     OK,
     TOO_FEW_RUNS,
     FitOptions,
     best_qat_fraction,
     chinchilla_loss,
+    compute_groups,
     divergence_rate,
     fit_chinchilla,
+    fit_iso_flop,
     fit_quartet,
     fit_table,
+    held_out,
+    holdout_error,
     power_law,
     predict_loss,
     quartet_loss,
@@ -309,3 +315,105 @@ def test_runs_from_tidy_table():
     assert runs.run_id.tolist() == ["train/a", "train/b"]
     assert runs.precision.tolist() == ["fp32", "fp4"] and runs.status.tolist() == ["ok", "diverged"]
     assert runs.loss.iloc[0] == 2.5 and math.isnan(runs.loss.iloc[1]) and math.isnan(runs.tokens.iloc[1])
+
+
+# ------------------------------------------------------------------ identification, Approach 2, holdout
+def narrow_ladder(low: float, high: float, sizes: int = 4, noise: float = 0.01, seed: int = 0):
+    """Runs of Chinchilla's law (Hoffmann's constants) at `sizes` model sizes from `low` to `high` x 4 token
+    budgets (5-40 tokens per parameter), with multiplicative log-normal noise."""
+    rng = np.random.default_rng(seed)
+    n = np.repeat(np.geomspace(low, high, sizes), 4)
+    d = n * np.tile([5, 10, 20, 40], sizes)
+    return n, d, chinchilla_loss(n, d, **CHINCHILLA_PAPER) * np.exp(rng.normal(0, noise, n.size))
+
+
+def test_exponents_are_identified_over_1_3_decades_of_n_and_not_over_0_4():
+    wide = fit_chinchilla(*narrow_ladder(1e5, 2e6), options=FitOptions(n_bootstrap=40))
+    assert wide.status == OK and wide.quality["n_decades"] == pytest.approx(1.301, abs=1e-3)
+    for name in ("alpha", "beta", "n_opt_exponent"):
+        estimate = wide.estimate(name)
+        assert estimate.identified, (name, estimate)
+        assert estimate.low > 0
+    assert wide.estimate("alpha").contains(CHINCHILLA_PAPER["alpha"])
+    row = next(r for r in wide.rows() if r["metric"] == "fit_parameter" and r["label.parameter"] == "alpha")
+    assert row["label.identified"] is True and row["label.identification"] == ""
+    assert {"fit_n_decades", "fit_d_decades", "fit_n_values"} <= {r["metric"] for r in wide.rows()}
+
+    for seed in (0, 1):  # one does not converge (E runs to its bound), one does: neither identifies N's term
+        narrow = fit_chinchilla(*narrow_ladder(1e5, 2.5e5, seed=seed), options=FitOptions(n_bootstrap=40))
+        alpha = narrow.estimate("alpha")
+        assert (
+            alpha.identified is False and "N term not identified: N spans 0.4 decades (needs 1)" in alpha.identification
+        )
+        assert narrow.estimate("beta").identification == "" or "D term" in narrow.estimate("beta").identification
+    two_sizes = fit_chinchilla(*narrow_ladder(1e5, 2e6, sizes=2), options=FitOptions(n_bootstrap=20))
+    assert "N takes 2 values (needs 3)" in two_sizes.estimate("alpha").identification
+    assert two_sizes.estimate("A").identified is False
+
+
+def iso_flop_runs(ratio: float = 20.0, noise: float = 0.003, budgets=(1e15, 4e15, 1.6e16, 6.4e16), seed: int = 0):
+    """Runs in iso-FLOP groups (5 sizes at each budget C, from a quarter to 4 times the optimum) of a
+    Chinchilla law with alpha = beta, whose compute-optimal D/N is `ratio` at every C, N_opt = sqrt(C / 6r)."""
+    alpha, a = 0.3, 400.0
+    law = {"E": 1.7, "A": a, "B": a * ratio**alpha, "alpha": alpha, "beta": alpha}
+    n = np.array([math.sqrt(c / 6 / ratio) * f for c in budgets for f in (0.25, 0.5, 1, 2, 4)])
+    d = np.repeat(budgets, 5) / 6 / n
+    rng = np.random.default_rng(seed)
+    return n, d, chinchilla_loss(n, d, **law) * np.exp(rng.normal(0, noise, n.size))
+
+
+def test_approach_2_recovers_a_known_compute_optimal_ratio():
+    fit = fit_iso_flop(*iso_flop_runs(ratio=20.0), options=FitOptions(n_bootstrap=200))
+    assert fit.status == OK and fit.quality["iso_flop_groups_with_minimum"] == 4
+    ratio = fit.estimate("tokens_per_parameter")
+    assert ratio.contains(20.0) and ratio.value == pytest.approx(20, rel=0.05) and ratio.identified
+    assert ratio.high / ratio.low < 1.2
+    assert fit.value("n_opt_exponent") == pytest.approx(0.5, abs=0.03)  # N_opt ~ C^0.5 when alpha = beta
+    assert fit.value("n_opt_exponent") + fit.value("d_opt_exponent") == pytest.approx(1)  # C = 6ND
+    cheapest = fit.estimate("n_opt", compute=pytest.approx(1e15))
+    assert cheapest.value == pytest.approx(math.sqrt(1e15 / 6 / 20), rel=0.05) and cheapest.labels["sizes"] == 5
+    assert len(json.loads(cheapest.labels["group_runs"])) == 5
+    other = fit_iso_flop(*iso_flop_runs(ratio=5.0), options=FitOptions(n_bootstrap=50))
+    assert other.value("tokens_per_parameter") == pytest.approx(5, rel=0.05)  # not a constant of the method
+
+
+def test_approach_2_says_which_groups_lack_sizes_instead_of_inventing_values():
+    n, d, loss = chinchilla_runs()  # a grid of sizes x D/N: no two runs share their compute
+    fit = fit_iso_flop(n, d, loss, options=FitOptions(n_bootstrap=0))
+    assert fit.status == TOO_FEW_RUNS and "no iso-FLOP group has 3 model sizes" in fit.reason
+    assert "1 model size at C ≈" in fit.reason
+    assert all(math.isnan(e.value) and e.identified is False for e in fit.estimates)
+    assert fit.estimate("tokens_per_parameter").status == TOO_FEW_RUNS
+    n, d, loss = iso_flop_runs()
+    keep = np.arange(n.size) >= 3  # the cheapest group keeps 2 of its 5 sizes
+    fit = fit_iso_flop(n[keep], d[keep], loss[keep], options=FitOptions(n_bootstrap=20))
+    starved = fit.estimate("n_opt", compute=pytest.approx(1e15, rel=0.1))
+    assert starved.status == TOO_FEW_RUNS and "2 model sizes at C ≈ 1e+15 FLOP (needs 3)" in starved.reason
+    assert fit.estimate("n_opt_exponent").status == OK and "left out" in fit.reason
+    edge = np.isin(np.arange(n.size) % 5, [0, 1, 2])  # only sizes at and below the optimum: no bracketed minimum
+    fit = fit_iso_flop(n[edge] * 4, d[edge] / 4, loss[edge], options=FitOptions(n_bootstrap=0))
+    assert any(e.status == NOT_IDENTIFIED for e in fit.estimates)
+    assert compute_groups([1.0, 1.2, 1.3, 1.5, 10.0]).tolist() == [0, 0, 1, 1, 2]
+    with pytest.raises(ConfigError, match="iso_flop_tolerance"):
+        compute_groups([1.0], tolerance=0.5)
+
+
+def test_holdout_error_is_measured_on_the_top_compute_runs():
+    n, d, loss = chinchilla_runs(noise=0.003)
+    runs = pd.DataFrame({"run_id": [f"r{i}" for i in range(n.size)], "n_params": n, "tokens": d, "loss": loss})
+    runs["precision"] = "fp32"
+    top = held_out(runs)
+    compute = 6 * n * d
+    assert top.sum() >= 1 and compute[top.to_numpy()].min() > compute[~top.to_numpy()].max()
+    result = holdout_error(runs, "chinchilla", FitOptions(n_bootstrap=0))
+    assert result.ok and result.quality["holdout_runs"] == top.sum()
+    assert set(result.residuals) == set(runs.loc[top, "run_id"]) and not set(result.residuals) & set(result.run_ids)
+    assert abs(result.quality["holdout_mean_log_error"]) < 0.02  # the law holds beyond the fitted compute
+    bent = runs.assign(loss=np.where(top, runs["loss"] * 1.05, runs["loss"]))  # the largest runs 5% worse
+    worse = holdout_error(bent, "chinchilla", FitOptions(n_bootstrap=0))
+    shift = worse.quality["holdout_mean_log_error"] - result.quality["holdout_mean_log_error"]
+    assert shift == pytest.approx(math.log(1.05), abs=1e-3)  # the held-out runs never reach the fit
+    assert worse.quality["train_rmse_log"] == pytest.approx(result.quality["train_rmse_log"])
+    rows = pd.DataFrame(worse.rows())
+    assert {"fit_holdout_rmse_log", "fit_holdout_mean_log_error", "fit_residual"} <= set(rows["metric"])
+    assert set(rows["label.law"].dropna()) == {"chinchilla"}

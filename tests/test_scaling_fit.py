@@ -21,7 +21,14 @@ from tradeoffs.errors import ConfigError
 from tradeoffs.fit import FitOptions, ladder_fits, quartet_loss
 from tradeoffs.plan import build_plan
 from tradeoffs.report.claims import evaluate_claims, load_claims
-from tradeoffs.report.claims.verdicts import CONFIRMED, INCONCLUSIVE, NOT_IN_SUITE, REFUTED, RUNS_FAILED
+from tradeoffs.report.claims.verdicts import (
+    CONFIRMED,
+    INCONCLUSIVE,
+    NOT_IN_SUITE,
+    REFUTED,
+    RUNS_FAILED,
+    TOO_FEW_RUNS,
+)
 from tradeoffs.results import Metric, ResultRecord, collect, write_result
 from tradeoffs.runner import run_experiment
 
@@ -112,6 +119,24 @@ def test_the_kind_writes_the_rows_the_claim_reads_and_the_claim_gets_verdicts(wo
     assert shown["R^2"].ours == r2  # Quartet's fit, not an average with the Chinchilla fits
     assert shown["alpha"].ours == pytest.approx(parameter(table, "alpha", "fp32")["value"])
     assert shown["gamma"].paper == 0.274
+
+
+def test_a_ladder_spanning_0_4_decades_of_n_leaves_law_fits_inconclusive_whatever_its_r2(workflow_dir):
+    ids = write_ladder(workflow_dir, {"fp32": (1, 1)}, sizes=(1e5, 1.6e5, 2.5e5), ratios=(2, 5, 20, 50))
+    table = fit_ladder(workflow_dir, ids)
+    alpha = parameter(table, "alpha", "fp32")
+    assert alpha["label.identified"] is False or alpha["label.identified"] == 0
+    assert "N spans 0.4 decades (needs 1)" in alpha["label.identification"]
+    spans = table[(table["label.fit"] == "quartet") & table["metric"].isin(["fit_n_decades", "fit_d_decades"])]
+    assert spans.set_index("metric")["value"].round(2).to_dict() == {"fit_n_decades": 0.4, "fit_d_decades": 1.8}
+    decided = verdicts(table)["law-fits"]
+    assert decided.verdict == INCONCLUSIVE and decided.reason == TOO_FEW_RUNS, decided
+    assert "N term not identified: N spans 0.4 decades (needs 1) (alpha)" in decided.test
+    shown = {n.name: n.ours for n in decided.numbers}
+    assert shown["parameters identified"] == 1 and "held-out log error (RMS)" in shown  # beta alone
+    iso = table[(table["label.fit"] == "iso_flop") & (table["metric"] == "fit_parameter")]
+    assert set(iso["label.fit_status"]) == {"too_few_runs"} and iso["value"].isna().all()
+    assert iso["label.fit_reason"].str.contains("no iso-FLOP group has 3 model sizes").all()
 
 
 def test_fp4_that_costs_nothing_is_refuted(workflow_dir):

@@ -71,7 +71,8 @@ def identify(
     by_name = {e.name: e for e in (*shared, *estimates)}
     terms = {}
     for term, name in exponents.items():
-        own = interval_reason(by_name[name], *bounds[name], exponent=True) if name in by_name else "no estimate"
+        unbounded = (-math.inf, math.inf)
+        own = interval_reason(by_name[name], *bounds.get(name, unbounded), True) if name in by_name else "no estimate"
         terms[term] = coverage.get(term, "") or own
     out = []
     for estimate in estimates:

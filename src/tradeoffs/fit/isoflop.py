@@ -19,6 +19,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+from scipy import stats
 
 from tradeoffs.errors import ConfigError, check_positive
 from tradeoffs.fit.identify import coverage_reason
@@ -95,7 +96,7 @@ def fit_iso_flop(
     runs, _ = checked_runs(n_params, tokens, loss, run_ids)
     log_c = math.log(FLOPS_PER_PARAMETER_TOKEN) + runs.log_n + runs.log_d
     groups = compute_groups(np.exp(log_c), tolerance)
-    loss_values = np.exp(runs.log_loss)
+    loss_values = runs.log_loss
     fitted, estimates, reasons = [], [], []
     for group in range(groups.max() + 1 if len(groups) else 0):
         rows = np.flatnonzero(groups == group)
@@ -194,6 +195,10 @@ def _bootstrap(fitted, usable, runs, loss_values, log_c, options: FitOptions) ->
         free = leverage < 1 - 1e-9
         pooled += list(residual[free] / np.sqrt(1 - leverage[free]))
     pooled = np.array(pooled) - (np.mean(pooled) if pooled else 0.0)
+    dof = sum(len(rows) - 3 for _, rows, *_ in fitted)
+    if dof > 0:  # a variance estimated from few residuals: widen as Student-t's quantile does over the normal's
+        tail = (1 + options.level) / 2
+        pooled = pooled * stats.t.ppf(tail, dof) / stats.norm.ppf(tail)
     if len(pooled) == 0 or options.n_bootstrap == 0:
         return np.empty((0, 3 * len(fitted) + 3)), 0, len(pooled)
     rng = np.random.default_rng(options.seed)

@@ -303,6 +303,8 @@ def fit_chinchilla(
             runs,
             options,
             spans,
+            coverage,
+            CHINCHILLA_TERMS,
         )
     warm = options.for_refit()
 
@@ -338,14 +340,17 @@ def _point(natural, optimum: Optimum, size: int) -> list[float]:
     return list(natural(optimum.theta)) if np.all(np.isfinite(optimum.theta)) else [math.nan] * size
 
 
-def _not_converged(fit, optimum, names, point, runs: _Runs, options: FitOptions, spans=None) -> FitResult:
+def _not_converged(fit, optimum, names, point, runs: _Runs, options: FitOptions, spans, coverage, terms) -> FitResult:
+    """A fit that did not converge: point values kept, no intervals; no parameter identified, each with its
+    term's coverage problem where the runs have one, else the convergence failure."""
     reason = f"did not converge: {optimum.message}"
     estimates = _estimates(names, point, np.empty((0, len(names))), options.level, None, NOT_CONVERGED, reason)
+    judged = identify(estimates, {}, EXPONENTS, terms, coverage)
     return FitResult(
         fit=fit,
         status=NOT_CONVERGED,
         reason=reason,
-        estimates=tuple(replace(e, identified=False, identification=reason) for e in estimates),
+        estimates=tuple(replace(e, identified=False, identification=e.identification or reason) for e in judged),
         quality={**(spans or {}), "huber_cost": optimum.cost, "starts_agreeing": optimum.starts_agreeing},
         run_ids=runs.run_ids,
         level=options.level,
@@ -396,7 +401,9 @@ def fit_quartet(
     shared = stage_one(reference_rows, grid(QUARTET_GRID, QUARTET_SHARED.names), options)
     if not shared.converged:
         point = _point(_quartet_natural, shared, len(QUARTET_ESTIMATES))
-        return _not_converged("quartet", shared, QUARTET_ESTIMATES, point, runs, options, spans)
+        return _not_converged(
+            "quartet", shared, QUARTET_ESTIMATES, point, runs, options, spans, coverage, QUARTET_TERMS
+        )
     efficiency_grid = grid(EFFICIENCY_GRID, ("u", "v"))
     per_precision = {p: stage_two(shared.theta, np.flatnonzero(labels == p), efficiency_grid, options) for p in fitted}
     warm = options.for_refit()
