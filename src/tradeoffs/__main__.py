@@ -166,6 +166,10 @@ def _commands() -> argparse.ArgumentParser:
     reference.add_argument("name", help="the set's name, e.g. h100_sxm")
     reference.add_argument("--results", type=Path, default=Path("results/results.parquet"))
     reference.add_argument("--benchmarks", nargs="+", default=["gemm", "inference"], help="benchmark kinds kept")
+    export = sub.add_parser("export", help="write a trained model as a Hugging Face transformers directory")
+    export.add_argument("source", type=Path, help="a train run's result.json, or its checkpoint.pt")
+    export.add_argument("directory", type=Path, help="the directory to write (new or empty)")
+    export.add_argument("--overwrite", action="store_true", help="replace a non-empty directory")
     claims = sub.add_parser("claims", help="decide the papers' claims from the tidy table (conf/claims.yaml)")
     claims.add_argument("table", type=Path, help="results/results.parquet")
     claims.add_argument("--md", type=Path, help="the claims report to write (reports/claims.md)")
@@ -176,6 +180,25 @@ def _commands() -> argparse.ArgumentParser:
         "--against", type=Path, help="a second results table: list the parts whose verdict differs, and why"
     )
     return parser
+
+
+def _export_checkpoint(source: Path) -> Path:
+    """The checkpoint `export` reads: the file itself, or the checkpoint.pt a train run's result.json lists."""
+    if source.is_dir() or not source.exists():
+        raise ConfigError(f"export: {source} is not a file; give a train run's result.json or its checkpoint.pt")
+    if source.suffix != ".json":
+        return source
+    try:
+        record = json.loads(source.read_text())
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"export: {source} is not a readable result.json ({error})") from None
+    kind = str(record.get("id", "")).split("/")[0]
+    if "checkpoint.pt" not in record.get("artifacts", []):
+        raise ConfigError(
+            f"export: {source} is a '{kind}' run that kept no checkpoint.pt; only train runs keep a model (to "
+            "export a quantized one, call quantize_ and tradeoffs.models.export.export_hf from Python)"
+        )
+    return source.parent / "checkpoint.pt"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -254,6 +277,15 @@ def main(argv: list[str] | None = None) -> None:
                 print("wrote " + (", ".join(written) or "nothing (no --md, --csv, --summary)"))
             if args.against:
                 print(compare_claims(args.table, args.against, args.reference))
+        elif args.command == "export":
+            from tradeoffs.models.export import export_hf
+            from tradeoffs.train.checkpoint import CheckpointError, model_from_checkpoint
+
+            try:
+                model = model_from_checkpoint(_export_checkpoint(args.source))
+                print(f"wrote {export_hf(model, args.directory, overwrite=args.overwrite)}")
+            except (CheckpointError, ValueError) as error:
+                raise ConfigError(str(error)) from None
         elif args.command == "reference":
             from tradeoffs.report.reference import export_reference
 

@@ -134,3 +134,18 @@ def load_checkpoint(path: Path | str) -> Any:
         return _decode(json.loads(text), tensors)
     except (ValueError, KeyError, TypeError) as error:
         raise CheckpointError(f"checkpoint {path} holds a malformed state ({error!r}); {remedy}") from None
+
+
+def model_from_checkpoint(path: Path | str) -> torch.nn.Module:
+    """The model a training checkpoint holds: its config's architecture with the saved weights, in eval mode on
+    the CPU (what `python -m tradeoffs export` writes out). CheckpointError when the file is not a training
+    checkpoint."""
+    from tradeoffs.identity import from_plain
+    from tradeoffs.models import ModelConfig, build_model
+
+    state = load_checkpoint(path)
+    if not isinstance(state, dict) or not {"config", "model"} <= state.keys():
+        raise CheckpointError(f"checkpoint {path} is not a training checkpoint (it holds no config and model)")
+    model = build_model(from_plain(ModelConfig, state["config"]["model"]))
+    model.load_state_dict(state["model"])
+    return model.eval()
