@@ -425,7 +425,9 @@ def test_every_report_product_shows_a_study_of_failed_runs_as_failed(tmp_path):
     for name, product in TABLES.items():
         write_table_file(name, tmp_path / "t.parquet", tmp_path / f"{name}.csv")
         table = pd.read_csv(tmp_path / f"{name}.csv", index_col="id")
-        assert set(table["status"]) == {"error"} and f"{product.studies[0]}-failed" in " ".join(table.index)
+        study = product.studies[0]
+        assert table.loc[study, "message"].startswith(f"no successful runs of study '{study}' (1 failed: ")
+        assert set(table["status"]) == {"no successful runs", "error"} and f"{study}-failed" in " ".join(table.index)
     for name in FIGURES:
         write_figure(name, tmp_path / "t.parquet", tmp_path / f"{name}.png")
         assert (tmp_path / f"{name}.png").stat().st_size > 5_000, name

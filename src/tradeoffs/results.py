@@ -158,6 +158,26 @@ def record_rows(record: ResultRecord) -> list[dict[str, Any]]:
     return rows
 
 
+def _typed_provenance(frame: pd.DataFrame, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """`frame` with each prov.<name> column typed by the values the records gave it, so that a row without
+    provenance (an unreadable result's error row) leaves a text column text and an integer one integer:
+    missing values are None in text columns and NA in (nullable) integer and boolean ones."""
+    kinds: dict[str, set[type]] = {}
+    for row in rows:
+        for key, value in row.items():
+            if key.startswith("prov.") and value is not None:
+                kinds.setdefault(key, set()).add(type(value))
+    for column in (c for c in frame.columns if c.startswith("prov.") and frame[c].isna().any()):
+        found = kinds.get(column, set())
+        if found == {bool}:
+            frame[column] = frame[column].astype("boolean")
+        elif found == {int}:
+            frame[column] = frame[column].astype("Int64")
+        elif not found or str in found:
+            frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
+    return frame
+
+
 def collect(paths: Iterable[Path | str], suite: str = "") -> pd.DataFrame:
     """All results as one tidy DataFrame (see the module docstring for its columns), each row marked with the
     `suite` that collected it where given. A result file that cannot be read is an error row of its experiment
@@ -167,7 +187,7 @@ def collect(paths: Iterable[Path | str], suite: str = "") -> pd.DataFrame:
     rows = [row for path in paths for row in record_rows(_read_or_error(path))]
     if suite:
         rows = [{**row, "suite": suite} for row in rows]
-    frame = pd.DataFrame(rows)
+    frame = _typed_provenance(pd.DataFrame(rows), rows)
     leading = ["id", "kind", "status", "message", "metric", "value", "unit"]
     ordered = [c for c in leading if c in frame] + sorted(c for c in frame if c not in leading)
     return frame[ordered] if len(frame) else frame

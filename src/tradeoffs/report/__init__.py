@@ -3,7 +3,9 @@ reports/reference/ (other machines' benchmark runs, tradeoffs.report.reference) 
 
 FIGURES and TABLES map a product name to a Product: the studies it reads and the function that makes it.
 workflow/rules/report.smk makes one rule per product whose studies are in the plan, with the caption
-workflow/report/<name>.rst. A product gets its rows through tradeoffs.report.common.select.
+workflow/report/<name>.rst. A product gets its rows through tradeoffs.report.common.select; a product one of
+whose studies has no successful run is the statement "no successful runs of study ..." with those runs
+(tradeoffs.report.common.make_product).
 """
 
 from __future__ import annotations
@@ -133,14 +135,19 @@ def _resolve(target: str) -> Callable:
 def write_figure(name: str, table: Path, out: Path, reference: Sequence[Path] = ()) -> None:
     """Draw figure `name` from the tidy table at `table`, and the reference sets `reference`, into `out` (PNG) and
     beside it as SVG."""
+    import matplotlib.pyplot as plt
+
     from tradeoffs.report.common import make_product
 
     check_choice("figure", name, FIGURES)
     product = FIGURES[name]
-    figure = make_product(_resolve(product.target), _rows(product, table, reference), product.studies, "figure")
+    figure = make_product(
+        _resolve(product.target), _rows(product, table, reference), product.studies, "figure", product.optional
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, dpi=130, bbox_inches="tight")
     figure.savefig(out.with_suffix(".svg"), bbox_inches="tight")
+    plt.close(figure)
 
 
 def write_table_file(name: str, table: Path, out: Path, reference: Sequence[Path] = ()) -> None:
@@ -150,7 +157,9 @@ def write_table_file(name: str, table: Path, out: Path, reference: Sequence[Path
 
     check_choice("table", name, TABLES)
     product = TABLES[name]
-    frame = make_product(_resolve(product.target), _rows(product, table, reference), product.studies, "table")
+    frame = make_product(
+        _resolve(product.target), _rows(product, table, reference), product.studies, "table", product.optional
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out, float_format="%.4g")
     out.with_suffix(".md").write_text(frame.to_markdown(floatfmt=".4g") + "\n")

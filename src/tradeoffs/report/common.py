@@ -64,19 +64,6 @@ def _failure_lines(failed: pd.DataFrame, width: int = 150) -> list[str]:
     return [textwrap.shorten(f"{r.id}: {r.status}: {r.message}", width) for r in failed.itertuples()]
 
 
-def failed_figure(failed: pd.DataFrame, studies: Sequence[str]) -> Any:
-    """A figure in place of a plot whose studies have only failed runs: which, and each run's status and message."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    lines = [f"No figure: every run of {', '.join(map(repr, studies))} failed", "", *_failure_lines(failed)]
-    figure = plt.figure(figsize=(10, 0.6 + 0.25 * len(lines)))
-    figure.text(0.01, 0.98, "\n".join(lines), va="top", ha="left", family="monospace", fontsize=8)
-    return figure
-
-
 def _note_failures(figure: Any, failed: pd.DataFrame) -> Any:
     """The failed runs listed under everything the figure already draws (legends below the axes included)."""
     lines = [f"{len(failed)} failed run(s), not drawn:", *_failure_lines(failed)]
@@ -96,14 +83,79 @@ def _append_failures(frame: pd.DataFrame, failed: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([frame, rows])
 
 
-def make_product(make: Callable[[pd.DataFrame], Any], results: pd.DataFrame, studies: Sequence[str], kind: str) -> Any:
+def no_successful_runs(results: pd.DataFrame, study: str, reasons: int = 3) -> str:
+    """The statement for a study of `results` without an `ok` run: how many runs it has, none successful, and
+    the first `reasons` distinct statuses and messages."""
+    runs = results[studies_of(results) == study].drop_duplicates("id")
+    messages = runs["message"].astype(object).where(runs["message"].notna(), "").astype(str)
+    pairs = zip(runs["status"], messages, strict=True)
+    distinct = list(dict.fromkeys(f"{status}: {message}".strip() for status, message in pairs))
+    shown = [textwrap.shorten(reason, 160) for reason in distinct[:reasons]]
+    more = f" | and {len(distinct) - reasons} other reason(s)" if len(distinct) > reasons else ""
+    return f"no successful runs of study '{study}' ({len(runs)} failed: first reasons: {' | '.join(shown)}{more})"
+
+
+def without_success(results: pd.DataFrame, studies: Sequence[str]) -> list[str]:
+    """The studies of `studies` that have no run with status `ok` in `results` (absent ones included)."""
+    successful = set(studies_of(results[results["status"] == "ok"]))
+    return [study for study in studies if study not in successful]
+
+
+def _unsuccessful_runs(results: pd.DataFrame, studies: Sequence[str]) -> pd.DataFrame:
+    """One row per run of `studies` (none of them successful): its id, study, status and message."""
+    runs = results.assign(study=studies_of(results))
+    return runs[runs["study"].isin(studies)].drop_duplicates("id")[FAILED_COLUMNS].reset_index(drop=True)
+
+
+def unsuccessful_figure(results: pd.DataFrame, studies: Sequence[str], runs_shown: int = 25) -> Any:
+    """A figure in place of a plot whose `studies` have no successful run: the statement for each, then up to
+    `runs_shown` of their runs with status and message."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = _unsuccessful_runs(results, studies)
+    statements = [line for s in studies for line in textwrap.wrap(no_successful_runs(results, s), 150)]
+    lines = [f"No figure: {statement}" if i == 0 else statement for i, statement in enumerate(statements)]
+    lines += ["", *_failure_lines(runs.head(runs_shown))]
+    if len(runs) > runs_shown:
+        lines.append(f"... and {len(runs) - runs_shown} more run(s)")
+    figure = plt.figure(figsize=(10, 0.6 + 0.2 * len(lines)))
+    figure.text(0.01, 0.98, "\n".join(lines), va="top", ha="left", family="monospace", fontsize=8)
+    return figure
+
+
+def unsuccessful_table(results: pd.DataFrame, studies: Sequence[str]) -> pd.DataFrame:
+    """A table in place of one whose `studies` have no successful run: per study a row (indexed by the study)
+    whose status is "no successful runs" and whose message is the statement, then a row per run (by its id)."""
+    statements = pd.DataFrame(
+        {
+            "study": list(studies),
+            "status": "no successful runs",
+            "message": [no_successful_runs(results, study) for study in studies],
+        },
+        index=pd.Index(list(studies), name="id"),
+    )
+    return pd.concat([statements, _unsuccessful_runs(results, studies).set_index("id")])
+
+
+def make_product(
+    make: Callable[[pd.DataFrame], Any],
+    results: pd.DataFrame,
+    studies: Sequence[str],
+    kind: str,
+    optional: Sequence[str] = (),
+) -> Any:
     """A figure or table (`kind`) made by `make` from `results`, with its failed runs shown as failed: a note under
-    a figure, a row per run in a table; when a study of `studies` has only failed runs, nothing can be drawn from
-    it, and the product lists the failed runs (the failed-runs table, or a figure that says so)."""
+    a figure, a row per run in a table. When a study of `studies` has no successful (`ok`) run, nothing can be
+    drawn from it: the product is the statement "no successful runs of study ..." with its runs. An `optional`
+    study without a successful run is left out of what `make` gets (its failed runs are still shown)."""
+    if hopeless := without_success(results, studies):
+        return unsuccessful_figure(results, hopeless) if kind == "figure" else unsuccessful_table(results, hopeless)
     failed = failed_runs(results)
-    usable = set(studies_of(results[~results["status"].isin(FAILED_STATUSES)]))
-    if hopeless := [study for study in studies if study not in usable]:
-        return failed_figure(failed, hopeless) if kind == "figure" else failed.set_index("id")
+    if absent := without_success(results, optional):
+        results = results[~studies_of(results).isin(absent)]
     product = make(results)
     if failed.empty:
         return product

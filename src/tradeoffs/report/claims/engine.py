@@ -26,6 +26,7 @@ from tradeoffs.report.claims.verdicts import (
     combine,
     inconclusive,
 )
+from tradeoffs.report.common import no_successful_runs, without_success
 
 
 def _where_text(where: dict) -> str:
@@ -57,10 +58,14 @@ def select_arm(results: pd.DataFrame, read: Read, present: set[str], shared: dic
     """The read's rows as an Arm, or the inconclusive decision saying why there are none."""
     if read.study not in present:
         return inconclusive(NOT_IN_SUITE, f"study '{read.study}' did not run in this suite")
+    rows = select_rows(results, read.study, read.metric, read.where, read.statuses)
+    if rows["metric"].isna().all() and without_success(results, [read.study]):
+        runs = select_rows(results, read.study, (), {}, STATUSES).drop_duplicates("id")
+        reason = HARDWARE_ABSENT if set(runs["status"]) == {"unsupported"} else RUNS_FAILED
+        return inconclusive(reason, no_successful_runs(results, read.study), run_ids=runs["id"])
     missing = [c for c in [*read.where, *([read.at_max] if read.at_max else [])] if c not in results]
     if missing:
         return inconclusive(NOT_IN_SUITE, f"runs of study '{read.study}' have no column {missing}")
-    rows = select_rows(results, read.study, read.metric, read.where, read.statuses)
     if read.at_max and len(rows):
         column = pd.to_numeric(rows[read.at_max], errors="coerce")
         rows = rows[column == column.max()]
