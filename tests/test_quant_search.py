@@ -18,6 +18,10 @@ from tradeoffs.formats import FormatSpec, fake_quant, get_format
 from tradeoffs.formats.codes import decode
 from tradeoffs.models import GPT, ModelConfig
 from tradeoffs.quant import FormatSearch, candidate_elements, get_spec, method_config, quantize_, search_quantize
+from tradeoffs.report import write_figure, write_table_file
+from tradeoffs.report.claims import evaluate_claims, load_claims
+from tradeoffs.report.claims.verdicts import HARDWARE_ABSENT, INCONCLUSIVE, NOT_IN_SUITE
+from tradeoffs.results import collect
 from tradeoffs.runner import run_experiment
 
 FP4_CHANNEL = FormatSpec(name="fp4_channel", element="fp4_e2m1", granularity="channel")
@@ -150,50 +154,96 @@ def test_quantize_searches_every_layer_and_counts_the_selector_bits():
 # ---------------------------------------------------------------------------------------- the quant kind
 TRAIN_ID = "train/tiny-00000000"
 SMALL = ["eval_tokens=1024", "calibration_samples=4", f"source_id={TRAIN_ID}"]
-KIND_RUNS = {
-    "fp6_e3m2": ["method.spec.name=W6A16", "method.spec.weight=fp6_e3m2", "method.spec.weight_granularity=channel"],
-    "fp6_e2m3_gptq": [
-        "method.name=gptq",
-        "method.spec.name=W6A16",
-        "method.spec.weight=fp6_e2m3",
-        "method.spec.weight_granularity=channel",
-    ],
-    "int6": ["method.spec.name=W6A16", "method.spec.weight_granularity=channel"],
-    "e3m0": ["method.spec.weight=fp4_e3m0", "method.spec.weight_granularity=group", "method.spec.group_size=32"],
-    "searched_w4a8": [
-        "method.name=search",
-        "method.spec.name=W4A8",
-        "method.spec.weight=fp4_e2m1",
-        "method.spec.activation=fp8_e4m3",
-        "method.spec.weight_granularity=channel",
-        "method.search.objective=output",
-    ],
+W6 = ["method.spec.name=W6A16", "method.spec.weight_granularity=channel"]
+INT4_G32 = ["method.spec.weight=int4_asym", "method.spec.weight_granularity=group", "method.spec.group_size=32"]
+CHANNEL = ["method.spec.weight_granularity=channel"]
+KIND_RUNS = {  # name -> study, overrides
+    "fp6_e3m2": ("fp6_weights", [*W6, "method.spec.weight=fp6_e3m2"]),
+    "fp6_e2m3_gptq": ("fp6_weights", [*W6, "method.name=gptq", "method.spec.weight=fp6_e2m3"]),
+    "int6": ("fp6_weights", [*W6, "method.spec.weight=int6"]),
+    "int4_g32": ("fp6_weights", INT4_G32),
+    "e3m0": ("fp4_weights", ["method.spec.weight=fp4_e3m0", *CHANNEL]),
+    "int4": ("fp4_weights", ["method.spec.weight=int4", *CHANNEL]),
+    "searched": ("fp4_weights", ["method.name=search", "method.spec.weight=fp4_e2m1", *CHANNEL]),
+    "searched_w4a8": (
+        "fp4_weights",
+        [
+            "method.name=search",
+            "method.spec.name=W4A8",
+            "method.spec.weight=fp4_e2m1",
+            "method.spec.activation=fp8_e4m3",
+            "method.spec.weight_granularity=group",
+            "method.spec.group_size=32",
+            "method.search.objective=output",
+            "method.search.element_per=channel",
+        ],
+    ),
 }
 
 
-def test_the_quant_kind_runs_each_new_spec(tmp_path, monkeypatch):
-    root = copy_workflow(tmp_path)
-    monkeypatch.chdir(root)
-    monkeypatch.delenv("TRADEOFFS_ROOT", raising=False)
-    train = load_experiment("train", [*TRAIN_TINY, "study=train", "steps=6", "eval_interval=6"])
-    source = root / f"results/{TRAIN_ID}/result.json"
-    assert run_experiment(TRAIN_ID, train, source, job_threads=1).status == "ok"
-    got = {}
-    for name, overrides in KIND_RUNS.items():
-        config = load_experiment("quant", ["study=fp4_weights", *SMALL, *overrides])
-        config.source = train
-        record = run_experiment(f"quant/{name}", config, root / f"results/quant/{name}/result.json",
-                                job_threads=1, inputs=(source,))  # fmt: skip
-        assert record.status == "ok", (name, record.message)
-        got[name] = {(m.name, m.labels.get("element")): m.value for m in record.metrics}
-        assert math.isfinite(got[name][("loss_change", None)]) and got[name][("kl", None)] >= 0
+@pytest.fixture(scope="module")
+def kind_runs(tmp_path_factory):
+    """({name: {(metric, element label): value}}, {name: run id}, the collected table)."""
+    root = copy_workflow(tmp_path_factory.mktemp("search"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        patch.delenv("TRADEOFFS_ROOT", raising=False)
+        train = load_experiment("train", [*TRAIN_TINY, "study=train", "steps=6", "eval_interval=6"])
+        source = root / f"results/{TRAIN_ID}/result.json"
+        assert run_experiment(TRAIN_ID, train, source, job_threads=1).status == "ok"
+        got, ids, paths = {}, {}, [source]
+        for name, (study, overrides) in KIND_RUNS.items():
+            config = load_experiment("quant", [f"study={study}", *SMALL, *overrides])
+            config.source = train
+            ids[name] = f"quant/{name}"
+            paths.append(root / f"results/quant/{name}/result.json")
+            record = run_experiment(ids[name], config, paths[-1], job_threads=1, inputs=(source,))
+            assert record.status == "ok", (name, record.message)
+            got[name] = {(m.name, m.labels.get("element")): m.value for m in record.metrics}
+        yield got, ids, collect(paths)
+
+
+def test_the_quant_kind_runs_each_new_spec(kind_runs):
+    got, _, _ = kind_runs
+    for name, metrics in got.items():
+        assert math.isfinite(metrics[("loss_change", None)]) and metrics[("kl", None)] >= 0, name
     per_block = {64: 192 * 64 + 64 * 64 + 256 * 64, 256: 64 * 256}  # weights per input width (qkv, proj, up; down)
     scale_bits = sum(32 / width * n for width, n in per_block.items()) / sum(per_block.values())
     assert got["int6"][("bits_per_weight", None)] == pytest.approx(6 + scale_bits)  # weighted by parameters
-    shares = {e: got["searched_w4a8"][("search_element_share", e)] for e in ("e1m2", "e2m1", "e3m0")}
-    assert sum(shares.values()) == pytest.approx(1.0)
-    assert 0.5 <= got["searched_w4a8"][("search_clip_ratio", None)] <= 1.0
+    assert got["searched"][("bits_per_weight", None)] == got["int4"][("bits_per_weight", None)]  # per-layer choice
+    for name in ("searched", "searched_w4a8"):
+        shares = {e: got[name][("search_element_share", e)] for e in ("e1m2", "e2m1", "e3m0")}
+        assert sum(shares.values()) == pytest.approx(1.0)
+        assert 0.5 <= got[name][("search_clip_ratio", None)] <= 1.0
     assert got["searched_w4a8"][("calibration_tokens", None)] == 4 * 32
-    assert got["fp6_e3m2"][("calibration_tokens", None)] == 0
+    assert got["searched"][("calibration_tokens", None)] == 0
     with pytest.raises(ConfigError, match=r"method.search.clip_per"):
         load_experiment("quant", ["method.name=search", "method.search.clip_per=row"])
+
+
+def test_the_weight_format_products_draw_from_the_collected_table(kind_runs, tmp_path):
+    _, _, table = kind_runs
+    parquet = tmp_path / "results.parquet"
+    table.to_parquet(parquet, index=False)
+    write_figure("quant_weight_formats", parquet, tmp_path / "formats.png")
+    assert (tmp_path / "formats.png").stat().st_size > 10_000
+    for name in ("quant_fp6_weights", "quant_fp4_weights"):
+        write_table_file(name, parquet, tmp_path / f"{name}.csv")
+    fp4 = (tmp_path / "quant_fp4_weights.csv").read_text()
+    assert "searched FP4" in fp4 and "searched FP4 (output MSE, split per channel)" in fp4 and "FP4 E3M0" in fp4
+    assert "FP6 E3M2" in (tmp_path / "quant_fp6_weights.csv").read_text()
+
+
+def test_the_claims_read_the_runs(kind_runs):
+    _, ids, table = kind_runs
+    claims = {c.id: c for c in load_claims()}
+    fp6, fp4 = evaluate_claims(table, [claims["fp6-weights"], claims["fp4-vs-int4"]])
+    parts = {p.part: p.decision for p in fp6.parts}
+    assert parts["int4-loses-more"].reason != NOT_IN_SUITE
+    assert set(parts["int4-loses-more"].run_ids) == {ids["int4_g32"], ids["fp6_e3m2"]}  # judged reads only
+    parts = {p.part: p.decision for p in fp4.parts}
+    assert ids["searched"] in parts["searched-matches-int4"].run_ids
+    assert ids["searched_w4a8"] not in parts["searched-matches-int4"].run_ids  # output objective: not the claim's
+    hardware = parts["fpga-hardware-cost"]
+    assert hardware.verdict == INCONCLUSIVE and hardware.reason == HARDWARE_ABSENT
+    assert "not decidable here: it needs FPGA synthesis" in hardware.test

@@ -61,6 +61,8 @@ PAPERS: dict[str, str] = {
     "optimizer_fp8": "COAT (2025)",
     "zero_memory": "ZeRO (2020)",
     "comm_compression": "1-bit Adam (2021)",
+    "fp6_weights": "ZeroQuant(4+2) (2023)",
+    "fp4_weights": "LLM-FP4 (2023)",
 }
 
 # Functions are imported on use, so the Snakefile can read these registries without importing matplotlib.
@@ -83,6 +85,7 @@ FIGURES: dict[str, Product] = {
     "qat_fraction": Product(("qat_fraction",), "tradeoffs.report.low_precision_training:qat_fraction_figure"),
     "stability_divergence": Product(("stability",), "tradeoffs.report.low_precision_training:stability_figure"),
     "optimizer_fp8": Product(("optimizer_fp8",), "tradeoffs.report.low_precision_training:optimizer_fp8_figure"),
+    "quant_weight_formats": Product(("fp6_weights", "fp4_weights"), "tradeoffs.report.quant:weight_formats_figure"),
     "zero_memory": Product(("zero_memory",), "tradeoffs.report.distributed:zero_memory_figure"),
     "comm_bytes": Product(("comm_compression",), "tradeoffs.report.distributed:comm_bytes_figure"),
 }
@@ -105,6 +108,8 @@ TABLES: dict[str, Product] = {
     "qat_fraction": Product(("qat_fraction",), "tradeoffs.report.low_precision_training:qat_fraction_table"),
     "stability_divergence": Product(("stability",), "tradeoffs.report.low_precision_training:stability_table"),
     "optimizer_fp8": Product(("optimizer_fp8",), "tradeoffs.report.low_precision_training:optimizer_fp8_table"),
+    "quant_fp6_weights": Product(("fp6_weights",), "tradeoffs.report.quant:fp6_weights_table"),
+    "quant_fp4_weights": Product(("fp4_weights",), "tradeoffs.report.quant:fp4_weights_table"),
     "zero_memory": Product(("zero_memory",), "tradeoffs.report.distributed:zero_memory_table"),
 }
 

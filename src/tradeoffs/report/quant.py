@@ -65,7 +65,7 @@ def config_label(row: pd.Series) -> str:
     method = row["cfg.method.name"]
     if method == "llm_int8":
         return METHOD_LABELS[method]
-    label = f"{METHOD_LABELS[method]} {row['cfg.method.spec.name']}"
+    label = f"{METHOD_LABELS.get(method, method)} {row['cfg.method.spec.name']}"
     formats = [_given(row.get(key)) for key in SPEC_COLUMNS[1:]]
     if any(formats):
         label += f" [{formats[0] or 'default'} | {formats[1] or 'default'}]"
@@ -311,4 +311,130 @@ def pareto_figure(results: pd.DataFrame) -> plt.Figure:
         figure.text(0.01, 0.005, note, fontsize=7, ha="left", va="bottom")
     figure.suptitle(f"PTQ shoot-out: accuracy against speed and size\n{_source(frame)}", fontsize=10)
     figure.tight_layout(rect=(0, 0.03, 1, 1))
+    return figure
+
+
+# ------------------------------------------------------------------ weight formats (studies fp6_weights, fp4_weights)
+FORMAT_LABELS = {
+    "fp6_e3m2": "FP6 E3M2",
+    "fp6_e2m3": "FP6 E2M3",
+    "int6": "INT6",
+    "int4_asym": "INT4 asym.",
+    "fp4_e2m1": "FP4 E2M1",
+    "fp4_e3m0": "FP4 E3M0",
+    "int4": "INT4",
+    "fp8_e4m3": "FP8 E4M3",
+    "int8": "INT8",
+}
+FORMAT_COLUMNS = {
+    "loss_change": "loss change (nats)",
+    "kl": "KL to full precision (nats/token)",
+    "top1_agreement": "top-1 agreement",
+    "bits_per_weight": "bits per weight (incl. scales)",
+}
+
+
+def weight_format_label(row: pd.Series) -> str:
+    """A run's weight format in words: `searched FP4` for a format search, else the format's name."""
+    weight = _given(row.get("cfg.method.spec.weight"))
+    bits = {"W4A16": 4, "W4A8": 4, "W6A16": 6, "W8A16": 8}.get(row["cfg.method.spec.name"], "")
+    if row["cfg.method.name"] == "search":
+        objective = _given(row.get("cfg.method.search.objective"))
+        per = _given(row.get("cfg.method.search.element_per"))
+        detail = "" if (objective, per) == ("weight", "layer") else f" ({objective} MSE, split per {per})"
+        return f"searched FP{bits}{detail}"
+    return FORMAT_LABELS.get(weight, weight or f"{row['cfg.method.spec.name']} default")
+
+
+def _search_choices(results: pd.DataFrame, study: str) -> pd.DataFrame:
+    """Per searched run: the share of weights per chosen element (`e2m1 100%`) and the mean clipping ratio."""
+    rows = select(results, study, metrics=[])
+    shares = rows[rows["metric"] == "search_element_share"]
+    ratios = rows[rows["metric"] == "search_clip_ratio"].groupby("id")["value"].mean()
+    if shares.empty:
+        return pd.DataFrame(columns=["chosen elements", "mean clip ratio"])
+    chosen = shares[shares["value"] > 0].sort_values("value", ascending=False).groupby("id", sort=False)
+    text = chosen.apply(
+        lambda g: ", ".join(f"{e} {100 * v:.0f}%" for e, v in zip(g["label.element"], g["value"], strict=True))
+    )
+    return pd.DataFrame({"chosen elements": text, "mean clip ratio": ratios})
+
+
+def weight_formats_frame(results: pd.DataFrame, study: str) -> pd.DataFrame:
+    """The runs of a weight-format study (fp6_weights or fp4_weights): spec, format, scale layout, method, scores
+    against full precision, bits per weight and, for searched weights, what the search chose."""
+    frame = runs(results, study)
+    frame["format"] = [weight_format_label(r) for _, r in frame.iterrows()]
+    frame["layout"] = [granularity_label(r) for _, r in frame.iterrows()]
+    frame["method"] = frame["cfg.method.name"].map({**METHOD_LABELS, "search": "RTN, searched"})
+    frame["spec"] = frame["cfg.method.spec.name"]
+    return frame.join(_search_choices(results, study))
+
+
+def fp6_weights_table(results: pd.DataFrame) -> pd.DataFrame:
+    """W6A16 FP6 and INT6 per channel against INT4 per group and per channel, RTN and GPTQ: loss change, KL, top-1
+    agreement with full precision and bits per weight."""
+    frame = weight_formats_frame(results, "fp6_weights").sort_values(["method", "bits_per_weight", "loss_change"])
+    table = frame.set_index(["method", "spec", "format", "layout"])[list(FORMAT_COLUMNS)]
+    return table.rename(columns=FORMAT_COLUMNS)
+
+
+def fp4_weights_table(results: pd.DataFrame) -> pd.DataFrame:
+    """4-bit FP (E2M1, E3M0, searched) against INT4 and 8-bit FP8 against INT8 weights, per scale layout, weight-only
+    and W4A8: loss change, KL, agreement, bits per weight, and the searched runs' chosen elements and clip ratio."""
+    frame = weight_formats_frame(results, "fp4_weights").sort_values(["spec", "layout", "loss_change"])
+    table = frame.set_index(["spec", "layout", "format"])[[*FORMAT_COLUMNS, "chosen elements", "mean clip ratio"]]
+    return table.rename(columns=FORMAT_COLUMNS)
+
+
+HUE_ORDER = ["RTN", "GPTQ", "per channel", "groups of 32", "groups of 64", "groups of 128"]
+
+
+def _format_order(label: str) -> tuple[int, str]:
+    """Floating-point formats first (by name), searched ones next, integers last, as FORMAT_LABELS lists them."""
+    names = [*FORMAT_LABELS.values()]
+    base = label.split(",")[0]
+    if base.startswith("searched"):
+        return (names.index("INT4") - 1 if "FP4" in base else len(names), label)
+    return (names.index(base) if base in names else len(names), label)
+
+
+def _format_bars(axis, frame: pd.DataFrame, x_order: list[str], hue: str, hue_order: list[str]) -> None:
+    """Loss change per format (x) with one bar per `hue` value, on a symlog axis."""
+    palette = dict(zip(hue_order, sns.color_palette("colorblind", len(hue_order)), strict=True))
+    width = 0.8 / len(hue_order)
+    for j, value in enumerate(hue_order):
+        part = frame[frame[hue] == value].groupby("format")["loss_change"].mean()
+        xs = [i + (j - (len(hue_order) - 1) / 2) * width for i, name in enumerate(x_order) if name in part.index]
+        ys = [part[name] for name in x_order if name in part.index]
+        axis.bar(xs, ys, width=width * 0.95, color=palette[value], label=value, edgecolor="0.2", linewidth=0.4)
+    axis.set_xticks(range(len(x_order)), x_order, rotation=25, ha="right")
+    _symlog(axis)
+    axis.legend(fontsize=7.5, loc="upper left", frameon=True)
+
+
+def weight_formats_figure(results: pd.DataFrame) -> plt.Figure:
+    """Validation loss change against full precision per weight format: FP6 against INT6 and INT4 (RTN and GPTQ;
+    study fp6_weights), then 4-bit FP (E2M1, E3M0, searched) against INT4 weight-only and W4A8, and FP8 against
+    INT8 (per channel and groups of 32; study fp4_weights)."""
+    fp6 = weight_formats_frame(results, "fp6_weights")
+    fp6["format"] = fp6["format"] + ", " + fp6["layout"]
+    fp4 = weight_formats_frame(results, "fp4_weights")
+    panels = [("W6A16 vs W4A16 (fp6_weights)", fp6, "method")]
+    panels += [(f"{spec} (fp4_weights)", fp4[fp4["spec"] == spec], "layout") for spec in ("W4A16", "W4A8", "W8A16")]
+    panels = [(title, frame, hue) for title, frame, hue in panels if not frame.empty]
+    widths = [max(frame["format"].nunique(), 2) for _, frame, _ in panels]
+    figure, axes = plt.subplots(1, len(panels), figsize=(3.4 + 1.05 * sum(widths), 5.2), sharey=True,
+                                gridspec_kw={"width_ratios": widths}, squeeze=False)  # fmt: skip
+    top = max(fp6["loss_change"].max(), fp4["loss_change"].max())
+    for axis, (title, frame, hue) in zip(axes[0], panels, strict=True):
+        order = sorted(frame["format"].unique(), key=_format_order)
+        hues = sorted(frame[hue].unique(), key=lambda h: HUE_ORDER.index(h) if h in HUE_ORDER else len(HUE_ORDER))
+        _format_bars(axis, frame, order, hue, hues)
+        axis.set_title(title, fontsize=9)
+        axis.set_ylim(-LINTHRESH, max(top * 3, LINTHRESH))
+    axes[0][0].set_ylabel(f"validation loss change (nats; symlog, linear below {LINTHRESH:g})")
+    figure.suptitle(f"Weight formats: loss change against full precision\n{_source(fp4 if not fp4.empty else fp6)}",
+                    fontsize=10)  # fmt: skip
+    figure.tight_layout()
     return figure

@@ -686,4 +686,13 @@ def identified_fit(
     return inconclusive(reason, test, numbers, _run_ids(value, terms), quality.bands)
 
 
+@criterion(ordered=True)
+def not_decidable_here(*arms: Arm, reason: str) -> Decision:
+    """Never decided by this pipeline: the evidence the part needs (`reason`: e.g. FPGA synthesis results) is not
+    something these runs measure, so the part is inconclusive (hardware absent) whatever they show; the reads are
+    quoted as context."""
+    numbers = [arm.number() for arm in arms if arm.runs]
+    return inconclusive(HARDWARE_ABSENT, f"not decidable here: {reason}", numbers, _run_ids(*arms))
+
+
 __all__ = ["CRITERIA", "INCONCLUSIVE", "Arm", "Criterion", "criterion", "evaluate"]
