@@ -80,8 +80,26 @@ def test_a_resolution_wider_than_the_effect_needs_a_larger_effect_not_seeds(tmp_
     assert verdicts[0].parts[0].decision.reason == WITHIN_NOISE
     assert project(verdicts[0].parts[0].decision.bands[0]).units is None
     power = claims_table(claims, verdicts, results)["power"].iloc[0]
-    assert "no count of pairs by seed decides it" in power and "resolution +-0.05" in power
+    assert "no count of pairs by seed decides it" in power and "resolution +-0.05 is not below the distance" in power
     assert "more training steps (these runs: 40)" in power
+
+
+def test_no_diverged_run_measures_no_effect_and_a_rare_one_needs_runs():
+    def stability(diverged):
+        return table(*(
+            run(f"s/{element}-{i}", "stability", [("final_val_loss", 3.0)], status="diverged" if i < n else "ok",
+                recipe__weight_format__element=element)
+            for element, n in (("e8m3", 0), ("e4m3", diverged)) for i in range(4)
+        ))  # fmt: skip
+
+    params = {"by": "cfg.recipe.weight_format.element", "order": ["e8m3", "e4m3"], "min_runs": 4}
+    reads, statuses = {"runs": {}}, ["ok", "diverged"]
+    none = decide("divergence_increases", reads, params, stability(0), study="stability", statuses=statuses)
+    assert none.reason == WITHIN_NOISE and "sits on the claimed bound" in project(none.bands[0]).why
+    one = decide("divergence_increases", reads, params, stability(1), study="stability", statuses=statuses)
+    (band,) = one.bands  # shares 0 and 1/4: two binomial standard errors with n runs a format
+    needed = next(n for n in range(2, 1000) if 2 * math.sqrt(0.25 * 0.75 / n) < 0.25)
+    assert one.reason == WITHIN_NOISE and (project(band).units, project(band).verdict) == (needed, CONFIRMED)
 
 
 def test_too_few_runs_state_the_runs_the_criterion_needs():

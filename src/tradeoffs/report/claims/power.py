@@ -58,6 +58,11 @@ def inside(band: Band) -> bool:
     return (band.low is None or band.value > band.low) and (band.high is None or band.value < band.high)
 
 
+def width(band: Band, half: float) -> str:
+    """A half-width as the report writes it: a factor for a ratio's (log) band, +- otherwise."""
+    return f"x{fmt(math.exp(half))}" if band.log else f"+-{fmt(half)}"
+
+
 def half_width(band: Band, units: int) -> float:
     """The band's half-width with `units` runs or pairs, its spread as measured."""
     quantile = float(stats.t.ppf(0.975, units - 1)) if band.student_t else 2.0
@@ -72,8 +77,11 @@ def project(band: Band) -> Projection:
     gap = distance(band)
     if math.isnan(gap):
         return Projection(band, None, "", "no measured value")
+    if gap == 0:
+        return Projection(band, None, "", "the measured value sits on the claimed bound (no effect measured)")
     if gap <= band.floor:
-        return Projection(band, None, verdict, f"its resolution +-{fmt(band.floor)} is not below the distance")
+        why = f"its resolution {width(band, band.floor)} is not below the distance {width(band, gap)} to the bound"
+        return Projection(band, None, verdict, why)
     if not band.spread >= 0:  # NaN: fewer than two runs on a side
         return Projection(band, None, verdict, "its spread is unknown: at least 2 runs on each side size it")
     if band.spread == 0:
@@ -101,14 +109,14 @@ def effect_text(band: Band) -> str:
     """'name = value (band +-half from n runs)' as the report states a measured effect."""
     if math.isnan(band.value):
         return f"{band.name}: {band.units} {band.unit_name}"
-    width = f"x{fmt(math.exp(band.half))}" if band.log else f"+-{fmt(band.half)}"
     where = f" from {band.units} {band.unit_name}" if band.units else ""
     claimed = []
     if band.low is not None:
         claimed.append(f"> {fmt(band.low)}")
     if band.high is not None:
         claimed.append(f"< {fmt(band.high)}")
-    return f"{band.name} = {fmt(band.value)} (band {width}{where}; claimed {' and '.join(claimed) or '-'})"
+    claim = " and ".join(claimed) or "-"
+    return f"{band.name} = {fmt(band.value)} (band {width(band, band.half)}{where}; claimed {claim})"
 
 
 def _change(projection: Projection, lever: str) -> str:
