@@ -54,8 +54,8 @@ def zero_runs(results: pd.DataFrame) -> pd.DataFrame:
 
 def zero_memory_figure(results: pd.DataFrame) -> plt.Figure:
     """Three panels: model-state bytes per process against N_d by stage (points: counted, the bar from the least
-    to the largest process; lines: ZeRO's formula); peak RSS of the largest process; the training loss of each
-    stage at the largest N_d against DDP's."""
+    to the largest process; lines: ZeRO's formula); the growth of the peak RSS over the run (model building and
+    training) of the largest process; the training loss of each stage at the largest N_d against DDP's."""
     runs = zero_runs(results)
     palette = dict(zip(STAGE_LABELS, sns.color_palette("colorblind", len(STAGE_LABELS)), strict=True))
     figure, (memory, rss, loss) = plt.subplots(1, 3, figsize=(15, 4.4))
@@ -72,7 +72,7 @@ def zero_memory_figure(results: pd.DataFrame) -> plt.Figure:
             capsize=3,
             label=label,
         )
-        rss.plot(group["processes"], group["peak_rss"], "o-", color=color, label=label)
+        rss.plot(group["processes"], group["rss_growth"], "o-", color=color, label=label)
     memory.plot([], [], "-", color="0.4", label="ZeRO's formula (fp32 Adam: 4+4+8 bytes/param)")
     psi = int(runs["parameters"].iloc[0])
     for axis in (memory, rss):
@@ -83,12 +83,13 @@ def zero_memory_figure(results: pd.DataFrame) -> plt.Figure:
     memory.set_ylabel("model-state bytes per process (kB)")
     memory.set_title(f"Counted model states (Psi = {psi:,} parameters)", fontsize=10)
     memory.legend(fontsize=7)
-    rss.set_ylabel("peak RSS of the largest process (MiB)")
-    rss.set_title("Measured peak RSS (interpreter and torch included)", fontsize=10)
+    rss.set_ylabel("peak RSS growth over the run, largest process (MiB)")
+    rss.set_title("Measured peak RSS above each process's start", fontsize=10)
     largest = runs["processes"].max()
     curves = select(results, "zero_memory", ("ok",), ("train_loss",))
     curves = curves[(curves["metric"] == "train_loss") & (curves["cfg.processes"].astype(int) == largest)]
-    reference = curves[curves["cfg.strategy"] == "ddp"].set_index(curves["label.step"].astype(int))["value"]
+    ddp = curves[curves["cfg.strategy"] == "ddp"]
+    reference = ddp.set_index(ddp["label.step"].astype(int))["value"]
     for strategy, group in curves.groupby("cfg.strategy", sort=False):
         group = group.assign(step=group["label.step"].astype(int)).sort_values("step")
         gap = (group.set_index("step")["value"] - reference).abs().max() if len(reference) else float("nan")
