@@ -102,6 +102,16 @@ def test_no_diverged_run_measures_no_effect_and_a_rare_one_needs_runs():
     assert one.reason == WITHIN_NOISE and (project(band).units, project(band).verdict) == (needed, CONFIRMED)
 
 
+def test_a_fit_interval_is_narrowed_by_more_fitted_runs_not_seeds():
+    row = {"parameter": "eff_n", "interval_low": 0.85, "interval_high": 1.0}
+    fit = table(run("fit/1", "scaling_law", [("fit_parameter", 0.95, row)]))
+    reads = {"value": {"where": {"label.parameter": "eff_n"}}}
+    params = {"low": 0.9, "interval": ["label.interval_low", "label.interval_high"]}
+    decision = decide("threshold", reads, params, fit, study="scaling_law", metric="fit_parameter")
+    projection = project(decision.bands[0])
+    assert decision.reason == WITHIN_NOISE and projection.units is None and "fit's bootstrap" in projection.why
+
+
 def test_too_few_runs_state_the_runs_the_criterion_needs():
     params = {"low": 0.0, "min_runs": 3}
     few = decide("compare", A_BEATS_B, params, qsnr_runs([21.0, 21.1], [20.0]), study="numerics", metric="qsnr_db")

@@ -325,7 +325,7 @@ def threshold(
             band = tuple(sorted(abs(x) for x in band))
         text = f"{name} = {fmt(mean)} (interval {fmt(band[0])} .. {fmt(band[1])})"
         half = (band[1] - band[0]) / 2
-        record = Band(name, mean, half, units=value.runs, unit_name="runs (a bootstrap interval)", level=abs(mean))
+        record = Band(name, mean, half, units=value.runs, interval=True, level=abs(mean))
     else:
         half = max(noise, 2 * value.standard_error())
         band = (mean - half, mean + half)

@@ -82,6 +82,9 @@ def project(band: Band) -> Projection:
     if gap <= band.floor:
         why = f"its resolution {width(band, band.floor)} is not below the distance {width(band, gap)} to the bound"
         return Projection(band, None, verdict, why)
+    if band.interval:
+        why = "the band is an interval the rows carry (a fit's bootstrap): more runs over a wider range narrow it"
+        return Projection(band, None, verdict, why)
     if not band.spread >= 0:  # NaN: fewer than two runs on a side
         return Projection(band, None, verdict, "its spread is unknown: at least 2 runs on each side size it")
     if band.spread == 0:

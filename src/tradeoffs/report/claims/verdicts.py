@@ -39,7 +39,8 @@ class Band:
     and, where runs gave it, the spread of one run or pair (`spread`: half = quantile x spread / sqrt(units),
     the quantile Student-t's with `student_t`, else 2) over `units` runs or pairs, never below the fixed
     resolution `floor`. `level` is the magnitude of the measured quantity (a timing's band is judged against
-    it); `needs` is the count of runs or pairs a criterion requires where it had fewer."""
+    it); `needs` is the count of runs or pairs a criterion requires where it had fewer; `interval` marks a band
+    the rows carry (a fit's bootstrap interval) rather than one computed over runs."""
 
     name: str
     value: float
@@ -54,6 +55,7 @@ class Band:
     floor: float = 0.0
     level: float = math.nan
     needs: int = 0
+    interval: bool = False
 
     def named(self, prefix: str) -> Band:
         return replace(self, name=f"{prefix}{self.name}") if prefix else self
