@@ -157,12 +157,13 @@ def run(config: DistributedConfig, job: Job) -> Outcome:
 
 
 def distributed_resources(config: DistributedConfig) -> JobResources:
-    """A thread per process (the processes run at once), PROCESS_MB per process, 10 minutes; never grouped (a job
-    runs its processes side by side)."""
+    """A thread per process (the processes run at once), PROCESS_MB per process, 10 minutes on the CPU (the quick
+    suite's runs take seconds) and 30 on GPUs (NCCL start-up and the GPU suite's 2000-step runs); never grouped
+    (a job runs its processes side by side)."""
     return JobResources(
         threads=int(config.hardware.threads or config.processes),
         mem_mb=PROCESS_MB * config.processes + 1000,
-        runtime=10,
+        runtime=30 if config.hardware.device == "cuda" else 10,
         gpus=gpus(config) * config.processes,
         group=None,
     )
