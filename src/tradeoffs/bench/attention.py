@@ -172,8 +172,8 @@ def measure_case(
 
 def differences(backends: Sequence[str], shape: AttentionShape, length: int, device: str = "cpu", seed: int = 0):
     """Max absolute difference of each backend's output and input gradients (`out`, `dq`, `dk`, `dv`) from a
-    float64 explicit reference on the same inputs; {backend: {tensor: difference}} (unsupported backends left
-    out)."""
+    float64 explicit reference on the same inputs, and that difference over the reference's max magnitude:
+    {backend: {tensor: (absolute, relative)}} (unsupported backends left out)."""
     q, k, v, grad = _inputs(shape, length, device, seed, torch.float64)
     reference_out = explicit_attention(q, k, v, shape.causal)
     reference_out.backward(grad)
@@ -187,7 +187,13 @@ def differences(backends: Sequence[str], shape: AttentionShape, length: int, dev
             continue
         out.backward(xgrad)
         mine = {"out": out.detach(), "dq": xq.grad, "dk": xk.grad, "dv": xv.grad}
-        found[backend] = {name: float((mine[name].double() - reference[name]).abs().max()) for name in reference}
+        found[backend] = {
+            name: (
+                float((mine[name].double() - reference[name]).abs().max()),
+                float((mine[name].double() - reference[name]).abs().max() / reference[name].abs().max()),
+            )
+            for name in reference
+        }
     return found
 
 

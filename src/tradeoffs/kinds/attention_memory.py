@@ -9,7 +9,8 @@ counted once per storage) beside `formula_saved_bytes` for the fused kernels (Q,
 saved or peak bytes over the lengths, label `measure`, interval labels two standard errors wide) and
 `time_slope`; per fused backend and unfused baseline `speedup` (baseline time / fused time) per length and
 `speedup_growth` (the speedup at the longest over the shortest length, interval from the timings' IQR/median);
-per backend and tensor `max_abs_diff` from a float64 explicit reference. A backend the machine lacks gives
+per backend and tensor `max_abs_diff` from a float64 explicit reference and `max_rel_diff` (over the
+reference's largest magnitude). A backend the machine lacks gives
 `supported` = 0 with the reason, not a failed run.
 """
 
@@ -163,6 +164,8 @@ def run(config: AttentionMemoryConfig, job: Job) -> Outcome:
             samples.append({"backend": backend, "length": length, "samples_s": cases[-1].samples_s})
         by_backend[backend] = cases
         measured = [c for c in cases if c.supported]
+        if not measured:  # the machine lacks it: its `supported` rows say why
+            continue
         labels = {"backend": backend}
         metrics += [
             _slope("memory_slope", measured, lambda c: c.saved_bytes, {**labels, "measure": "saved"}),
@@ -175,10 +178,9 @@ def run(config: AttentionMemoryConfig, job: Job) -> Outcome:
         return differences(config.backends, config.shape, config.check_length, device, config.seed)
 
     for backend, found in (in_fork(compare) if fork else compare()).items():
-        for tensor, value in found.items():
-            metrics.append(
-                Metric("max_abs_diff", value, "", {"backend": backend, "tensor": tensor, "length": config.check_length})
-            )
+        for tensor, (absolute, relative) in found.items():
+            labels = {"backend": backend, "tensor": tensor, "length": config.check_length}
+            metrics += [Metric("max_abs_diff", absolute, "", labels), Metric("max_rel_diff", relative, "", labels)]
     write_json_atomic(job.out_dir / "samples.json", samples)
     notes = [f"{c.backend}: {c.reason}" for cases in by_backend.values() for c in cases[:1] if not c.supported]
     problems = [
