@@ -54,7 +54,8 @@ onerror:
     collect_inputs(PLAN.experiments, probe=True, create=False, warn=logger.warning)
     for line in recorded_since(PLAN.experiments, since=STARTED):
         logger.error(line)
-    if not os.environ.get("TRADEOFFS_SECOND_PASS") and finishable(PLAN.experiments, since=STARTED):
+    second_pass = not os.environ.get("TRADEOFFS_SECOND_PASS")
+    if second_pass and finishable(PLAN.experiments, STARTED, "results/results.parquet"):
         logger.warning("Every experiment has a result or an error row: collect, the report and the claims run now.")
         second = subprocess.run(
             [PY, "-m", "snakemake", "--snakefile", workflow.main_snakefile, "--cores", str(workflow.cores)]

@@ -170,9 +170,12 @@ def test_the_probe_before_a_run_records_unwritable_folders_and_the_runs_reading_
     assert len(warnings) == 2 and all("recorded as an error row in results/failed/" in w for w in warnings)
     assert Path("results/numerics/p").is_dir()  # created before Snakemake would, so it cannot fail mid-run
     assert collect_inputs(runs, probe=True) == chosen  # recorded once: the same rows on the next pass
-    assert not finishable(runs, since=0)  # numerics/p has neither a result nor a row: it must run
+    table = Path("results/results.parquet")
+    assert not finishable(runs, 0, table)  # numerics/p has neither a result nor a row: it must run
     Path(probe.result_path).write_text("{}")
-    assert finishable(runs, since=0) and not finishable(runs, since=float("inf"))
+    assert finishable(runs, 0, table) and not finishable(runs, float("inf"), table)
+    table.write_text("")
+    assert not finishable(runs, 0, table)  # collect ran in this pass: what failed came after it
 
 
 # --- whole workflow runs -----------------------------------------------------------------------------------
@@ -216,7 +219,7 @@ def test_a_read_only_kind_folder_gives_error_rows_a_report_and_a_retry_after_cle
         assert (workflow_dir / "results/failed" / experiment_id / "log.txt").is_file()
 
     main(["clean", "--status", "error", "--suite", "fault"])
-    assert not (workflow_dir / "results/failed/numerics").exists()
+    assert not list((workflow_dir / "results/failed").rglob("*.*"))  # rows and logs gone
     assert not (workflow_dir / "results/results.parquet").exists()
     assert all((workflow_dir / e.result_path).is_file() for e in load_plan("fault").of_kind("lmul"))
     dry = _snakemake(workflow_dir, "-n").stdout

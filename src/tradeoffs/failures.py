@@ -182,12 +182,15 @@ def recorded_since(runs: Iterable[PlannedRun], since: float) -> list[str]:
     return lines
 
 
-def finishable(runs: Iterable[PlannedRun], since: float) -> bool:
-    """After a run with failed jobs: whether every planned run has a result or a recorded error row, and some row
-    was recorded since `since`, so that collect and the report can now run without running any experiment."""
+def finishable(runs: Iterable[PlannedRun], since: float, table: Path | str) -> bool:
+    """After a run with failed jobs: whether one more pass can write the tidy `table` and the report without
+    running any experiment, and has a reason to: every planned run has a result or a recorded error row, some
+    row was recorded since `since` (a time.time()), and collect has not written `table` since (a failed report
+    product alone is no reason)."""
     runs = list(runs)
     complete = all(Path(run.result_path).is_file() or recorded_failure(run.result_path) for run in runs)
-    return complete and bool(recorded_since(runs, since))
+    collected = Path(table).is_file() and Path(table).stat().st_mtime >= since
+    return complete and not collected and bool(recorded_since(runs, since))
 
 
 def record_failed_job(experiment_id: str, result_path: Path | str, config: dict[str, Any], status: int) -> Path | None:
