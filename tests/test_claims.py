@@ -29,7 +29,8 @@ from tradeoffs.report.claims.verdicts import (
 CLAIM_IDS = {
     "formats-crossover", "formats-winners", "fp8-vs-int8", "rotation-fp4", "quantizer-error", "gptq-vs-rtn",
     "outliers-int8", "ptq-shootout", "precision-scaling-law", "qat-fraction", "model-scaling", "nondeterminism",
-    "optimizer-fp8", "stability-bits", "lmul", "hw-lowprec-gemm", "mfu",
+    "optimizer-fp8", "stability-bits", "lmul", "hw-lowprec-gemm", "mfu", "zero-memory", "attention-memory",
+    "recompute", "fp8-activations", "comm-compression", "fp6-weights", "fp4-vs-int4",
 }  # fmt: skip
 
 
@@ -419,9 +420,9 @@ def test_slope_and_tracks_better():
 
 
 # ------------------------------------------------------------------------------------- the claims file
-def test_claims_file_has_the_seventeen_claims_with_valid_criteria():
+def test_claims_file_has_the_twenty_four_claims_with_valid_criteria():
     claims = load_claims()
-    assert {c.id for c in claims} == CLAIM_IDS and len(claims) == 17
+    assert {c.id for c in claims} == CLAIM_IDS and len(claims) == 24
     for claim in claims:
         for p in claim.parts:
             assert p.criterion in CRITERIA and p.statement, (claim.id, p.id)
@@ -492,7 +493,7 @@ def test_claims_md_and_csv_from_real_runs(real_table, tmp_path, capsys):
     md, csv = tmp_path / "claims.md", tmp_path / "tables" / "claims.csv"
     main(["claims", str(real_table), "--md", str(md), "--csv", str(csv)])
     printed = capsys.readouterr().out
-    assert printed.startswith("17 claims: ") and str(md) in printed
+    assert printed.startswith(f"{len(CLAIM_IDS)} claims: ") and str(md) in printed
 
     results = pd.read_parquet(real_table)
     rows = pd.read_csv(csv, keep_default_na=False)
