@@ -1,10 +1,13 @@
 """The ladder's report products from the scaling_fit kind's rows on runs drawn from Quartet's law (known
-parameters within the intervals, beside the papers' constants; too few runs as rows saying so), iso-FLOP
-slices and the compute-optimal envelope, the train kind's size and compute metrics on a real tiny run, and
-the paper-size scaling suite's plan."""
+parameters within the intervals, beside the papers' constants; too few runs as rows saying so; what the runs
+do not identify; Approach 2 and the holdout error), iso-FLOP slices and the compute-optimal envelope, the
+train kind's size and compute metrics on a real tiny run, and the paper-size scaling suite's plan."""
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -12,17 +15,20 @@ from test_scaling_fit import EFFICIENCY, LAW, fit_ladder, write_ladder
 
 from conftest import TRAIN_TINY
 from tradeoffs.config import load_experiment
+from tradeoffs.fit import quartet_loss
 from tradeoffs.models import ModelConfig, count_parameters
 from tradeoffs.plan import build_plan
 from tradeoffs.report import write_figure, write_table_file
 from tradeoffs.report.scaling import (
     frontier_figure,
+    iso_flop_figure,
     iso_flop_slices,
+    iso_flop_table,
     ladder_figure,
     ladder_fits_table,
     lower_envelope,
 )
-from tradeoffs.results import collect
+from tradeoffs.results import Metric, ResultRecord, collect, write_result
 from tradeoffs.runner import run_experiment
 
 
@@ -51,6 +57,60 @@ def test_ladder_products_from_the_fit_studys_rows(workflow_dir):
     assert "0.589" in (workflow_dir / "reports" / "tables" / "fits.md").read_text()
 
 
+def write_iso_flop_ladder(root, budgets=(2e12, 6e12, 2e13, 6e13), noise=0.004) -> list[str]:
+    """fp32 and mxfp4 train runs laid out for Approach 2: per compute budget C, five sizes from a quarter to 4
+    times sqrt(C / 120) with D = C / 6N, final losses from Quartet's law with multiplicative noise."""
+    rng, ids = np.random.default_rng(0), []
+    for precision, (eff_n, eff_d) in {"fp32": (1.0, 1.0), "mxfp4": EFFICIENCY["mxfp4"]}.items():
+        for compute in budgets:
+            for factor in (0.25, 0.5, 1, 2, 4):
+                n = math.sqrt(compute / 120) * factor
+                d = compute / 6 / n
+                loss = float(quartet_loss(n, d, **LAW, eff_n=eff_n, eff_d=eff_d) * np.exp(rng.normal(0, noise)))
+                run_id = f"train/ladder_{precision}_{compute:g}_{factor}-00000000"
+                metrics = [
+                    Metric("final_val_loss", loss, "nats"),
+                    Metric("non_embedding_parameters", n),
+                    Metric("total_parameters", 1.1 * n),
+                    Metric("training_tokens", d, "token"),
+                    Metric("training_compute", 6.6 * n * d, "FLOP"),
+                ]
+                config = {
+                    "kind": "train",
+                    "study": "ladder",
+                    "recipe": {"name": precision},
+                    "model": {"name": f"m{n:.3g}"},
+                }
+                record = ResultRecord(run_id, "train", "ok", "", config, metrics, {}, {}, 0, "", "")
+                write_result(root / "results" / run_id / "result.json", record)
+                ids.append(run_id)
+    return ids
+
+
+def test_approach_2_identification_and_holdout_products(workflow_dir):
+    """On a ladder laid out in iso-FLOP groups: Approach 2's table and figure, the identification and holdout
+    rows of the fitted-parameters table, the held-out runs named in the frontier figure."""
+    results = fit_ladder(workflow_dir, write_iso_flop_ladder(workflow_dir), "n_bootstrap=40")
+    groups = iso_flop_table(results)
+    assert len(groups) == 8 and set(groups["status"]) == {"ok"} and (groups["sizes"] == 5).all()
+    fp32 = groups.loc["fp32"]
+    assert (fp32["n_opt_low"] < fp32["n_opt"]).all() and (fp32["n_opt"] < fp32["n_opt_high"]).all()
+    table = ladder_fits_table(results)
+    assert table.loc[("iso_flop", "fp32", "n_opt_exponent"), "paper"] == 0.49
+    assert 0.3 < table.loc[("iso_flop", "fp32", "n_opt_exponent"), "value"] < 0.7
+    assert table.loc[("quartet", "fp32", "alpha"), "identified"] == "yes"  # N spans 1.6 decades over 20 sizes
+    holdout = table.loc[("quartet holdout", "all", "holdout_rmse_log")]
+    assert holdout["status"] == "ok" and 0 < holdout["value"] < 0.05 and holdout["runs"] == 10
+    assert "held-out" in frontier_figure(results).axes[0].get_title()
+    parquet = workflow_dir / "results" / "results.parquet"
+    results.to_parquet(parquet)
+    out = workflow_dir / "reports" / "figures" / "scaling_iso_flop.png"
+    write_figure("scaling_iso_flop", parquet, out)
+    assert out.stat().st_size > 20_000
+    write_table_file("scaling_iso_flop", parquet, workflow_dir / "reports" / "tables" / "iso.csv")
+    assert "n_opt" in (workflow_dir / "reports" / "tables" / "iso.md").read_text()
+
+
 def test_iso_flop_slices_and_the_lower_envelope():
     runs = pd.DataFrame({"compute": [1.0, 1.2, 1.4, 3.0, 3.1, 9.0], "n_params": [1, 2, 2, 1, 3, 5]})
     slices = iso_flop_slices(runs, factor=1.5)
@@ -69,6 +129,12 @@ def test_too_few_runs_are_rows_of_the_table_and_the_figures_name_the_fits_not_dr
     assert table["value"].isna().all() and table["r2"].isna().all()
     note = "chinchilla too_few_runs; quartet too_few_runs"
     assert note in ladder_figure(results).get_suptitle() and note in frontier_figure(results).get_suptitle()
+    assert (
+        "not identified by these runs: chinchilla fp32: 4 runs for 5 parameters"
+        in ladder_figure(results).get_suptitle()
+    )
+    assert set(table.loc[("chinchilla", "fp32"), "identified"]) == {"no"}
+    assert "no iso-FLOP group has 3 model sizes" in iso_flop_figure(results).axes[1].texts[0].get_text()
 
 
 def test_a_train_run_records_its_parameters_tokens_and_compute(workflow_dir):

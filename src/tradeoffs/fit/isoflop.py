@@ -1,15 +1,17 @@
 """Chinchilla's Approach 2 (Hoffmann et al. 2022, section 3.2): iso-FLOP profiles.
 
 Runs are grouped by training compute C = 6ND (a run joins a group when its compute is within `tolerance`
-times the group's cheapest run). In each group with at least MIN_SIZES model sizes, a parabola of the final
-loss in log N gives the compute-optimal N_opt at its minimum (when the parabola opens upwards and its minimum
-lies among the sizes tried), D_opt = C / (6 N_opt) and the tokens per parameter D_opt / N_opt. Across groups,
-log-log least squares gives N_opt ~ C^a and D_opt ~ C^b (b = 1 - a, as C = 6ND), and the compute-optimal
-tokens per parameter is the geometric mean of the groups' D_opt / N_opt.
+times the group's cheapest run). In each group with at least MIN_SIZES model sizes, a parabola of the log of
+the final loss in log N (log loss: the runs' noise is relative) gives the compute-optimal N_opt at its
+minimum (when the parabola opens upwards and its minimum lies among the sizes tried), D_opt = C / (6 N_opt)
+and the tokens per parameter D_opt / N_opt. Across groups, log-log least squares gives N_opt ~ C^a and
+D_opt ~ C^b (b = 1 - a, as C = 6ND), and the compute-optimal tokens per parameter is the geometric mean of
+the groups' D_opt / N_opt.
 
 Intervals come from a seeded residual bootstrap: each group's fitted parabola plus residuals drawn from the
 pooled, leverage-corrected residuals of every group (one run per size leaves each group few residuals of its
-own), refitted. A group of exactly three runs has no residual: where no group has one, there is no interval.
+own), widened by Student-t's over the normal quantile for the pooled residuals' degrees of freedom, refitted.
+A group of exactly three runs has no residual: where no group has one, there is no interval.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ def _parabola(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _optimum(coefficients: np.ndarray) -> tuple[float, float, float]:
-    """(log N at the minimum, the loss there, the curvature c2); nan where the parabola opens downwards."""
+    """(log N at the minimum, the log loss there, the curvature c2); nan where the parabola opens downwards."""
     c2, c1, c0 = coefficients
     if not c2 > 0:
         return math.nan, math.nan, float(c2)
@@ -88,7 +90,8 @@ def fit_iso_flop(
     tolerance: float = ISO_FLOP_TOLERANCE,
 ) -> FitResult:
     """Chinchilla's Approach 2 on runs (N, D, final loss): per iso-FLOP group (labels `compute`, `sizes`,
-    `group_runs`) n_opt, d_opt, ratio_opt, loss_opt and curvature, with a status and reason where a group has
+    `group_runs`) n_opt, d_opt, ratio_opt, loss_opt (the parabola's minimum) and curvature (of log loss per
+    squared ln N), with a status and reason where a group has
     fewer than 3 sizes or no bracketed minimum; across groups n_opt_exponent, d_opt_exponent and
     tokens_per_parameter. Runs with a non-finite loss are left out and counted."""
     options = options or FitOptions()
@@ -143,7 +146,7 @@ def fit_iso_flop(
             low, high = np.full(3, math.nan), np.full(3, math.nan)
         for name, value, lo, hi in zip(("n_opt", "d_opt", "ratio_opt"), values, low, high, strict=True):
             estimates.append(Estimate(name, value, lo, hi, labels, status, reason, status == OK, reason))
-        estimates.append(Estimate("loss_opt", loss_opt, labels=labels, status=status, reason=reason))
+        estimates.append(Estimate("loss_opt", math.exp(loss_opt), labels=labels, status=status, reason=reason))
         estimates.append(Estimate("curvature", curvature, labels=labels, status=status, reason=reason))
     summary_low, summary_high = percentile_interval(samples[:, 3 * len(fitted) :], options.level)
     coverage = coverage_reason("C", np.array([log_c[f[1]].mean() for f in usable]), options.min_decades)

@@ -6,6 +6,7 @@ beside the papers' constants (read from the fit study's rows; the report fits no
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 
@@ -27,6 +28,7 @@ from matplotlib.ticker import (
 
 from tradeoffs.fit import (
     ALL_PRECISIONS,
+    CHINCHILLA_APPROACH2,
     CHINCHILLA_PAPER,
     OK,
     QUARTET_PAPER,
@@ -271,9 +273,58 @@ def _legend(figure, colors: dict, markers: dict, lines: dict[str, str]) -> None:
 def _fit_note(fits: pd.DataFrame, laws: dict) -> str:
     """Which fits are not drawn, and their status (e.g. 'not drawn: quartet not_converged')."""
     drawn = {fit for fit, _ in laws}
-    params = fits[fits["metric"] == "fit_parameter"]
+    params = fits[(fits["metric"] == "fit_parameter") & fits["label.fit"].isin(list(LAW_STYLES))]
     missing = params[~params["label.fit"].isin(drawn)].drop_duplicates(["label.fit", "label.fit_status"])
     return "; ".join(f"{r['label.fit']} {r['label.fit_status']}" for _, r in missing.iterrows())
+
+
+def identification_note(fits: pd.DataFrame) -> str:
+    """What the reference precision's laws leave unidentified, e.g. 'quartet: N term not identified: N spans
+    0.4 decades (needs 1)'; '' when the runs identify both exponents of both laws."""
+    reference = fits["cfg.reference"].iloc[0]
+    params = fits[
+        (fits["metric"] == "fit_parameter")
+        & fits["label.fit"].isin(list(LAW_STYLES))
+        & fits["label.parameter"].isin(["alpha", "beta"])
+        & (fits["label.precision"] == reference)
+    ]
+    if "label.identified" not in params:
+        return ""
+    lacking = params[params["label.identified"].map(lambda flag: flag is not True and flag != 1)]
+    notes = {}
+    for (fit, text), _ in lacking.groupby(["label.fit", lacking["label.identification"].fillna("")], sort=False):
+        notes.setdefault(fit, []).extend(
+            (text or "no reason given").replace(" term not identified: ", " term: ").split("; ")
+        )
+    return "; ".join(f"{fit} {reference}: {', '.join(dict.fromkeys(texts))}" for fit, texts in notes.items())
+
+
+def _titled(title: str, unidentified: str) -> str:
+    """A figure title with the laws' identification problems beneath it, wrapped."""
+    if not unidentified:
+        return title
+    return "\n".join([title, *_wrap(f"not identified by these runs: {unidentified}", 130)])
+
+
+def holdout_rows(fits: pd.DataFrame) -> dict[str, dict]:
+    """Per law (chinchilla, quartet), its held-out runs and errors from the holdout fit's rows: run_ids, the
+    RMS and mean log error, the held-out runs' smallest compute and the fit's status and reason."""
+    rows = fits[fits["label.fit"] == "holdout"] if "label.law" in fits else fits.iloc[0:0]
+    found = {}
+    for law, part in rows.groupby("label.law", sort=False):
+        quality = part[part["metric"] != "fit_residual"].groupby("metric")["value"].first()
+        found[law] = {
+            "run_ids": list(part.loc[part["metric"] == "fit_residual", "label.run_id"])
+            if "label.run_id" in part
+            else [],
+            "rmse": quality.get("fit_holdout_rmse_log", math.nan),
+            "mean": quality.get("fit_holdout_mean_log_error", math.nan),
+            "min_compute": quality.get("fit_holdout_min_compute", math.nan),
+            "runs": quality.get("fit_holdout_runs", math.nan),
+            "status": part["label.fit_status"].iloc[0],
+            "reason": part["label.fit_reason"].iloc[0],
+        }
+    return found
 
 
 def ladder_figure(results: pd.DataFrame) -> plt.Figure:
@@ -308,7 +359,9 @@ def ladder_figure(results: pd.DataFrame) -> plt.Figure:
     by_ratio.set_ylabel("final validation loss (nats)")
     by_ratio.set_title("loss against D/N; curves at each model's N", fontsize=9)
     note = _fit_note(fits, laws)
-    figure.suptitle(f"Ladder: final loss and the fitted scaling laws{f' (not drawn: {note})' if note else ''}")
+    title = f"Ladder: final loss and the fitted scaling laws{f' (not drawn: {note})' if note else ''}"
+    unidentified = identification_note(fits)
+    figure.suptitle(_titled(title, unidentified), fontsize=10)
     _legend(figure, colors, markers, {LAW_NAMES[f]: LAW_STYLES[f] for f in LAW_STYLES if f in {k[0] for k in laws}})
     return figure
 
@@ -367,7 +420,19 @@ def frontier_figure(results: pd.DataFrame) -> plt.Figure:
     _log_axes(frontier, "FLOP")
     frontier.set_xlabel("training compute C = D (6N + attention) (FLOP)")
     frontier.set_ylabel("final validation loss (nats)")
-    frontier.set_title("compute-optimal frontier: envelope of the runs (solid), of the fitted law (dashed)", fontsize=9)
+    held = holdout_rows(fits).get("quartet") or holdout_rows(fits).get("chinchilla")
+    title = "compute-optimal frontier: envelope of the runs (solid), of the fitted law (dashed)"
+    if held and held["run_ids"]:
+        ringed = runs[runs["run_id"].isin(held["run_ids"])]
+        frontier.plot(ringed["compute"], ringed["loss"], "o", markersize=11, markerfacecolor="none", color="0.2")
+        title += (
+            f"\nringed: the held-out top-compute runs; {'Quartet' if 'quartet' in holdout_rows(fits) else 'Chinchilla'}"
+            f"'s law fitted without them misses them by {held['rmse']:.3g} RMS in log loss (mean {held['mean']:+.3g})"
+        )
+    elif held:
+        title += f"\nholdout: {held['reason']}"
+    first, *rest = title.split("\n")
+    frontier.set_title("\n".join([first, *(line for part in rest for line in _wrap(part, 80))]), fontsize=9)
     reference = fits["cfg.reference"].iloc[0]
     own = runs[runs["precision"] == reference]
     slices = iso_flop_slices(own)
@@ -398,7 +463,9 @@ def frontier_figure(results: pd.DataFrame) -> plt.Figure:
         )
         iso.set_title("iso-FLOP slices", fontsize=9)
     note = _fit_note(fits, laws)
-    figure.suptitle(f"Ladder: loss against training compute{f' (fits not drawn: {note})' if note else ''}")
+    title = f"Ladder: loss against training compute{f' (fits not drawn: {note})' if note else ''}"
+    unidentified = identification_note(fits)
+    figure.suptitle(_titled(title, unidentified), fontsize=10)
     lines = {"envelope of the runs": "-"}
     if laws:
         lines |= {"fitted law's envelope": "--", "fitted law at the slice's C": ":"}
@@ -409,14 +476,21 @@ def frontier_figure(results: pd.DataFrame) -> plt.Figure:
 def ladder_fits_table(results: pd.DataFrame) -> pd.DataFrame:
     """The fit study's parameters: Chinchilla per precision and Quartet's law (shared parameters on the
     reference precision, effN and effD per other precision), each with its 95% bootstrap interval, the
-    papers' constants (Hoffmann et al. 2022; Quartet 2025), its fit's R^2, the runs used, and the status and
-    reason of an estimate that could not be made."""
+    papers' constants (Hoffmann et al. 2022; Quartet 2025), its fit's R^2, the runs used, whether the runs
+    identify it (and why not), and the status and reason of an estimate that could not be made; then
+    Approach 2's exponents and compute-optimal tokens per parameter per precision (beside Hoffmann et al.'s
+    Approach 2), and each law's log error on the held-out top-compute runs."""
     fits = fit_rows(results)
     r2 = fits[fits["metric"] == "fit_r2"].set_index(["label.fit", "label.precision"])["value"]
+    params = fits[fits["metric"] == "fit_parameter"]
+    if "label.compute" in params:  # Approach 2's per-group rows are the iso_flop table's
+        params = params[params["label.compute"].isna()]
+    papers = {**FIT_PAPERS, "iso_flop": CHINCHILLA_APPROACH2}
     rows = []
-    for _, row in fits[fits["metric"] == "fit_parameter"].iterrows():
+    for _, row in params.iterrows():
         fit, precision = row["label.fit"], row["label.precision"]
         key = (fit, precision) if (fit, precision) in r2.index else (fit, ALL_PRECISIONS)
+        identified = row.get("label.identified")
         rows.append(
             {
                 "fit": fit,
@@ -425,11 +499,181 @@ def ladder_fits_table(results: pd.DataFrame) -> pd.DataFrame:
                 "value": row["value"],
                 "interval_low": row["label.interval_low"],
                 "interval_high": row["label.interval_high"],
-                "paper": FIT_PAPERS.get(fit, {}).get(row["label.parameter"], math.nan),
+                "paper": papers.get(fit, {}).get(row["label.parameter"], math.nan),
                 "r2": r2.get(key, math.nan),
                 "runs": row["label.n_runs"],
+                "identified": "yes"
+                if identified is True or identified == 1
+                else "no"
+                if identified is not None
+                else "",
                 "status": row["label.estimate_status"],
-                "reason": row["label.estimate_reason"] or row["label.fit_reason"],
+                "reason": row.get("label.identification") or row["label.estimate_reason"] or row["label.fit_reason"],
             }
         )
+    for law, held in holdout_rows(fits).items():
+        precision = "all" if law == "quartet" else fits["cfg.reference"].iloc[0]
+        for name, value in (("holdout_rmse_log", held["rmse"]), ("holdout_mean_log_error", held["mean"])):
+            rows.append(
+                {
+                    "fit": f"{law} holdout",
+                    "precision": precision,
+                    "parameter": name,
+                    "value": value,
+                    "runs": held["runs"],
+                    "status": held["status"],
+                    "reason": held["reason"]
+                    or f"fitted without the runs from C = {held['min_compute']:.3g} FLOP on, scored on them",
+                }
+            )
     return pd.DataFrame(rows).set_index(["fit", "precision", "parameter"])
+
+
+def iso_flop_groups(results: pd.DataFrame) -> pd.DataFrame:
+    """Approach 2's iso-FLOP groups from the fit study's rows: one row per precision and group with its
+    compute, sizes, runs (ids), N_opt, D_opt and D_opt / N_opt with intervals, the minimum's loss and the
+    parabola's curvature (in log loss per squared ln N), status and reason."""
+    fits = fit_rows(results)
+    params = fits[(fits["metric"] == "fit_parameter") & (fits["label.fit"] == "iso_flop")]
+    if "label.compute" not in params:
+        return pd.DataFrame()
+    params = params[params["label.compute"].notna()]
+    records = []
+    for (precision, compute), part in params.groupby(["label.precision", "label.compute"], sort=False):
+        values = part.set_index("label.parameter")
+        record = {
+            "precision": precision,
+            "compute": float(compute),
+            "sizes": int(values["label.sizes"].iloc[0]),
+            "run_ids": json.loads(values["label.group_runs"].iloc[0]),
+            "status": values["label.estimate_status"].iloc[0],
+            "reason": values["label.estimate_reason"].iloc[0],
+        }
+        for name in ("n_opt", "d_opt", "ratio_opt", "loss_opt", "curvature"):
+            record[name] = values.loc[name, "value"] if name in values.index else math.nan
+        for name in ("n_opt", "ratio_opt"):
+            record[f"{name}_low"] = values.loc[name, "label.interval_low"]
+            record[f"{name}_high"] = values.loc[name, "label.interval_high"]
+        records.append(record)
+    return pd.DataFrame(records)
+
+
+def iso_flop_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Approach 2 per precision and iso-FLOP group (C = 6ND): model sizes and runs, the compute-optimal N and D
+    at the parabola's minimum with N_opt's and D/N's 95% intervals, the loss there, and why a group gives none."""
+    groups = iso_flop_groups(results)
+    if groups.empty:
+        return pd.DataFrame(columns=["precision", "compute"]).set_index(["precision", "compute"])
+    groups = groups.assign(runs=groups["run_ids"].map(len)).drop(columns=["run_ids", "curvature"])
+    columns = ["precision", "compute", "sizes", "runs", "n_opt", "n_opt_low", "n_opt_high", "d_opt"]
+    columns += ["ratio_opt", "ratio_opt_low", "ratio_opt_high", "loss_opt", "status", "reason"]
+    return groups[columns].set_index(["precision", "compute"])
+
+
+def iso_flop_figure(results: pd.DataFrame) -> plt.Figure:
+    """Chinchilla's Approach 2. Left: the reference precision's runs per iso-FLOP group (colour: compute), loss
+    against N with each group's fitted parabola in log N and its minimum (star); runs of groups with fewer than
+    3 sizes hollow. Right: compute-optimal N and D per group against C with their 95% intervals and the power
+    laws N_opt ~ C^a, D_opt ~ C^b (least-squares lines through the groups), per precision; log axes."""
+    runs = ladder_runs(results).dropna(subset=["loss"])
+    fits = fit_rows(results)
+    reference = fits["cfg.reference"].iloc[0]
+    groups = iso_flop_groups(results)
+    colors = _palette(runs["precision"])
+    figure, (profiles, optima) = plt.subplots(1, 2, figsize=(12, 4.8), layout="constrained")
+    own = groups[groups["precision"] == reference] if len(groups) else groups
+    shades = dict(zip(own["compute"], sns.color_palette("viridis", max(len(own), 1)), strict=False)) if len(own) else {}
+    for _, group in own.iterrows():
+        members = runs[runs["run_id"].isin(group["run_ids"])].sort_values("n_params")
+        shade, label = shades[group["compute"]], f"C ≈ {EngFormatter(unit='FLOP', places=1)(group['compute'])}"
+        fitted = group["status"] == OK
+        profiles.plot(
+            members["n_params"],
+            members["loss"],
+            "o",
+            color=shade,
+            markerfacecolor=shade if fitted else "none",
+            label=label + ("" if fitted else f" ({group['sizes']} size{'s' * (group['sizes'] != 1)})"),
+        )
+        if np.isfinite(group["n_opt"]) and group["curvature"] > 0:
+            n = np.geomspace(members["n_params"].min() / 1.2, members["n_params"].max() * 1.2, 80)
+            log_loss = math.log(group["loss_opt"]) + group["curvature"] * (np.log(n) - math.log(group["n_opt"])) ** 2
+            profiles.plot(n, np.exp(log_loss), "-", color=shade, linewidth=1)
+            profiles.plot(group["n_opt"], group["loss_opt"], "*", color=shade, markersize=13, markeredgecolor="k")
+    if len(own):
+        _log_axes(profiles, "")
+        profiles.legend(fontsize=7, title=f"{reference} iso-FLOP groups (C = 6ND)", title_fontsize=7)
+    else:
+        profiles.text(0.5, 0.5, f"no {reference} iso-FLOP groups", transform=profiles.transAxes, ha="center")
+    profiles.set_xlabel("non-embedding parameters N")
+    profiles.set_ylabel("final validation loss (nats)")
+    usable = own[own["status"] == OK] if len(own) else own
+    profiles.set_title(
+        f"iso-FLOP profiles, parabola in log N, star at its minimum\n{len(usable)} of {len(own)} {reference} groups "
+        f"with 3+ sizes and a minimum among them (hollow: too few sizes)",
+        fontsize=9,
+    )
+    summary = fits[(fits["metric"] == "fit_parameter") & (fits["label.fit"] == "iso_flop")]
+    summary = summary[summary["label.compute"].isna()] if "label.compute" in summary else summary
+    drawn = False
+    for precision, part in groups[groups["status"] == OK].groupby("precision", sort=False) if len(groups) else []:
+        compute = part["compute"].to_numpy(float)
+        for column, marker, style in (("n_opt", "o", "-"), ("d_opt", "s", "--")):
+            values = part[column].to_numpy(float)
+            low = part[f"{column}_low"].to_numpy(float) if f"{column}_low" in part else values
+            high = part[f"{column}_high"].to_numpy(float) if f"{column}_high" in part else values
+            errors = np.array(
+                [values - np.where(np.isfinite(low), low, values), np.where(np.isfinite(high), high, values) - values]
+            )
+            optima.errorbar(compute, values, yerr=errors, fmt=marker, color=colors[precision], capsize=2)
+            if len(compute) >= 2:
+                slope = np.polyfit(np.log(compute), np.log(values), 1)[0]
+                line = np.exp(np.log(values).mean() + slope * (np.log(compute) - np.log(compute).mean()))
+                optima.plot(compute, line, style, color=colors[precision], linewidth=1)
+            drawn = True
+    if drawn:
+        _log_axes(optima, "FLOP")
+        optima.set_yscale("log")
+        optima.yaxis.set_major_formatter(EngFormatter())
+    else:
+        reason = summary["label.fit_reason"].dropna().astype(str)
+        text = reason.iloc[0] if len(reason) else "no Approach 2 rows"
+        optima.text(
+            0.5, 0.5, "\n".join(_wrap(text, 60)), transform=optima.transAxes, ha="center", va="center", fontsize=8
+        )
+        optima.set_xticks([])
+        optima.set_yticks([])
+    optima.set_xlabel("training compute C = 6ND (FLOP)")
+    optima.set_ylabel("compute-optimal N (circles) and D (squares)")
+    optima.set_title(_approach2_title(summary, reference), fontsize=9)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=c, marker="o", linestyle="", label=p) for p, c in colors.items()]
+    handles += [
+        Line2D([], [], color="0.3", linestyle="-", marker="o", label="N_opt ~ C^a"),
+        Line2D([], [], color="0.3", linestyle="--", marker="s", label="D_opt ~ C^b"),
+    ]
+    figure.legend(handles=handles, loc="outside right center", fontsize=8, title="precision / line")
+    figure.suptitle("Chinchilla's Approach 2: iso-FLOP profiles and the compute-optimal allocation")
+    return figure
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width)
+
+
+def _approach2_title(summary: pd.DataFrame, reference: str) -> str:
+    """The reference precision's Approach 2 summary: a, b and tokens per parameter with 95% intervals."""
+    own = summary[summary["label.precision"] == reference].set_index("label.parameter")
+    parts = []
+    for name, symbol in (("n_opt_exponent", "a"), ("d_opt_exponent", "b"), ("tokens_per_parameter", "D/N")):
+        if name in own.index and np.isfinite(own.loc[name, "value"]):
+            low, high = own.loc[name, "label.interval_low"], own.loc[name, "label.interval_high"]
+            interval = f" [{low:.3g}, {high:.3g}]" if np.isfinite(low) else ""
+            parts.append(f"{symbol} = {own.loc[name, 'value']:.3g}{interval}")
+    paper = "Hoffmann et al.: a 0.49, b 0.51, D/N about 20"
+    if not parts:
+        return f"no compute-optimal allocation\n({paper})"
+    return f"{reference}: {', '.join(parts)}\n({paper})"
