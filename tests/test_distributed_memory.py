@@ -253,3 +253,14 @@ def test_claims_are_decided_from_the_runs(distributed_table):
     assert verdicts[("comm-compression", "end-to-end")].verdict == "confirmed"
     convergence = verdicts[("comm-compression", "convergence")]
     assert "paired by seed, 2 pairs" in convergence.test and len(convergence.run_ids) == 4
+
+
+@pytest.mark.slow
+def test_torchrun_and_forked_processes_give_the_same_run(tmp_path):
+    """The launcher is descriptive: fresh torchrun interpreters and forked processes train identically."""
+    config = DataParallelConfig(model=TINY, batch_size=4, eval_windows=2, strategy="zero2", processes=2, steps=2)
+    launched = run_data_parallel(config, tmp_path / "torchrun")
+    forked = run_data_parallel(replace(config, launcher="fork"), tmp_path / "fork")
+    assert launched.train_loss == forked.train_loss
+    assert launched.bytes_sent == forked.bytes_sent
+    assert [_state_bytes(r) for r in launched.ranks] == [_state_bytes(r) for r in forked.ranks]
