@@ -221,6 +221,7 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # two smoke runs: about 2 min each on a quiet 2-core machine, 5 on a loaded one
 def test_two_runs_of_the_smoke_suite_agree_on_every_part_that_reads_no_timing(tmp_path):
     """The smoke suite run twice from scratch (two temporary copies, real Snakemake, fresh processes): every part
     that reads no timing gets the same verdict, reason and test; `--against` lists no such part."""

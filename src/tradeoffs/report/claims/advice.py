@@ -63,6 +63,22 @@ def larger_suite(current: Sequence[str], studies: Sequence[str]) -> str:
     return f"suite(s) {', '.join(running)} run {studied}" if running else ""
 
 
+def larger_suite_summary(current: Sequence[str], studies: Sequence[Sequence[str]]) -> str:
+    """The next one-machine suite after `current`, with how many of the parts (each reading `studies`) it runs
+    the studies of, or ''."""
+    if not current:
+        return ""
+    position = max((SUITE_LADDER.index(s) for s in current if s in SUITE_LADDER), default=len(SUITE_LADDER))
+    for name in SUITE_LADDER[position + 1 :]:
+        planned = suite_studies(name)
+        if planned is None:
+            return f"the {name} suite (`make run SUITE={name}`) is meant to decide them"
+        covered = sum(set(s) <= planned for s in studies)
+        if covered:
+            return f"the {name} suite (`make run SUITE={name}`) runs the studies of {covered} of them at a larger size"
+    return ""
+
+
 def _values(rows: pd.DataFrame, column: str) -> list[str]:
     if column not in rows:
         return []
@@ -91,7 +107,7 @@ def advice(part: Part, decision: Decision, rows: pd.DataFrame, current: Sequence
     studies = list(dict.fromkeys(r.study for r in part.reads))
     lines: list[str] = []
     if decision.reason == NOT_IN_SUITE:
-        lines.append("its runs are not in this table")
+        pass  # the suite pointer below says where its runs are
     elif decision.reason == HARDWARE_ABSENT:
         lines.append("hardware with units for the dtype (a GPU run kept as a reference set, docs/benchmarks.md)")
     elif decision.reason == RUNS_FAILED:

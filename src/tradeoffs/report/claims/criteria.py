@@ -606,10 +606,12 @@ def slope(x: Arm, y: Arm, *, low: float | None = None, high: float | None = None
     errors of the slope."""
     data = np.log(_joined(x, y))
     if len(data) < min_runs:
+        short = Band(f"runs with both {x.label} and {y.label}", math.nan, math.nan, units=len(data), needs=min_runs)
         return inconclusive(
             TOO_FEW_RUNS,
             f"{len(data)} runs with both {x.label} and {y.label}, needs {min_runs}",
             run_ids=_run_ids(x, y),
+            bands=[short],
         )
     fit = np.polyfit(data[x.name], data[y.name], 1, cov=len(data) > 3)
     value, error = (fit[0][0], math.sqrt(fit[1][0, 0])) if len(data) > 3 else (fit[0], 0.0)

@@ -59,8 +59,8 @@ def inside(band: Band) -> bool:
 
 
 def width(band: Band, half: float) -> str:
-    """A half-width as the report writes it: a factor for a ratio's (log) band, +- otherwise."""
-    return f"x{fmt(math.exp(half))}" if band.log else f"+-{fmt(half)}"
+    """A half-width as the report writes it: a percentage for a ratio's (log) band, +- otherwise."""
+    return f"+-{100 * math.expm1(half):.2g}%" if band.log else f"+-{fmt(half)}"
 
 
 def half_width(band: Band, units: int) -> float:
@@ -80,7 +80,7 @@ def project(band: Band) -> Projection:
     if gap == 0:
         return Projection(band, None, "", "the measured value sits on the claimed bound (no effect measured)")
     if gap <= band.floor:
-        why = f"its resolution {width(band, band.floor)} is not below the distance {width(band, gap)} to the bound"
+        why = f"its resolution {width(band, band.floor)} is not below the distance {width(band, gap)[2:]} to the bound"
         return Projection(band, None, verdict, why)
     if band.interval:
         why = "the band is an interval the rows carry (a fit's bootstrap): more runs over a wider range narrow it"
@@ -108,18 +108,23 @@ def undecided(bands: Sequence[Band]) -> list[Band]:
     return out
 
 
+def _count(units: int, unit_name: str) -> str:
+    return f"1 run{unit_name[4:]}" if units == 1 and unit_name.startswith("runs") else f"{units} {unit_name}"
+
+
 def effect_text(band: Band) -> str:
     """'name = value (band +-half from n runs)' as the report states a measured effect."""
     if math.isnan(band.value):
-        return f"{band.name}: {band.units} {band.unit_name}"
-    where = f" from {band.units} {band.unit_name}" if band.units else ""
+        return f"{band.name}: {_count(band.units, band.unit_name)}"
+    where = f" from {_count(band.units, band.unit_name)}" if band.units else ""
     claimed = []
     if band.low is not None:
         claimed.append(f"> {fmt(band.low)}")
     if band.high is not None:
         claimed.append(f"< {fmt(band.high)}")
     claim = " and ".join(claimed) or "-"
-    return f"{band.name} = {fmt(band.value)} (band {width(band, band.half)}{where}; claimed {claim})"
+    value = f"{band.value:.6g}" if band.log else fmt(band.value)
+    return f"{band.name} = {value} (band {width(band, band.half)}{where}; claimed {claim})"
 
 
 def _change(projection: Projection, lever: str) -> str:
@@ -127,6 +132,8 @@ def _change(projection: Projection, lever: str) -> str:
     if projection.units is not None:
         more = projection.units - band.units
         what = f"{projection.units} {band.unit_name} ({more} more)" if more > 0 else f"{projection.units}"
+        if band.needs > band.units:
+            return f"{what} let the criterion judge it ({projection.why})"
         then = f", which would give {projection.verdict}" if projection.verdict else ""
         reason = f" ({projection.why})" if projection.why else ""
         return f"{what} would decide it{then}{reason}"

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from tradeoffs.report.claims.advice import advice, larger_suite, suites_of
+from tradeoffs.report.claims.advice import advice, larger_suite_summary, suites_of
 from tradeoffs.report.claims.criteria import CRITERIA, fmt
 from tradeoffs.report.claims.spec import Claim, Part
 from tradeoffs.report.claims.stability import timing_metrics
@@ -64,8 +64,12 @@ def _rows(results: pd.DataFrame, decision: Decision) -> pd.DataFrame:
     return results[results["id"].isin(decision.run_ids)] if len(results) and decision.run_ids else results.iloc[0:0]
 
 
-def _suite_text(suites: Sequence[str]) -> str:
-    return ", ".join(f"`{s}`" for s in suites) if suites else "not recorded (a table collected without --suite)"
+def _suite_text(suites: Sequence[str], rows: pd.DataFrame | None = None) -> str:
+    if suites:
+        return ", ".join(f"`{s}`" for s in suites)
+    if rows is not None and not len(rows):
+        return "none (no runs)"
+    return "not recorded (a table collected without --suite)"
 
 
 def _criterion(part: Part) -> str:
@@ -125,10 +129,9 @@ def _undecided_summary(claims: Sequence[Claim], verdicts: Sequence[ClaimVerdict]
     if not undecided:
         return []
     unstable = sum(p.decision.reason == UNSTABLE for _, p in undecided)
-    studies = sorted(
-        {r.study for c in claims for part in c.parts for r in part.reads if c.id in {u[0] for u in undecided}}
-    )
-    pointer = larger_suite(suites_of(results), studies)
+    parts = {(c.id, part.id): part for c in claims for part in c.parts}
+    studies = [[r.study for r in parts[(claim, p.part)].reads] for claim, p in undecided]
+    pointer = larger_suite_summary(suites_of(results), studies)
     text = (
         f"{len(undecided)} parts are undecided at this table's scale ({unstable} of them unstable timings); each "
         "states below the effect it measured, its noise band and the smallest change that would decide it"
@@ -170,10 +173,12 @@ def _claim_section(claim: Claim, verdict: ClaimVerdict, results: pd.DataFrame) -
             advised.append(f"- {part_verdict.part} ({part_verdict.decision.reason}): " + "; ".join(map(_cell, said)))
     if advised:
         lines += ["", "What would decide the undecided parts:", *advised]
-    lines += ["", "Runs (and the suite that decided each part):"]
+    lines += ["", "Runs (and the suite they came from):"]
     for part_verdict in verdict.parts:
-        suites = suites_of(_rows(results, part_verdict.decision))
-        lines.append(f"- {part_verdict.part}: suite {_suite_text(suites)}; {_runs(part_verdict.decision)}")
+        rows = _rows(results, part_verdict.decision)
+        lines.append(
+            f"- {part_verdict.part}: suite {_suite_text(suites_of(rows), rows)}; {_runs(part_verdict.decision)}"
+        )
     return lines
 
 

@@ -22,6 +22,7 @@ from tradeoffs.report.claims.verdicts import (
     HARDWARE_ABSENT,
     NOT_IN_SUITE,
     RUNS_FAILED,
+    TOO_FEW_RUNS,
     UNSTABLE,
     Band,
     Decision,
@@ -99,6 +100,8 @@ def checked_timing(decision: Decision, metrics: list[str]) -> Decision:
     """The decision of a part that reads the timing `metrics`: unchanged when its bands are stable, else
     inconclusive (unstable) with the verdict it would have given and why."""
     if not metrics or decision.reason in (NOT_IN_SUITE, HARDWARE_ABSENT, RUNS_FAILED, UNSTABLE):
+        return decision
+    if decision.reason == TOO_FEW_RUNS and not decision.bands:  # too few configurations (shapes, sizes), not repeats
         return decision
     why = instability(decision.bands)
     if not why:
