@@ -1,7 +1,8 @@
 """Faults inside a workflow run become error rows: a results/<kind>/ that is read-only or full leaves each affected
 run's error row in results/failed/<kind>/<name>/ with the reason, collect and the report still run, and `clean
 --status error` makes the next run retry them. The faults are real: a read-only or tiny tmpfs mounted over the
-kind's folder (as root), or a folder without write permission (as any other user)."""
+kind's folder (as root; skipped where mounting is refused), a folder without write permission (as any other
+user), or a file-size limit (RLIMIT_FSIZE, for anyone)."""
 
 from __future__ import annotations
 
@@ -129,6 +130,26 @@ def test_a_result_that_does_not_fit_is_an_error_row_elsewhere_and_a_later_succes
     (disk / "filler").unlink()
     assert run_experiment("numerics/full", config, out).status == "ok"
     assert read_result(out).status == "ok" and not fallback_path(out).parent.exists()
+
+
+def test_a_file_size_limit_makes_the_result_an_error_row_elsewhere_without_root(workflow_dir):
+    """RLIMIT_FSIZE (`ulimit -f`) makes a write fail with EFBIG as a full disk would, for any user: the numerics
+    result (over 4 kB) does not fit, its error row (no metrics, about 2.5 kB) does."""
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "tradeoffs", *_job("numerics/big"), "--exit-zero-on-failure"],
+        capture_output=True,
+        text=True,
+        preexec_fn=limit,
+    )
+    out = "results/numerics/big/result.json"
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert f"error: cannot write {out}: File too large (the run ended ok); recorded as an error row" in done.stderr
+    assert not Path(out).exists() and read_result(fallback_path(out)).status == "error"
 
 
 def test_a_failed_job_whose_folder_is_full_is_recorded_and_keeps_its_exit_status(workflow_dir, tiny_disk):
