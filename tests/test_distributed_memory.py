@@ -178,6 +178,28 @@ def test_a_machine_without_the_gpus_gives_an_unsupported_row(tmp_path):
     assert "CUDA" in record.message or "GPU" in record.message
 
 
+def test_a_failing_process_stops_the_others(tmp_path, monkeypatch):
+    """Rank 1 fails at once; rank 0, waiting for it in DDP's first broadcast, is stopped, and the run raises."""
+    import time
+
+    import torch.distributed as dist
+
+    from tradeoffs.train import data_parallel
+
+    real = data_parallel.train_rank
+
+    def failing(config):
+        if dist.get_rank() == 1:
+            raise RuntimeError("rank 1 fails")
+        return real(config)
+
+    monkeypatch.setattr(data_parallel, "train_rank", failing)
+    started = time.perf_counter()
+    with pytest.raises(RuntimeError, match=r"ddp on 2 processes \(fork\) failed: exit codes"):
+        _run(tmp_path, strategy="ddp", processes=2, steps=2)
+    assert time.perf_counter() - started < 120
+
+
 # ------------------------------------------------------------- the kind, its report and claims (slow)
 KIND_OVERRIDES = [
     "model.d_model=16",

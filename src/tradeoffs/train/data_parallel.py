@@ -19,6 +19,7 @@ import dataclasses
 import json
 import math
 import multiprocessing
+import multiprocessing.connection
 import os
 import subprocess
 import sys
@@ -228,6 +229,20 @@ def _preload() -> None:
     import torch.distributed.optim  # noqa: F401
 
 
+def _join_failing_fast(processes: list) -> None:
+    """Wait for the forked processes; when one fails, stop the others (they would wait for it in a collective)."""
+    running = list(processes)
+    while running:
+        multiprocessing.connection.wait([p.sentinel for p in running])
+        running = [p for p in running if p.exitcode is None]
+        if any(p.exitcode for p in processes):
+            for process in running:
+                process.terminate()
+            for process in running:
+                process.join()
+            return
+
+
 def run_data_parallel(config: DataParallelConfig, out_dir: Path) -> DataParallelResult:
     """Run `config` in config.processes processes and return rank 0's result; RuntimeError (with the processes'
     output) if they fail."""
@@ -246,8 +261,7 @@ def run_data_parallel(config: DataParallelConfig, out_dir: Path) -> DataParallel
         ]
         for process in processes:
             process.start()
-        for process in processes:
-            process.join()
+        _join_failing_fast(processes)
         store.unlink(missing_ok=True)
         codes = [p.exitcode for p in processes]
         failed, detail = any(codes) or not out.is_file(), f"exit codes {codes} (tracebacks above, on stderr)"
