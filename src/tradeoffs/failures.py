@@ -11,7 +11,8 @@ planned result:
   otherwise is recorded by `python -m tradeoffs.failures` (the workflow runs it after a non-zero exit) when its
   folder cannot be written then: a full disk that took its log;
 - after a run with failed jobs, `finishable` says whether every experiment now has a result or a recorded
-  error, so that one more Snakemake pass can write the table, the report products and the claims.
+  error (and collect has not run), so that one more Snakemake pass can write the table, the report products
+  and the claims (the Snakefile's `onerror`).
 
 `tradeoffs clean --status error` removes these records with the experiments' folders, so a retry runs them again.
 """
