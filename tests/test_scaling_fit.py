@@ -21,6 +21,7 @@ from tradeoffs.errors import ConfigError
 from tradeoffs.fit import FitOptions, ladder_fits, quartet_loss
 from tradeoffs.plan import build_plan
 from tradeoffs.report.claims import evaluate_claims, load_claims
+from tradeoffs.report.claims.criteria import Arm, identified_fit
 from tradeoffs.report.claims.verdicts import (
     CONFIRMED,
     INCONCLUSIVE,
@@ -28,6 +29,7 @@ from tradeoffs.report.claims.verdicts import (
     REFUTED,
     RUNS_FAILED,
     TOO_FEW_RUNS,
+    WITHIN_NOISE,
 )
 from tradeoffs.results import Metric, ResultRecord, collect, write_result
 from tradeoffs.runner import run_experiment
@@ -285,3 +287,36 @@ def test_a_fit_that_does_not_converge_keeps_its_point_values_and_names_every_par
     assert set(eff["label.estimate_status"]) == {"not_converged"}
     (r2,) = rows.loc[rows["metric"] == "fit_r2", "value"]
     assert np.isnan(r2)
+
+
+def test_identified_fit_confirms_refutes_or_names_what_is_not_identified():
+    """The criterion on a Quartet fit's own rows: with both exponents identified, R^2 decides (confirmed above
+    0.95, refuted below); with one unidentified, inconclusive with that parameter's reason whatever R^2 says."""
+    rng = np.random.default_rng(1)
+    n = np.repeat(np.geomspace(5e4, 5e6, 4), 4)
+    d = n * np.tile([2, 5, 20, 50], 4)
+    loss = quartet_loss(n, d, **LAW) * np.exp(rng.normal(0, 0.002, n.size))
+    runs = pd.DataFrame({"run_id": [f"r{i}" for i in range(n.size)], "n_params": n, "tokens": d, "loss": loss})
+    (quartet,) = [
+        r for r in ladder_fits(runs.assign(precision="fp32"), FitOptions(n_bootstrap=30)) if r.fit == "quartet"
+    ]
+    rows = pd.DataFrame(quartet.rows()).assign(id="scaling_fit/x", status="ok")
+    terms = Arm.of("terms", rows[rows["label.parameter"].isin(["alpha", "beta"])])
+    r2 = Arm.of("value", rows[rows["metric"] == "fit_r2"], "R^2")
+    assert set(terms.rows["label.identified"]) == {True}
+    assert identified_fit(r2, terms, low=0.95).verdict == CONFIRMED
+    assert identified_fit(r2, terms, low=0.9999999).verdict == REFUTED  # a quality the law does not reach
+    alpha = terms.rows["label.parameter"] == "alpha"
+    lacking = terms.rows.assign(
+        **{
+            "label.identified": ~alpha,
+            "label.identification": np.where(alpha, "N term not identified: N spans 0.4 decades (needs 1)", ""),
+        }
+    )
+    decision = identified_fit(r2, Arm.of("terms", lacking), low=0.95)
+    assert decision.verdict == INCONCLUSIVE and decision.reason == TOO_FEW_RUNS
+    assert "not identified: N term not identified: N spans 0.4 decades (needs 1) (alpha)" in decision.test
+    noisy = lacking.assign(
+        **{"label.identification": np.where(alpha, "N term not identified: alpha's interval 0..0.9 includes 0", "")}
+    )
+    assert identified_fit(r2, Arm.of("terms", noisy), low=0.95).reason == WITHIN_NOISE

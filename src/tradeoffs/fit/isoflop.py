@@ -131,7 +131,12 @@ def fit_iso_flop(
             )
         fitted.append((group, rows, coefficients, leverage, labels, status, reason, x, loss_opt, curvature))
     if not fitted:
-        why = "no iso-FLOP group has 3 model sizes" + (f": {_groups_text(estimates)}" if estimates else "")
+        counts = [e.labels["sizes"] for e in estimates if e.name == "n_opt"]
+        why = f"no iso-FLOP group has {MIN_SIZES} model sizes" + (
+            f": {len(counts)} groups (runs within x{tolerance:g} of compute) of {min(counts)}-{max(counts)} sizes"
+            if counts
+            else ": no runs"
+        )
         return _without_groups(why, estimates, runs, options)
 
     usable = [f for f in fitted if f[5] == OK]
@@ -223,11 +228,6 @@ def _bootstrap(fitted, usable, runs, loss_values, log_c, options: FitOptions) ->
         samples.append(values + list(_summary(np.array(computes), np.array(optima))))
     width = 3 * len(fitted) + 3
     return (np.array(samples) if samples else np.empty((0, width))), failed, len(pooled)
-
-
-def _groups_text(estimates: list[Estimate]) -> str:
-    reasons = list(dict.fromkeys(e.reason for e in estimates if e.reason))
-    return "; ".join(reasons[:4]) + (f"; and {len(reasons) - 4} more" if len(reasons) > 4 else "")
 
 
 def _skipped(estimates: list[Estimate]) -> str:

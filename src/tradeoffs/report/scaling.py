@@ -521,6 +521,7 @@ def ladder_fits_table(results: pd.DataFrame) -> pd.DataFrame:
                     "parameter": name,
                     "value": value,
                     "runs": held["runs"],
+                    "identified": "",
                     "status": held["status"],
                     "reason": held["reason"]
                     or f"fitted without the runs from C = {held['min_compute']:.3g} FLOP on, scored on them",
