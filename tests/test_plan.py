@@ -18,7 +18,7 @@ def quick_plan():
     return build_plan("quick")
 
 
-ID = re.compile(r"^[a-z_]+/[A-Za-z0-9.+_-]+-[0-9a-f]{8}$")
+ID = re.compile(r"^[a-z0-9_]+/[A-Za-z0-9.+_-]+-[0-9a-f]{8}$")
 
 
 def test_ids_are_readable_distinct_and_cover_the_grid(quick_plan):
