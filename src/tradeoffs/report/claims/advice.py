@@ -5,7 +5,9 @@ larger size (the suite that decided a part is the `suite` column `collect --suit
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
 import yaml
@@ -40,8 +42,14 @@ def suite_studies(name: str) -> set[str] | None:
     path = conf_dir() / "suite" / f"{name}.yaml"
     if not path.is_file():
         return None
+    return set(_studies(path, path.stat().st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=32)
+def _studies(path: Path, mtime_ns: int) -> tuple[str, ...]:
+    """The study names of a suite file as of its modification time (parsed once per report)."""
     document = yaml.safe_load(path.read_text()) or {}
-    return set((document.get("experiments") or {}).keys())
+    return tuple((document.get("experiments") or {}).keys())
 
 
 def larger_suite(current: Sequence[str], studies: Sequence[str]) -> str:
