@@ -160,8 +160,9 @@ def _bandwidths(results: pd.DataFrame, frame: pd.DataFrame) -> dict[str, tuple[f
     out: dict[str, tuple[float, str]] = {}
     copy = bench_rows(results, "bandwidth", required=False)
     copy = copy[copy["metric"] == "bandwidth_gbs"]
+    impls = copy.get("label.impl", pd.Series(None, index=copy.index, dtype=object))
     for impl, how in (("copy", "measured copy"), ("read", "measured read stream")):
-        runs = copy[copy["label.impl"] == impl]
+        runs = copy[impls == impl]
         for name, value in runs.groupby("hardware")["value"].median().items():
             out[name] = (value, how)
     gemm = bench_rows(results, "gemm")
