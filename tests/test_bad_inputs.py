@@ -218,6 +218,7 @@ def _malformed_tables(directory: Path) -> dict[str, tuple[Path, list[str]]]:
 
 REPORT_COMMANDS = [
     ["claims", "{table}", "--md", "claims.md"],
+    ["reference", "other_cpu", "--results", "{table}"],
     ["figure", "train_loss", "{table}", "loss.png"],
     ["table", "train_recipes", "{table}", "recipes.csv"],
 ]

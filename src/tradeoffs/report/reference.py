@@ -18,6 +18,7 @@ import pandas as pd
 
 from tradeoffs.errors import ConfigError
 from tradeoffs.paths import project_root
+from tradeoffs.results import check_table_file
 
 REFERENCE_BENCHMARKS = ("gemm", "inference")
 BENCHMARK_KINDS = ("bandwidth", "gemm", "inference", "qdq")
@@ -38,8 +39,7 @@ def export_reference(
     `name`."""
     if not _NAME.match(name):
         raise ConfigError(f"reference name '{name}': use lower-case letters, digits, '_', '-' and '.' (e.g. h100_sxm)")
-    if not results_path.is_file():
-        raise ConfigError(f"no results table at {results_path}: run the suite first (snakemake --cores N)")
+    check_table_file(results_path)
     results = pd.read_parquet(results_path)
     present = sorted(set(results["kind"]) & set(BENCHMARK_KINDS))
     rows = results[results["kind"].isin(benchmarks)]
