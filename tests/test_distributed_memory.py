@@ -178,6 +178,20 @@ def test_a_machine_without_the_gpus_gives_an_unsupported_row(tmp_path):
     assert "CUDA" in record.message or "GPU" in record.message
 
 
+def test_too_little_memory_for_the_processes_is_an_unsupported_row_before_any_starts(tmp_path, monkeypatch):
+    from tradeoffs.kinds import distributed
+    from tradeoffs.runner import run_experiment
+
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal: 4000000 kB\nMemAvailable: 1024000 kB\n")  # 1000 MB: room for 2 processes
+    monkeypatch.setattr(distributed, "_MEMINFO", meminfo)
+    config = load_experiment("distributed", ["processes=4", "launcher=fork"])
+    record = run_experiment("distributed/memory", config, tmp_path / "memory" / "result.json")
+    assert record.status == "unsupported"
+    assert "processes=4: 4 x 500 MB exceeds the 1000 MB of memory available" in record.message
+    assert not (tmp_path / "memory" / "data_parallel_result.json").exists()
+
+
 def test_a_failing_process_stops_the_others(tmp_path, monkeypatch):
     """Rank 1 fails at once; rank 0, waiting for it in DDP's first broadcast, is stopped, and the run raises."""
     import time
