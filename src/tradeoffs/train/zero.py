@@ -33,14 +33,15 @@ STAGE_NUMBER = {"ddp": 0, "zero1": 1, "zero2": 2, "zero3": 3}
 
 @dataclass(frozen=True)
 class ModelStateBytes:
-    """Bytes of model states one process holds."""
+    """Bytes of model states one process holds (counted: whole bytes; the formula's: fractions where N_d does
+    not divide Psi)."""
 
-    parameters: int
-    gradients: int
-    optimizer_states: int
+    parameters: float
+    gradients: float
+    optimizer_states: float
 
     @property
-    def total(self) -> int:
+    def total(self) -> float:
         return self.parameters + self.gradients + self.optimizer_states
 
 
