@@ -198,3 +198,30 @@ def test_a_failing_child_logs_its_full_traceback(tmp_path):
     assert reply == {"status": 1}
     assert "Traceback (most recent call last)" in text and "FileNotFoundError" in text
     assert "os.chdir" in text  # the frame that failed, not only a one-line summary
+
+
+def test_a_child_whose_log_is_on_a_full_device_still_replies_and_ends(tmp_path):
+    """The job's stdout and stderr on /dev/full (every write fails with ENOSPC): the child's last flush (the
+    job's summary line) fails, yet it answers its client with a status and ends itself, never falling back into
+    the server's code."""
+    from tradeoffs import worker
+
+    client, server = socket.socketpair()
+    full = os.open("/dev/full", os.O_WRONLY)
+    config = json.dumps(as_dict(load_experiment("numerics", ["n_values=4096", "format=int8"])))
+    argv = ["job", "--id", "numerics/full", "--config", config, "--out", str(tmp_path / "r" / "result.json")]
+    worker._send(client, {"argv": argv, "cwd": str(tmp_path), "env": dict(os.environ)})
+    socket.send_fds(client, [b"fds"], [full, full])
+    pid = os.fork()
+    if pid == 0:
+        try:
+            sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+            worker._child(server, socket.socket(socket.AF_UNIX))
+        finally:
+            os._exit(99)  # reached only if the child's own exit was skipped
+    server.close()
+    os.close(full)
+    reply = worker._receive(client)
+    _, status = os.waitpid(pid, 0)
+    assert reply is not None and "status" in reply
+    assert os.waitstatus_to_exitcode(status) == reply["status"] != 99

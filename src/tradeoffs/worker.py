@@ -279,11 +279,14 @@ def _child(connection: socket.socket, listener: socket.socket) -> None:
         traceback.print_exc()
         print(f"error: warm worker child failed: {type(error).__name__}: {error}", file=sys.stderr)
     finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        with contextlib.suppress(OSError):
-            _send(connection, {"status": status})
-        os._exit(status)
+        try:  # a full disk can fail the flush of the job's log: the child still replies and ends here
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(OSError, ValueError):
+                    stream.flush()
+            with contextlib.suppress(OSError):
+                _send(connection, {"status": status})
+        finally:
+            os._exit(status)
 
 
 def serve(path: Path, idle_s: float = IDLE_S) -> None:
