@@ -80,6 +80,8 @@ def test_per_channel_choices_follow_each_rows_distribution():
     assert len(set(per_layer.element_index.tolist())) == 1
     assert per_row.error < per_layer.error
     assert per_row.selector_bits == 2 and per_layer.selector_bits == 0
+    one_ratio = search_quantize(weight, FP4_CHANNEL, FormatSearch(clip_per="layer"))
+    assert len(set(one_ratio.clip_ratio.tolist())) == 1 and one_ratio.error >= per_layer.error
 
 
 def test_clipping_lowers_the_gaussian_error_and_groups_keep_their_scales():
