@@ -20,6 +20,7 @@ from tradeoffs.models import GPT, ModelConfig
 from tradeoffs.quant import FormatSearch, candidate_elements, get_spec, method_config, quantize_, search_quantize
 from tradeoffs.report import write_figure, write_table_file
 from tradeoffs.report.claims import evaluate_claims, load_claims
+from tradeoffs.report.claims.advice import advice
 from tradeoffs.report.claims.verdicts import HARDWARE_ABSENT, INCONCLUSIVE, NOT_IN_SUITE
 from tradeoffs.results import collect
 from tradeoffs.runner import run_experiment
@@ -249,3 +250,5 @@ def test_the_claims_read_the_runs(kind_runs):
     hardware = parts["fpga-hardware-cost"]
     assert hardware.verdict == INCONCLUSIVE and hardware.reason == HARDWARE_ABSENT
     assert "not decidable here: it needs FPGA synthesis" in hardware.test
+    (part,) = [p for p in claims["fp4-vs-int4"].parts if p.id == "fpga-hardware-cost"]
+    assert advice(part, hardware, table, ["quick"]) == [f"evidence outside this pipeline: {part.params['reason']}"]

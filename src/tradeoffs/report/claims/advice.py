@@ -112,6 +112,8 @@ def advice(part: Part, decision: Decision, rows: pd.DataFrame, current: Sequence
     """The lines that say what would decide an undecided part (none for a decided one)."""
     if decision.verdict != INCONCLUSIVE:
         return []
+    if part.criterion == "not_decidable_here":  # no run of any suite decides it
+        return [f"evidence outside this pipeline: {part.params.get('reason', '')}"]
     studies = list(dict.fromkeys(r.study for r in part.reads))
     lines: list[str] = []
     if decision.reason == NOT_IN_SUITE:
