@@ -134,7 +134,8 @@ def _clipped(scales: Scales, ratio: Tensor) -> Scales:
     """The scales times a ratio per row (rows: axis 0), or one ratio for all."""
     shape = (-1,) + (1,) * (scales.block_scale.ndim - 1)
     factor = ratio.reshape(shape) if ratio.numel() > 1 else ratio.reshape(())
-    return dataclasses.replace(scales, block_scale=scales.block_scale * factor)
+    reciprocal = None if scales.reciprocal is None else scales.reciprocal / factor
+    return dataclasses.replace(scales, block_scale=scales.block_scale * factor, reciprocal=reciprocal)
 
 
 def _row_error(delta: Tensor, h: Tensor | None) -> Tensor:
