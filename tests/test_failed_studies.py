@@ -167,7 +167,8 @@ def test_an_unreadable_result_keeps_provenance_types_and_the_benchmark_products_
     for name in ("bench_gemm", "bench_roofline"):
         write_figure(name, Path("t.parquet"), Path(f"{name}.png"))
         svg = Path(f"{name}.svg").read_text()
-        assert "TFLOP/s" in svg and "no successful runs" not in svg and "gemm/truncated" in svg, name
+        assert "TFLOP/s" in svg and "no successful runs of study 'gemm'" not in svg and "gemm/truncated" in svg, name
+    assert "not drawn: no successful runs of study 'bandwidth' (1 failed: " in Path("bench_roofline.svg").read_text()
 
 
 # --------------------------------------------------------------------- a real run where every study fails

@@ -170,7 +170,7 @@ def _bandwidths(results: pd.DataFrame, frame: pd.DataFrame) -> dict[str, tuple[f
         if value and value > 0:
             out[name] = (float(value), "datasheet")
     for name in frame["hardware"].unique():
-        out.setdefault(name, (np.nan, "unknown (no bandwidth study)"))
+        out.setdefault(name, (np.nan, "unknown (no successful bandwidth run)"))
     return out
 
 

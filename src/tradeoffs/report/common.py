@@ -15,6 +15,7 @@ from tradeoffs.errors import ConfigError
 from tradeoffs.results import FAILED_STATUSES
 
 FAILED_COLUMNS = ["id", "study", "status", "message"]
+NO_SUCCESS = "no successful runs"  # the status of a row that states a study has none
 
 
 class ReportError(ConfigError):
@@ -65,8 +66,13 @@ def _failure_lines(failed: pd.DataFrame, width: int = 150) -> list[str]:
 
 
 def _note_failures(figure: Any, failed: pd.DataFrame) -> Any:
-    """The failed runs listed under everything the figure already draws (legends below the axes included)."""
-    lines = [f"{len(failed)} failed run(s), not drawn:", *_failure_lines(failed)]
+    """The failed runs (and the statements of studies left out) listed under everything the figure already draws
+    (legends below the axes included)."""
+    statements = failed.loc[failed["status"] == NO_SUCCESS, "message"]
+    runs = failed[failed["status"] != NO_SUCCESS]
+    lines = [line for statement in statements for line in textwrap.wrap(f"not drawn: {statement}", 150)]
+    if len(runs):
+        lines += [f"{len(runs)} failed run(s), not drawn:", *_failure_lines(runs)]
     drawn = figure.get_tightbbox(figure.canvas.get_renderer())  # inches
     below = min(drawn.y0 / figure.get_figheight(), 0.0) - 0.01
     figure.text(0.0, below, "\n".join(lines), va="top", ha="left", family="monospace", fontsize=7, color="firebrick")
@@ -108,8 +114,8 @@ def _unsuccessful_runs(results: pd.DataFrame, studies: Sequence[str]) -> pd.Data
 
 
 def unsuccessful_figure(results: pd.DataFrame, studies: Sequence[str], runs_shown: int = 25) -> Any:
-    """A figure in place of a plot whose `studies` have no successful run: the statement for each, then up to
-    `runs_shown` of their runs with status and message."""
+    """A figure in place of a plot whose `studies` have no successful run: the statement for each, then about
+    `runs_shown` of their runs (the first of each study) with status and message."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -118,9 +124,10 @@ def unsuccessful_figure(results: pd.DataFrame, studies: Sequence[str], runs_show
     runs = _unsuccessful_runs(results, studies)
     statements = [line for s in studies for line in textwrap.wrap(no_successful_runs(results, s), 150)]
     lines = [f"No figure: {statement}" if i == 0 else statement for i, statement in enumerate(statements)]
-    lines += ["", *_failure_lines(runs.head(runs_shown))]
-    if len(runs) > runs_shown:
-        lines.append(f"... and {len(runs) - runs_shown} more run(s)")
+    shown = runs.groupby("study", sort=False).head(max(1, runs_shown // len(studies)))  # each study's first runs
+    lines += ["", *_failure_lines(shown)]
+    if len(runs) > len(shown):
+        lines.append(f"... and {len(runs) - len(shown)} more run(s)")
     figure = plt.figure(figsize=(10, 0.6 + 0.2 * len(lines)))
     figure.text(0.01, 0.98, "\n".join(lines), va="top", ha="left", family="monospace", fontsize=8)
     return figure
@@ -129,15 +136,21 @@ def unsuccessful_figure(results: pd.DataFrame, studies: Sequence[str], runs_show
 def unsuccessful_table(results: pd.DataFrame, studies: Sequence[str]) -> pd.DataFrame:
     """A table in place of one whose `studies` have no successful run: per study a row (indexed by the study)
     whose status is "no successful runs" and whose message is the statement, then a row per run (by its id)."""
-    statements = pd.DataFrame(
+    return pd.concat([_statements(results, studies), _unsuccessful_runs(results, studies)]).set_index("id")
+
+
+def _statements(results: pd.DataFrame, studies: Sequence[str]) -> pd.DataFrame:
+    """Per study of `studies` (none successful) a row: id and study the study's name, status "no successful
+    runs", message the statement."""
+    return pd.DataFrame(
         {
+            "id": list(studies),
             "study": list(studies),
-            "status": "no successful runs",
+            "status": NO_SUCCESS,
             "message": [no_successful_runs(results, study) for study in studies],
         },
-        index=pd.Index(list(studies), name="id"),
+        columns=FAILED_COLUMNS,
     )
-    return pd.concat([statements, _unsuccessful_runs(results, studies).set_index("id")])
 
 
 def make_product(
@@ -150,11 +163,14 @@ def make_product(
     """A figure or table (`kind`) made by `make` from `results`, with its failed runs shown as failed: a note under
     a figure, a row per run in a table. When a study of `studies` has no successful (`ok`) run, nothing can be
     drawn from it: the product is the statement "no successful runs of study ..." with its runs. An `optional`
-    study without a successful run is left out of what `make` gets (its failed runs are still shown)."""
+    study that ran without a successful run is left out of what `make` gets, and shown as its statement beside
+    the failed runs."""
     if hopeless := without_success(results, studies):
         return unsuccessful_figure(results, hopeless) if kind == "figure" else unsuccessful_table(results, hopeless)
     failed = failed_runs(results)
-    if absent := without_success(results, optional):
+    ran = set(studies_of(results))
+    if absent := [study for study in without_success(results, optional) if study in ran]:
+        failed = pd.concat([_statements(results, absent), failed], ignore_index=True)
         results = results[~studies_of(results).isin(absent)]
     product = make(results)
     if failed.empty:
