@@ -132,9 +132,10 @@ def _undecided_summary(claims: Sequence[Claim], verdicts: Sequence[ClaimVerdict]
     parts = {(c.id, part.id): part for c in claims for part in c.parts}
     studies = [[r.study for r in parts[(claim, p.part)].reads] for claim, p in undecided]
     pointer = larger_suite_summary(suites_of(results), studies)
+    marked = f" ({unstable} of them unstable timings)" if unstable else ""
     text = (
-        f"{len(undecided)} parts are undecided at this table's scale ({unstable} of them unstable timings); each "
-        "states below the effect it measured, its noise band and the smallest change that would decide it"
+        f"{len(undecided)} parts are undecided at this table's scale{marked}; each states below the effect it "
+        "measured, its noise band and the smallest change that would decide it"
     )
     return ["", text + (f"; {pointer}." if pointer else ".")]
 
