@@ -257,10 +257,12 @@ def test_a_tiny_ladder_its_fit_products_and_verdicts_through_snakemake(workflow_
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     table = pd.read_parquet(workflow_dir / "results" / "results.parquet")
     assert set(table["status"]) == {"ok"}
-    assert set(table.loc[table["kind"] == "scaling_fit", "label.fit"].dropna()) == {"chinchilla", "quartet"}
-    for name in ("scaling_ladder", "scaling_frontier"):
+    fits = {"chinchilla", "quartet", "iso_flop", "holdout"}
+    assert set(table.loc[table["kind"] == "scaling_fit", "label.fit"].dropna()) == fits
+    for name in ("scaling_ladder", "scaling_frontier", "scaling_iso_flop"):
         assert (workflow_dir / "reports" / "figures" / f"{name}.png").stat().st_size > 20_000, name
     assert (workflow_dir / "reports" / "tables" / "scaling_ladder_fits.csv").is_file()
+    assert "(needs 3)" in (workflow_dir / "reports/tables/scaling_iso_flop.md").read_text()
     claims = pd.read_csv(workflow_dir / "reports" / "tables" / "claims.csv")
     scaling = claims[claims["claim"] == "precision-scaling-law"]
     assert len(scaling) and set(scaling["verdict"]) == {"inconclusive"}

@@ -100,7 +100,7 @@ def fit_iso_flop(
     log_c = math.log(FLOPS_PER_PARAMETER_TOKEN) + runs.log_n + runs.log_d
     groups = compute_groups(np.exp(log_c), tolerance)
     loss_values = runs.log_loss
-    fitted, estimates, reasons = [], [], []
+    fitted, estimates = [], []
     for group in range(groups.max() + 1 if len(groups) else 0):
         rows = np.flatnonzero(groups == group)
         compute = float(np.exp(log_c[rows].mean()))
@@ -160,7 +160,8 @@ def fit_iso_flop(
         lo, hi = (summary_low[j], summary_high[j]) if len(samples) else (math.nan, math.nan)
         status, reason = OK, ""
         if not np.isfinite(value):
-            status, reason = TOO_FEW_RUNS, f"{len(usable)} iso-FLOP group(s) with a bracketed minimum (needs 2)"
+            needs = 1 if name == "tokens_per_parameter" else 2
+            status, reason = TOO_FEW_RUNS, f"{len(usable)} iso-FLOP group(s) with a bracketed minimum (needs {needs})"
         why = reason or (coverage if name != "tokens_per_parameter" else "")
         if not why and not (np.isfinite(lo) and np.isfinite(hi)):
             why = "no bootstrap interval" + ("" if residual_count else ": no group has more runs than 3")

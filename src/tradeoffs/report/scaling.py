@@ -566,7 +566,11 @@ def iso_flop_table(results: pd.DataFrame) -> pd.DataFrame:
     at the parabola's minimum with N_opt's and D/N's 95% intervals, the loss there, and why a group gives none."""
     groups = iso_flop_groups(results)
     if groups.empty:
-        return pd.DataFrame(columns=["precision", "compute"]).set_index(["precision", "compute"])
+        fits = fit_rows(results)
+        ran = fits[fits["label.fit"] == "iso_flop"]["label.fit_reason"].dropna().astype(str)
+        reason = ran.iloc[0] if len(ran) else "the fit study has no Approach 2 rows (no ladder run to fit)"
+        empty = {"precision": "", "compute": math.nan, "status": "too_few_runs", "reason": reason}
+        return pd.DataFrame([empty]).set_index(["precision", "compute"])
     groups = groups.assign(runs=groups["run_ids"].map(len)).drop(columns=["run_ids", "curvature"])
     columns = ["precision", "compute", "sizes", "runs", "n_opt", "n_opt_low", "n_opt_high", "d_opt"]
     columns += ["ratio_opt", "ratio_opt_low", "ratio_opt_high", "loss_opt", "status", "reason"]
