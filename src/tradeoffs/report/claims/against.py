@@ -74,11 +74,14 @@ def explain(first: Decision, second: Decision) -> list[str]:
     why.sort(key=lambda item: -item[0] if item[0] == item[0] else 0)
     lines = [text for _, text in why[:SHOWN]]
     numbers = {n.name: n for n in second.numbers}
-    moved = []
+    moved, seen = [], set()
     for number in first.numbers:
         other = numbers.get(number.name)
-        if other is None or number.ours == other.ours or (math.isnan(number.ours) and math.isnan(other.ours)):
+        if number.name in seen or other is None or number.ours == other.ours:
             continue
+        if math.isnan(number.ours) and math.isnan(other.ours):
+            continue
+        seen.add(number.name)
         scale = max(abs(number.ours), abs(other.ours)) or 1.0
         moved.append((abs(other.ours - number.ours) / scale, number.name, number.ours, other.ours))
     moved.sort(key=lambda item: -item[0] if item[0] == item[0] else 0)
