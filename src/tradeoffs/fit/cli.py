@@ -47,7 +47,9 @@ def format_result(result: FitResult) -> str:
     if quality:
         lines.append(f"  quality: {quality}")
     for e in result.estimates:
-        labels = " ".join(f"{k}={v}" for k, v in e.labels.items())
+        labels = " ".join(
+            f"{k}={v:.3g}" if k == "compute" else f"{k}={v}" for k, v in e.labels.items() if k != "group_runs"
+        )
         interval = "" if math.isnan(e.low) else f"  [{e.low:.6g}, {e.high:.6g}]"
         note = "" if e.status == "ok" and not e.reason else f"  ({e.status}{': ' + e.reason if e.reason else ''})"
         if e.status == "ok" and e.identified is False:
