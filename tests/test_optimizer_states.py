@@ -85,3 +85,14 @@ def test_the_kind_records_both_moments_and_the_claim_reads_them(trained):
     expanded = {m.labels["state"]: m.value for m in records[1][1].metrics if m.name == "relative_mse"}
     ratios = [n.ours for n in decision.numbers if n.name.endswith("ratio")]
     assert ratios == pytest.approx([expanded[s] / plain[s] for s in ("exp_avg", "exp_avg_sq")])
+
+
+def test_a_gpu_hardware_entry_plans_and_runs_as_an_unsupported_row(tmp_path):
+    """The kind computes on the CPU: under a GPU's entry it plans (no traceback) and its run says why it is
+    unsupported."""
+    from tradeoffs.config import load_experiment
+    from tradeoffs.runner import run_experiment
+
+    config = load_experiment("optimizer_states", ["hardware=h100_sxm"])
+    record = run_experiment("optimizer_states/gpu", config, tmp_path / "result.json", job_threads=1)
+    assert record.status == "unsupported" and "computes on the CPU only" in record.message

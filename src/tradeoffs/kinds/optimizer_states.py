@@ -27,11 +27,9 @@ class OptimizerStatesConfig(ExperimentConfig):
     format: FormatSpec = field(default_factory=FormatSpec)
     state_range_expansion: bool = True
 
-    def __post_init__(self) -> None:
-        require_cpu(self)
-
 
 def run(config: OptimizerStatesConfig, job: Job) -> Outcome:
+    require_cpu(config)
     path, _ = source_result(job, config.source_id)
     errors = checkpoint_state_error(path.parent / CHECKPOINT, config.format, config.state_range_expansion)
     metrics = []
