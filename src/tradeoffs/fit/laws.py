@@ -343,7 +343,8 @@ def _point(natural, optimum: Optimum, size: int) -> list[float]:
 def _not_converged(fit, optimum, names, point, runs: _Runs, options: FitOptions, spans, coverage, terms) -> FitResult:
     """A fit that did not converge: point values kept, no intervals; no parameter identified, each with its
     term's coverage problem where the runs have one, else the convergence failure."""
-    reason = f"did not converge: {optimum.message}"
+    short = [text for text in coverage.values() if text]
+    reason = f"did not converge: {optimum.message}" + "".join(f"; {text}" for text in short)
     estimates = _estimates(names, point, np.empty((0, len(names))), options.level, None, NOT_CONVERGED, reason)
     judged = identify(estimates, {}, EXPONENTS, terms, coverage)
     return FitResult(
