@@ -381,7 +381,7 @@ def test_approach_2_says_which_groups_lack_sizes_instead_of_inventing_values():
     n, d, loss = chinchilla_runs()  # a grid of sizes x D/N: no two runs share their compute
     fit = fit_iso_flop(n, d, loss, options=FitOptions(n_bootstrap=0))
     assert fit.status == TOO_FEW_RUNS and "no iso-FLOP group has 3 model sizes" in fit.reason
-    assert "groups (runs within x1.25 of compute) of 1-1 sizes" in fit.reason
+    assert "groups (runs within x1.25 of compute) of 1 size(s)" in fit.reason
     assert all(math.isnan(e.value) and e.identified is False for e in fit.estimates)
     assert fit.estimate("tokens_per_parameter").status == TOO_FEW_RUNS
     n, d, loss = iso_flop_runs()

@@ -133,7 +133,8 @@ def fit_iso_flop(
     if not fitted:
         counts = [e.labels["sizes"] for e in estimates if e.name == "n_opt"]
         why = f"no iso-FLOP group has {MIN_SIZES} model sizes" + (
-            f": {len(counts)} groups (runs within x{tolerance:g} of compute) of {min(counts)}-{max(counts)} sizes"
+            f": {len(counts)} groups (runs within x{tolerance:g} of compute) of "
+            f"{min(counts) if min(counts) == max(counts) else f'{min(counts)}-{max(counts)}'} size(s)"
             if counts
             else ": no runs"
         )
