@@ -287,3 +287,15 @@ def test_fp8_operands_are_the_formats_librarys_codes_as_torch_float8(dtype):
     codes, scale = _fp8(x, dtype)
     assert codes.dtype == {"fp8_e4m3": torch.float8_e4m3fn, "fp8_e5m2": torch.float8_e5m2}[dtype]
     torch.testing.assert_close(codes.float() * scale, fake_quant(x, dtype), rtol=0, atol=0)
+
+
+def test_a_shape_that_would_overrun_the_jobs_time_budget_is_skipped_with_the_reason(tmp_path):
+    """The first shape is measured; the next, 2^12 times its FLOPs, is predicted to overrun a budget that the
+    first one already spent (its timed samples alone take 5 ms)."""
+    record, _ = run(tmp_path, "dtype=fp32", "shapes=[[8,64,64],[512,512,512]]", "time_budget_s=0.001")
+    assert record.status == "ok", record.message
+    supported = {m.labels["shape"]: m.value for m in metrics_of(record, "supported")}
+    assert supported == {"8x64x64": 1, "512x512x512": 0}
+    assert "512x512x512 skipped: about" in record.message and "time_budget_s=0.001" in record.message
+    record, _ = run(tmp_path, "dtype=fp32", "shapes=[[8,64,64],[512,512,512]]")  # no budget: both measured
+    assert {m.labels["shape"] for m in metrics_of(record, "tflops")} == {"8x64x64", "512x512x512"}

@@ -3,6 +3,7 @@ hardware's peak, with the output's error against fp64 beside the speed and raw s
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from tradeoffs.bench.gemm import ACCURACY_GATE, build_case, check_supported
@@ -23,10 +24,13 @@ class GemmConfig(BenchmarkConfig):
     kind: str = "gemm"
     dtype: str = "fp32"  # one of GEMM_DTYPES
     shapes: list[list[int]] = field(default_factory=lambda: [[1024, 1024, 1024]])  # [M, K, N] each
+    time_budget_s: float = 0.0  # the job's time for all its shapes (0: none); see _over_budget
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_choice("dtype", self.dtype, GEMM_DTYPES)
+        if not self.time_budget_s >= 0:
+            raise ConfigError(f"time_budget_s: {self.time_budget_s}; valid: 0 (no budget) or a positive number of s")
         if not self.shapes:
             raise ConfigError("shapes: a gemm benchmark needs at least one [M, K, N]")
         for shape in self.shapes:
@@ -41,11 +45,33 @@ def gemm_resources(config: GemmConfig) -> JobResources:
     return benchmark_resources(config, 40 * elements)
 
 
+def _over_budget(config: GemmConfig, flops: int, seconds_per_flop: float, elapsed_s: float) -> str:
+    """Why a shape is skipped under the job's time budget ('' when it fits): its predicted cost (the measured
+    seconds per FLOP of the shapes before it times its cold, warm-up and timed calls, the timed part at most the
+    engine's cap) would overrun the budget. Emulated dtypes (fp16 or bf16 without native units) run 100x slower
+    than fp32, so on such a CPU a large shape alone can take minutes; the budget skips it with this reason."""
+    if not config.time_budget_s or not seconds_per_flop:
+        return ""
+    call = seconds_per_flop * flops
+    bench = config.bench
+    predicted = call * (1 + bench.warmup) + min(call * bench.min_runs, bench.max_time_s)
+    if elapsed_s + predicted <= config.time_budget_s:
+        return ""
+    return (
+        f"skipped: about {predicted:.3g} s predicted from the shapes before it, {config.time_budget_s - elapsed_s:.3g} "
+        f"s left of time_budget_s={config.time_budget_s:g}"
+    )
+
+
 def _gemm(config: GemmConfig, device: str, peaks: Peaks, recorder: Recorder) -> None:
     check_supported(config.dtype, device, config.hardware)
-    ran = 0
+    ran, seconds_per_flop, start = 0, 0.0, time.perf_counter()
     for m, k, n in config.shapes:
         labels = {"m": m, "k": k, "n": n, "shape": f"{m}x{k}x{n}"}
+        if skipped := _over_budget(config, 2 * m * k * n, seconds_per_flop, time.perf_counter() - start):
+            recorder.add("supported", 0, "", {**labels, "reason": skipped})
+            recorder.notes.append(f"{labels['shape']} {skipped}")
+            continue
         try:
             case = build_case(config.dtype, (m, k, n), device, config.seed)
         except Unsupported as reason:
@@ -58,6 +84,7 @@ def _gemm(config: GemmConfig, device: str, peaks: Peaks, recorder: Recorder) -> 
             with track_peak_memory(device) as memory:
                 case.fn()
         labels["kernel"] = case.kernel
+        seconds_per_flop = max(seconds_per_flop, measurement.stats.median / case.flops)
         tflops = case.flops / measurement.stats.median / 1e12
         peak = peaks.tflops.get(case.peak_dtype)
         above_peak = peaks.above_peak(case.peak_dtype, tflops)
