@@ -145,9 +145,8 @@ def _speedups(by_backend: dict[str, list[AttentionCase]]) -> list[Metric]:
 
 def run(config: AttentionMemoryConfig, job: Job) -> Outcome:
     device = check_device(config.hardware)
-    dtype_name = {"fp32": "fp32", "bf16": "bf16", "fp16": "fp16"}[config.dtype]
     peaks = peaks_for(config.hardware, torch.get_num_threads(), collect_provenance())
-    peak_tflops = peaks.tflops.get(dtype_name, math.nan)
+    peak_tflops = peaks.tflops.get(config.dtype, math.nan)  # the peaks table names dtypes as the config does
     fork = device == "cpu" and hasattr(os, "fork")
     by_backend: dict[str, list[AttentionCase]] = {}
     metrics: list[Metric] = []
