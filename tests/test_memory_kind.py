@@ -173,6 +173,20 @@ def test_a_torch_without_float8_is_unsupported(monkeypatch):
         quantize_fp8(torch.ones(4))
 
 
+@pytest.mark.parametrize(
+    ("kind", "overrides", "message"),
+    [
+        ("fp8_activations", ["recipe=fp8"], "recipe: fp8_activations computes in FP32"),
+        ("fp8_activations", ["storage=fp4"], "storage: invalid value 'fp4'"),
+        ("recompute", ["batch_size=0"], "batch_size: must be > 0"),
+        ("attention_memory", ["lengths=[128,256]"], "lengths: give at least 3 distinct"),
+    ],
+)
+def test_bad_memory_configs_name_the_key(kind, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_experiment(kind, overrides)
+
+
 # --------------------------------------------------------------------------------- kinds, report, claims
 KIND_OVERRIDES = {
     "attention_memory": [

@@ -124,7 +124,8 @@ def attention_figure(results: pd.DataFrame) -> plt.Figure:
 
 def attention_table(results: pd.DataFrame) -> pd.DataFrame:
     """Per run and implementation: the kernel that ran, fitted log-log slopes of saved bytes, peak and time (with
-    two-standard-error intervals), saved bytes and time at the longest length, the largest relative difference
+    two-standard-error intervals), saved bytes (and the fused kernels' formula) and time at the longest length, the
+    largest relative difference
     from the float64 reference, and the speed-up growth over math and explicit attention."""
     rows = select(results, "attention_memory", metrics=("memory_slope",))
     records = []
@@ -145,6 +146,8 @@ def attention_table(results: pd.DataFrame) -> pd.DataFrame:
         at_longest = mine[mine["label.length"].astype(float) == longest]
         record["longest length"] = int(longest)
         record["saved MB at longest"] = _metric(at_longest, "saved_bytes")["value"].sum() / 1e6
+        formula = _metric(at_longest, "formula_saved_bytes")["value"]
+        record["formula MB at longest"] = formula.sum() / 1e6 if len(formula) else np.nan
         record["time ms at longest"] = _metric(at_longest, "time_median_s")["value"].sum() * 1e3
         record["max rel. diff"] = _metric(mine, "max_rel_diff")["value"].max()
         for baseline in ("math", "explicit"):
