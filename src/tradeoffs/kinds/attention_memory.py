@@ -192,11 +192,13 @@ def run(config: AttentionMemoryConfig, job: Job) -> Outcome:
 
 
 def resources(config: AttentionMemoryConfig) -> JobResources:
-    """One job with the machine's cores to itself (a timing), memory for its largest case twice over."""
+    """One job of its own (a timing), with host memory for its largest case twice over on a CPU (on a GPU the
+    cases live in device memory)."""
     largest = max(estimated_peak_bytes(b, config.shape, max(config.lengths)) for b in config.backends)
+    host = 2 * largest if config.hardware.device == "cpu" else 0.0
     return JobResources(
         threads=threads(config, default=1),
-        mem_mb=round_up(1500 + 2 * largest / 1e6, 100),
+        mem_mb=round_up(1500 + host / 1e6, 100),
         runtime=30,
         gpus=gpus(config),
         group=None,
