@@ -62,8 +62,12 @@ def test_a_training_run_gets_wall_time_for_its_planned_flops():
     flops = tokens * flops_per_token(config.model, include_lm_head=True)
     flops += windows * flops_per_token(config.model, training=False, include_lm_head=True)
     assert kind.planned_flops(config) == flops
-    minutes = kind.START_MINUTES + math.ceil(kind.RUNTIME_MARGIN * flops / (2 * kind.CPU_FLOPS_PER_THREAD) / 60)
+    minutes = kind.START_MINUTES + math.ceil(kind.RUNTIME_MARGIN * flops / (2 * kind.CPU_FP32_FLOPS_PER_THREAD) / 60)
     assert job_resources("train", on_cpu).runtime == minutes
+    emulated = load_experiment("train", ["devices=2", "recipe=mxfp4"])  # fake-quantized Linears: a tenth of the rate
+    assert (
+        kind.effective_flops_per_s(emulated) == 2 * kind.CPU_FLOPS_PER_THREAD == kind.effective_flops_per_s(config) / 10
+    )
     gpt_30m = ["model=gpt-30m", "hardware=h100_sxm", "batch_size=32", "recipe=mxfp4"]
 
     def runtime(*overrides: str) -> int:

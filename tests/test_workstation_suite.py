@@ -89,7 +89,7 @@ def test_the_workstation_suite_plans_every_quick_study_with_sane_wall_times():
     assert set(quick) <= set(plan.studies())  # every product and claim of the quick suite exists
     train = [e for e in plan.experiments if e.kind == "train"]
     assert all(e.job.threads == 1 and e.job.gpus == 0 for e in train)
-    assert all(10 <= e.job.runtime <= 120 for e in train)  # minutes: start-up plus twice the sized compute
+    assert all(10 <= e.job.runtime <= 180 for e in train)  # minutes: ptq_base (6 CPU minutes measured) the longest
     (base,) = [e.config for e in plan.experiments if e.config["study"] == "ptq_base"]
     (quick_base,) = [e.config for e in build_plan("quick").experiments if e.config["study"] == "ptq_base"]
     parameters = [count_parameters(ModelConfig(**c["model"])).non_embedding for c in (base, quick_base)]

@@ -36,11 +36,15 @@ class TrainExperimentConfig(TrainConfig, ExperimentConfig):
 # Sizing a run's wall time: its counted FLOPs (training 6ND + attention + output head, and its evaluations) at
 # an assumed effective throughput, times a margin, plus start-up. A GPU is taken at 15% of its datasheet FP32
 # peak (emulated recipes compute in FP32, and models of the ladder's size keep no GPU busy): 10 TFLOP/s on an
-# H100, the assumption of conf/suite/scaling.yaml's cost. A CPU thread at 0.5 GFLOP/s, the slowest measured:
-# nvfp4 on gpt-200k at 3.08 s a step of 16 x 128 tokens on 2 threads of a loaded machine (docs/training.md).
+# H100, the assumption of conf/suite/scaling.yaml's cost. A CPU thread running an fp32 recipe at 5 GFLOP/s: half
+# the slowest fp32 training step measured (9.7 GFLOP/s of process CPU time, a d_model-32 GPT on a machine shared
+# by eight processes; 30-49 GFLOP/s from d_model 64 on, docs/scaling.md), for CPUs without AVX-512. Emulated
+# recipes and bf16/fp16 autocast at 0.5 GFLOP/s, the slowest measured: nvfp4 on gpt-200k at 3.08 s a step of
+# 16 x 128 tokens on 2 threads of a loaded machine (docs/training.md); bf16 steps take 9x fp32's on AVX2 CPUs.
 GPU_FP32_PEAK_SHARE = 0.15
 GPU_FP32_PEAK_TFLOPS = 19.5  # a GPU whose hardware config quotes no fp32 peak (an A100's)
-CPU_FLOPS_PER_THREAD = 0.5e9
+CPU_FP32_FLOPS_PER_THREAD = 5e9
+CPU_FLOPS_PER_THREAD = 0.5e9  # emulated or reduced-precision recipes
 RUNTIME_MARGIN = 2.0
 START_MINUTES = 10  # interpreter, torch, data, the first checkpoint
 COMPILE_MINUTES = 5  # torch.compile of a recipe's quantizers on a fresh machine (up to ~210 s measured)
@@ -57,12 +61,15 @@ def planned_flops(config: TrainConfig) -> float:
 
 
 def effective_flops_per_s(config: TrainConfig) -> float:
-    """The throughput a run's wall time is sized for (module constants): a share of each GPU's FP32 peak, or
-    CPU_FLOPS_PER_THREAD per thread, times the data-parallel processes."""
+    """The throughput a run's wall time is sized for (module constants): a share of each GPU's FP32 peak, or a rate
+    per thread (CPU_FP32_FLOPS_PER_THREAD for fp32 recipes, CPU_FLOPS_PER_THREAD for emulated or bf16/fp16
+    ones), times the data-parallel processes."""
     if config.hardware.device == "cuda":
         peak = config.hardware.peak_tflops.get("fp32", GPU_FP32_PEAK_TFLOPS) * 1e12
         return GPU_FP32_PEAK_SHARE * peak * config.devices
-    return CPU_FLOPS_PER_THREAD * threads(config, default=config.devices)
+    plain = not config.recipe.emulated and config.recipe.compute_dtype == "fp32"
+    per_thread = CPU_FP32_FLOPS_PER_THREAD if plain else CPU_FLOPS_PER_THREAD
+    return per_thread * threads(config, default=config.devices)
 
 
 def train_runtime_minutes(config: TrainConfig) -> int:
