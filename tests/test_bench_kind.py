@@ -175,7 +175,7 @@ def test_inference_flops_count_every_position():
     ("overrides", "message"),
     [
         (["dtype=fp64"], "valid choices: fp32, tf32"),
-        (["benchmark=gemmm"], "valid choices: bandwidth, capture, crossover, gemm"),
+        (["benchmark=gemmm"], "invalid value 'gemmm'; valid choices: attention_memory, bandwidth, capture"),
         (["benchmark=qdq"], "needs a format"),
         (["shapes=[[1,2]]"], "[M, K, N]"),
         (["repeat=3"], "bench.repeats=3"),

@@ -7,7 +7,7 @@ import gfloat.formats as gf
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
@@ -165,6 +165,9 @@ def test_fake_quant_invariants(x, name):
 @settings(max_examples=40, deadline=None)
 @given(x=finite_rows, k=st.integers(-20, 20), name=st.sampled_from(["mxfp8_e4m3", "mxfp6_e2m3", "mxfp4", "mxint8"]))
 def test_mx_power_of_two_equivariance(x, k, name):
+    """Scaling by 2^k commutes with MX quantization while no value leaves float32's normal range and no block
+    scale reaches E8M0's floor of 2^-127 (there the scale clamps and small blocks flush to zero, by the spec)."""
+    assume(np.all((x == 0) | (np.abs(x) * 2.0 ** min(k, 0) >= 2.0**-100)))
     t = torch.from_numpy(x)
     assert torch.equal(fake_quant(t * 2.0**k, name), fake_quant(t, name) * 2.0**k)
 
