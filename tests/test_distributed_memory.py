@@ -300,3 +300,13 @@ def test_torchrun_and_forked_processes_give_the_same_run(tmp_path):
     assert launched.train_loss == forked.train_loss
     assert launched.bytes_sent == forked.bytes_sent
     assert [_state_bytes(r) for r in launched.ranks] == [_state_bytes(r) for r in forked.ranks]
+
+
+@pytest.mark.timeout(300)  # the failure this guards against is a hang
+def test_forked_processes_join_from_a_relative_output_directory(tmp_path, monkeypatch):
+    """Snakemake's jobs give relative paths (results/distributed/<id>): the processes still meet (the store's
+    file:// URL is made absolute; a relative one left them waiting for a file they could not create)."""
+    monkeypatch.chdir(tmp_path)
+    config = DataParallelConfig(model=TINY, batch_size=4, eval_windows=2, launcher="fork", processes=2, steps=2)
+    result = run_data_parallel(config, Path("results") / "distributed" / "relative")
+    assert len(result.train_loss) == 2

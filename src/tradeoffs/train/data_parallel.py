@@ -252,7 +252,8 @@ def run_data_parallel(config: DataParallelConfig, out_dir: Path) -> DataParallel
     threads = max(1, torch.get_num_threads() // config.processes)
     if config.launcher == "fork":
         _preload()
-        store = out_dir / "process_group_store"
+        store = (out_dir / "process_group_store").resolve()  # file:// takes an absolute path (a relative one's
+        # first component would be read as the URL's host, and every process would wait for a file it cannot make)
         store.unlink(missing_ok=True)
         context = multiprocessing.get_context("fork")
         processes = [
