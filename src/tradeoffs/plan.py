@@ -209,6 +209,13 @@ def _set_sources(config: Any, batch: list[PlannedExperiment | None], studies_bef
 
 
 def _plan_experiments(suite_name: str, suite: SuiteConfig) -> list[PlannedExperiment]:
+    from tradeoffs.config import shared_defaults
+
+    with shared_defaults():
+        return _plan_studies(suite_name, suite)
+
+
+def _plan_studies(suite_name: str, suite: SuiteConfig) -> list[PlannedExperiment]:
     from tradeoffs.config import as_dict, config_hash, load_experiment
     from tradeoffs.kinds import get_kind
 

@@ -10,6 +10,7 @@ from tradeoffs.config.compose import (
     hydra_session,
     load_experiment,
     register_schemas,
+    shared_defaults,
     to_typed,
 )
 from tradeoffs.config.suite import SuiteConfig, SweepConfig, load_suite
@@ -26,5 +27,6 @@ __all__ = [
     "load_experiment",
     "load_suite",
     "register_schemas",
+    "shared_defaults",
     "to_typed",
 ]

@@ -11,6 +11,7 @@ validates a resolved config, never loads it.
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import re
 from collections.abc import Iterator, Sequence
@@ -105,15 +106,64 @@ def hydra_session() -> Iterator[None]:
         yield
 
 
-def compose(kind: str, overrides: Sequence[str] = ()) -> DictConfig:
-    """Compose conf/<kind>.yaml with Hydra overrides; raises ConfigError naming the bad key or option."""
+def _selects_an_option(override: str) -> bool:
+    """Whether an override chooses a config group's option (`format=mxfp4`, `format@int_format=mxint8`,
+    `+recipe=x`, `~data`) rather than setting a value (`model.n_layer=2`): Hydra's own rule, a key that names a
+    config group (a directory of conf/)."""
+    key = re.split(r"[=@]", override.lstrip("+~"), maxsplit=1)[0]
+    return bool(key) and (conf_dir() / key).is_dir()
+
+
+_shared_defaults: dict[tuple[str, tuple[str, ...]], DictConfig] | None = None
+
+
+@contextlib.contextmanager
+def shared_defaults() -> Iterator[None]:
+    """Within this block, configs of one kind with the same group options share the composition of their
+    defaults list (reading and merging the YAML files, most of a compose's cost): the planner composes a
+    study's hundreds of points in one such block, during which conf/ does not change."""
+    global _shared_defaults
+    previous, _shared_defaults = _shared_defaults, {}
+    try:
+        yield
+    finally:
+        _shared_defaults = previous
+
+
+def _composed_defaults(kind: str, options: tuple[str, ...]) -> DictConfig:
+    """conf/<kind>.yaml composed with its group options only: the defaults list merged, before any value is
+    set (a copy of the shared one inside `shared_defaults`)."""
     from hydra import compose as hydra_compose
+
+    if _shared_defaults is None:
+        return hydra_compose(config_name=kind, overrides=list(options))
+    if (kind, options) not in _shared_defaults:
+        _shared_defaults[kind, options] = hydra_compose(config_name=kind, overrides=list(options))
+    return copy.deepcopy(_shared_defaults[kind, options])
+
+
+def compose(kind: str, overrides: Sequence[str] = ()) -> DictConfig:
+    """Compose conf/<kind>.yaml with Hydra overrides; raises ConfigError naming the bad key or option.
+
+    As Hydra composes: the group options choose the defaults list, which is merged first, then every value
+    override is applied to the result with Hydra's own parser and setter, so the config is the one
+    `hydra.compose(kind, overrides)` returns; inside `shared_defaults` the first stage is shared between configs
+    with the same options."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
+    from hydra.types import RunMode
 
     check_choice("experiment kind", kind, kind_names())
+    options = tuple(o for o in overrides if _selects_an_option(o))
+    values = [o for o in overrides if not _selects_an_option(o)]
     try:
         with hydra_session():
-            return hydra_compose(config_name=kind, overrides=list(overrides))
+            cfg = _composed_defaults(kind, options)
+            parsed = OverridesParser.create().parse_overrides(overrides=values)
+            ConfigLoaderImpl.validate_sweep_overrides_legal(parsed, run_mode=RunMode.RUN, from_shell=False)
+            ConfigLoaderImpl._apply_overrides_to_config(parsed, cfg)
+            return cfg
     except (HydraException, OmegaConfBaseException) as error:
         raise explain(kind, error, overrides) from None
 
