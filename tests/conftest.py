@@ -11,6 +11,21 @@ ROOT = Path(__file__).resolve().parents[1]
 # A training config small enough for unit tests (gpt-tiny, 4 x 32 tokens per batch, eager quantizers).
 TRAIN_TINY = ["model=gpt-tiny", "model.context_length=32", "batch_size=4", "eval_windows=4", "compile_quant=false"]
 
+TRAIN_ID = "train/tiny-00000000"  # the tiny trained model the quant tests quantize
+QUANT_SMALL = ["eval_tokens=1024", "calibration_samples=4", f"source_id={TRAIN_ID}"]
+
+
+def train_tiny_source(root: Path):
+    """Train the tiny model (6 steps) into `root`'s results as TRAIN_ID, as a quant study's source: its config
+    and the path of its result.json. Run with `root` as the working directory."""
+    from tradeoffs.config import load_experiment
+    from tradeoffs.runner import run_experiment
+
+    train = load_experiment("train", [*TRAIN_TINY, "study=train", "steps=6", "eval_interval=6"])
+    source = root / f"results/{TRAIN_ID}/result.json"
+    assert run_experiment(TRAIN_ID, train, source, job_threads=1).status == "ok"
+    return train, source
+
 
 def copy_workflow(target: Path) -> Path:
     """Copy what a workflow run needs into `target` (results and reports start empty)."""

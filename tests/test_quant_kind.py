@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import TRAIN_TINY, copy_workflow
+from conftest import QUANT_SMALL, TRAIN_ID, TRAIN_TINY, copy_workflow, train_tiny_source
 from tradeoffs.config import load_experiment
 from tradeoffs.data import load_dataset
 from tradeoffs.errors import ConfigError
@@ -27,8 +27,6 @@ from tradeoffs.report.claims.verdicts import NOT_IN_SUITE
 from tradeoffs.results import collect
 from tradeoffs.runner import run_experiment
 
-TRAIN_ID = "train/tiny-00000000"
-SMALL = ["eval_tokens=1024", "calibration_samples=4", f"source_id={TRAIN_ID}"]
 RUNS = {  # id -> study and overrides
     "quant/rtn": ("gptq", ["method.name=rtn", "method.spec.weight_granularity=group", "method.spec.group_size=32"]),
     "quant/gptq": ("gptq", ["method.name=gptq", "method.spec.weight_granularity=group", "method.spec.group_size=32"]),
@@ -43,7 +41,7 @@ TABLE_PRODUCTS = ["quant_weight_only", "quant_outliers", "quant_shootout"]
 
 
 def _quant(study: str, overrides: list[str], train):
-    config = load_experiment("quant", [f"study={study}", *SMALL, *overrides])
+    config = load_experiment("quant", [f"study={study}", *QUANT_SMALL, *overrides])
     config.source = train
     return config
 
@@ -55,9 +53,7 @@ def runs(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)
         patch.delenv("TRADEOFFS_ROOT", raising=False)
-        train = load_experiment("train", [*TRAIN_TINY, "study=train", "steps=6", "eval_interval=6"])
-        source = root / f"results/{TRAIN_ID}/result.json"
-        assert run_experiment(TRAIN_ID, train, source, job_threads=1).status == "ok"
+        train, source = train_tiny_source(root)
         done, paths = {}, [source]
         for run_id, (study, overrides) in RUNS.items():
             config = _quant(study, overrides, train)
@@ -139,7 +135,7 @@ def test_the_claims_read_the_runs(runs):
 
 
 def _bad(overrides: list[str], train=None):
-    config = load_experiment("quant", [*SMALL, *overrides])
+    config = load_experiment("quant", [*QUANT_SMALL, *overrides])
     if train is not None:
         config.source = train
     return config

@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from conftest import TRAIN_TINY, copy_workflow
+from conftest import QUANT_SMALL, copy_workflow, train_tiny_source
 from tradeoffs.config import load_experiment
 from tradeoffs.errors import ConfigError
 from tradeoffs.evaluate import bits_per_weight
@@ -155,8 +155,6 @@ def test_quantize_searches_every_layer_and_counts_the_selector_bits():
 
 
 # ---------------------------------------------------------------------------------------- the quant kind
-TRAIN_ID = "train/tiny-00000000"
-SMALL = ["eval_tokens=1024", "calibration_samples=4", f"source_id={TRAIN_ID}"]
 W6 = ["method.spec.name=W6A16", "method.spec.weight_granularity=channel"]
 INT4_G32 = ["method.spec.weight=int4_asym", "method.spec.weight_granularity=group", "method.spec.group_size=32"]
 CHANNEL = ["method.spec.weight_granularity=channel"]
@@ -191,12 +189,10 @@ def kind_runs(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)
         patch.delenv("TRADEOFFS_ROOT", raising=False)
-        train = load_experiment("train", [*TRAIN_TINY, "study=train", "steps=6", "eval_interval=6"])
-        source = root / f"results/{TRAIN_ID}/result.json"
-        assert run_experiment(TRAIN_ID, train, source, job_threads=1).status == "ok"
+        train, source = train_tiny_source(root)
         got, ids, paths = {}, {}, [source]
         for name, (study, overrides) in KIND_RUNS.items():
-            config = load_experiment("quant", [f"study={study}", *SMALL, *overrides])
+            config = load_experiment("quant", [f"study={study}", *QUANT_SMALL, *overrides])
             config.source = train
             ids[name] = f"quant/{name}"
             paths.append(root / f"results/quant/{name}/result.json")

@@ -155,8 +155,9 @@ def compose(kind: str, overrides: Sequence[str] = ()) -> DictConfig:
     from hydra.types import RunMode
 
     check_choice("experiment kind", kind, kind_names())
-    options = tuple(o for o in overrides if _selects_an_option(o))
-    values = [o for o in overrides if not _selects_an_option(o)]
+    chooses = [_selects_an_option(o) for o in overrides]
+    options = tuple(o for o, option in zip(overrides, chooses, strict=True) if option)
+    values = [o for o, option in zip(overrides, chooses, strict=True) if not option]
     try:
         with hydra_session():
             cfg = _composed_defaults(kind, options)

@@ -209,18 +209,13 @@ def method_config(name: str, **values) -> MethodConfig:
     unknown = set(values) - set(valid)
     if unknown:
         raise ConfigError(f"method {name}: unknown keys {sorted(unknown)}; valid keys: {valid}")
-    if isinstance(values.get("gptq"), dict):
-        settings = [f.name for f in dataclasses.fields(GPTQ)]
-        unknown = set(values["gptq"]) - set(settings)
-        if unknown:
-            raise ConfigError(f"method {name}: unknown gptq keys {sorted(unknown)}; valid keys: {settings}")
-        values["gptq"] = GPTQ(**values["gptq"])
-    if isinstance(values.get("search"), dict):
-        settings = [f.name for f in dataclasses.fields(FormatSearch)]
-        unknown = set(values["search"]) - set(settings)
-        if unknown:
-            raise ConfigError(f"method {name}: unknown search keys {sorted(unknown)}; valid keys: {settings}")
-        values["search"] = FormatSearch(**values["search"])
+    for key, settings_cls in (("gptq", GPTQ), ("search", FormatSearch)):
+        if isinstance(values.get(key), dict):
+            settings = [f.name for f in dataclasses.fields(settings_cls)]
+            unknown = set(values[key]) - set(settings)
+            if unknown:
+                raise ConfigError(f"method {name}: unknown {key} keys {sorted(unknown)}; valid keys: {settings}")
+            values[key] = settings_cls(**values[key])
     return cls(**values)
 
 
