@@ -19,21 +19,31 @@ COMPUTE_OPTIMAL_RATIO = 20  # Hoffmann et al.: about 20 training tokens per para
 ISO_FLOP_TOLERANCE = 1.25  # the scaling_fit kind's default grouping of runs by compute
 
 
-@pytest.fixture(scope="module")
-def ladder(tmp_path_factory) -> list[dict]:
-    """The planned ladder runs with their N, D and C = 6ND; only the ladder and its fit are planned (composing the
-    whole suite takes minutes on a loaded 2-core machine)."""
-    root = copy_workflow(tmp_path_factory.mktemp("workstation"))
-    path = root / "conf" / "suite" / "workstation.yaml"
+def _planned(tmp_path_factory, suite_name: str, keep) -> list:
+    """The experiments of the suite's studies that `keep(study, kind)` selects, planned in a copy of the workflow
+    (composing every study of the workstation suite takes minutes on a loaded 2-core machine)."""
+    root = copy_workflow(tmp_path_factory.mktemp(suite_name))
+    path = root / "conf" / "suite" / f"{suite_name}.yaml"
     suite = yaml.safe_load(path.read_text())
-    suite["experiments"] = {k: suite["experiments"][k] for k in ("ladder", "scaling_law")}
+    suite["experiments"] = {k: v for k, v in suite["experiments"].items() if keep(k, (v or {}).get("kind", k))}
     path.write_text(yaml.safe_dump(suite))
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)
         patch.delenv("TRADEOFFS_ROOT", raising=False)
-        plan = build_plan("workstation")
-    (fit,) = plan.of_kind("scaling_fit")
-    runs = [e for e in plan.experiments if e.config["study"] == "ladder"]
+        return build_plan(suite_name).experiments
+
+
+@pytest.fixture(scope="module")
+def training(tmp_path_factory) -> list:
+    """The workstation suite's training runs (every study of the train kind) and the ladder's fit."""
+    return _planned(tmp_path_factory, "workstation", lambda study, kind: kind in ("train", "scaling_fit"))
+
+
+@pytest.fixture(scope="module")
+def ladder(training) -> list[dict]:
+    """The planned ladder runs with their N, D and C = 6ND."""
+    (fit,) = [e for e in training if e.kind == "scaling_fit"]
+    runs = [e for e in training if e.config["study"] == "ladder"]
     assert fit.inputs == tuple(e.result_path for e in runs)
     return [_run(e.config) for e in runs]
 
@@ -82,15 +92,14 @@ def test_each_low_precision_recipe_spans_a_decade_of_n_and_of_d(ladder):
         assert {(r["n"], r["tokens"]) for r in own} <= fp32  # a sub-grid: every point has its fp32 run
 
 
-@pytest.mark.slow  # composes every experiment of the suite (several hundred; minutes on a 2-core machine)
-def test_the_workstation_suite_plans_every_quick_study_with_sane_wall_times():
-    plan = build_plan("workstation")
-    quick = yaml.safe_load((ROOT / "conf" / "suite" / "quick.yaml").read_text())["experiments"]
-    assert set(quick) <= set(plan.studies())  # every product and claim of the quick suite exists
-    train = [e for e in plan.experiments if e.kind == "train"]
+def test_the_workstation_suite_holds_every_quick_study_with_sane_wall_times(training, tmp_path_factory):
+    studies = {name: ROOT / "conf" / "suite" / f"{name}.yaml" for name in ("quick", "workstation")}
+    quick, workstation = (set(yaml.safe_load(path.read_text())["experiments"]) for path in studies.values())
+    assert quick <= workstation  # every product and claim of the quick suite exists
+    train = [e for e in training if e.kind == "train"]
     assert all(e.job.threads == 1 and e.job.gpus == 0 for e in train)
     assert all(10 <= e.job.runtime <= 180 for e in train)  # minutes: ptq_base (6 CPU minutes measured) the longest
-    (base,) = [e.config for e in plan.experiments if e.config["study"] == "ptq_base"]
-    (quick_base,) = [e.config for e in build_plan("quick").experiments if e.config["study"] == "ptq_base"]
+    (base,) = [e.config for e in train if e.config["study"] == "ptq_base"]
+    (quick_base,) = [e.config for e in _planned(tmp_path_factory, "quick", lambda study, kind: study == "ptq_base")]
     parameters = [count_parameters(ModelConfig(**c["model"])).non_embedding for c in (base, quick_base)]
     assert parameters[0] >= 4 * parameters[1]
