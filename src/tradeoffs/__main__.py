@@ -21,6 +21,9 @@ reference NAME [...]     keep this run's GEMM/inference benchmarks as reports/re
 claims TABLE [--md M] [--csv C] [--against B]   decide the papers' claims (conf/claims.yaml) from the tidy
                          table; print the verdict counts, and with --against every part whose verdict
                          differs between TABLE and B, and why (tradeoffs.report.claims)
+compare RUN_A RUN_B [--ignore M ...]   compare two runs' outputs (project directories): every non-timing metric,
+                         claim verdict, figure's plotted data and table; exit 1 on any difference
+                         (tradeoffs.report.compare)
 """
 
 from __future__ import annotations
@@ -179,6 +182,12 @@ def _commands() -> argparse.ArgumentParser:
     claims.add_argument(
         "--against", type=Path, help="a second results table: list the parts whose verdict differs, and why"
     )
+    compare = sub.add_parser("compare", help="compare two runs' outputs, timings apart; exit 1 on any difference")
+    compare.add_argument("first", type=Path, help="a project directory after a run (results/, reports/)")
+    compare.add_argument("second", type=Path, help="the project directory of the other run")
+    compare.add_argument(
+        "--ignore", nargs="+", default=[], metavar="METRIC", help="metrics left out like timings (listed in the output)"
+    )
     return parser
 
 
@@ -277,6 +286,13 @@ def main(argv: list[str] | None = None) -> None:
                 print("wrote " + (", ".join(written) or "nothing (no --md, --csv, --summary)"))
             if args.against:
                 print(compare_claims(args.table, args.against, args.reference))
+        elif args.command == "compare":
+            from tradeoffs.report.compare import compare_runs
+
+            comparison = compare_runs(args.first, args.second, args.ignore)
+            print(comparison.text())
+            if comparison.differs:
+                sys.exit(1)
         elif args.command == "export":
             from tradeoffs.models.export import export_hf
             from tradeoffs.train.checkpoint import CheckpointError, model_from_checkpoint

@@ -1,7 +1,7 @@
 # Report products: one rule per figure and table whose experiment kind is in the plan.
-# Each writes PNG and SVG (figures) or CSV and Markdown (tables); report.html shows them under the paper they
-# reproduce. Captions for `snakemake --report` are in workflow/report/<name>.rst. Local rules: on a cluster they run
-# where Snakemake runs (seconds each), not as queued jobs.
+# Each writes PNG, SVG and the data it plots as CSV (figures) or CSV and Markdown (tables); report.html shows them
+# under the paper they reproduce. Captions for `snakemake --report` are in workflow/report/<name>.rst. Local rules:
+# on a cluster they run where Snakemake runs (seconds each), not as queued jobs.
 
 for figure_name in REPORT_FIGURES:
 
@@ -20,6 +20,7 @@ for figure_name in REPORT_FIGURES:
                 subcategory="Figures",
             ),
             svg=f"reports/figures/{figure_name}.svg",
+            data=f"reports/figures/{figure_name}.csv",
         log:
             f"results/logs/figure_{figure_name}.log",
         params:

@@ -14,7 +14,7 @@ import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tradeoffs.errors import check_choice
 
@@ -130,14 +130,10 @@ def planned_products(registry: dict[str, Product], studies: Sequence[str]) -> li
     return [name for name, product in registry.items() if set(product.studies) <= set(studies)]
 
 
-def _rows(product: Product, table: Path, reference: Sequence[Path]) -> pd.DataFrame:
+def _rows(product: Product, results: pd.DataFrame) -> pd.DataFrame:
     """The tidy table (with the reference sets) restricted to the product's studies, each required one present."""
-    import pandas as pd
-
     from tradeoffs.report.common import select, studies_of
-    from tradeoffs.report.reference import with_reference
 
-    results = with_reference(pd.read_parquet(table), reference)
     for study in product.studies:
         select(results, study, statuses=tuple(results["status"].unique()))
     return results[studies_of(results).isin([*product.studies, *product.optional])]
@@ -148,34 +144,54 @@ def _resolve(target: str) -> Callable:
     return getattr(importlib.import_module(module), function)
 
 
-def write_figure(name: str, table: Path, out: Path, reference: Sequence[Path] = ()) -> None:
-    """Draw figure `name` from the tidy table at `table`, and the reference sets `reference`, into `out` (PNG) and
-    beside it as SVG."""
-    import matplotlib.pyplot as plt
-
+def make(kind: str, name: str, results: pd.DataFrame) -> Any:
+    """Figure or table `name` (`kind` "figure" or "table") made from the tidy table `results`, reference sets
+    included: a matplotlib figure or a DataFrame."""
     from tradeoffs.report.common import make_product
 
+    registry = FIGURES if kind == "figure" else TABLES
+    check_choice(kind, name, registry)
+    product = registry[name]
+    return make_product(_resolve(product.target), _rows(product, results), product.studies, kind, product.optional)
+
+
+def product_csv(kind: str, made: Any) -> str:
+    """The CSV saved of a product `make` made: a table's cells as written to reports/tables/<name>.csv, a
+    figure's plotted data (tradeoffs.report.figure_data) as written beside it as <name>.csv."""
+    if kind == "table":
+        return made.to_csv(float_format="%.4g")
+    from tradeoffs.report.figure_data import figure_data
+
+    return figure_data(made).to_csv(index=False)
+
+
+def _results(table: Path, reference: Sequence[Path]) -> pd.DataFrame:
+    import pandas as pd
+
+    from tradeoffs.report.reference import with_reference
+
+    return with_reference(pd.read_parquet(table), reference)
+
+
+def write_figure(name: str, table: Path, out: Path, reference: Sequence[Path] = ()) -> None:
+    """Draw figure `name` from the tidy table at `table`, and the reference sets `reference`, into `out` (PNG),
+    beside it as SVG, and the data it plots beside it as CSV (tradeoffs.report.figure_data)."""
+    import matplotlib.pyplot as plt
+
     check_choice("figure", name, FIGURES)
-    product = FIGURES[name]
-    figure = make_product(
-        _resolve(product.target), _rows(product, table, reference), product.studies, "figure", product.optional
-    )
+    figure = make("figure", name, _results(table, reference))
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, dpi=130, bbox_inches="tight")
     figure.savefig(out.with_suffix(".svg"), bbox_inches="tight")
+    out.with_suffix(".csv").write_text(product_csv("figure", figure))
     plt.close(figure)
 
 
 def write_table_file(name: str, table: Path, out: Path, reference: Sequence[Path] = ()) -> None:
     """Write table `name` as CSV at `out` and as Markdown beside it, from the tidy table at `table` and the
     reference sets `reference`."""
-    from tradeoffs.report.common import make_product
-
     check_choice("table", name, TABLES)
-    product = TABLES[name]
-    frame = make_product(
-        _resolve(product.target), _rows(product, table, reference), product.studies, "table", product.optional
-    )
+    frame = make("table", name, _results(table, reference))
     out.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(out, float_format="%.4g")
+    out.write_text(product_csv("table", frame))
     out.with_suffix(".md").write_text(frame.to_markdown(floatfmt=".4g") + "\n")
