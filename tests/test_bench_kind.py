@@ -192,7 +192,7 @@ def test_bad_configs_fail_before_running(overrides, message):
 
 
 def test_report_products_from_real_results(tmp_path):
-    from tradeoffs.report.bench import gemm_figure, gemm_table, inference_table, qdq_table, roofline_figure
+    from tradeoffs.report import FIGURES, TABLES
     from tradeoffs.report.reference import export_reference, with_reference
 
     paths = [
@@ -206,15 +206,15 @@ def test_report_products_from_real_results(tmp_path):
         run(tmp_path, "benchmark=inference", "model=gpt-tiny", "prompt_length=8", "new_tokens=3")[1],
     ]
     results = collect(paths)
-    table = gemm_table(results)
+    table = TABLES["bench_gemm"].make(results)
     assert set(table.index.get_level_values("dtype")) == {"fp32", "int8", "fp8_e4m3"}
     assert (table["tflops"].dropna() > 0).all() and (table["repeats"].dropna() == 1).all()
     assert "CPU" in table.xs("fp8_e4m3", level="dtype")["kernel"].iloc[0]
-    assert qdq_table(results).loc[(slice(None), "mxint8", "fake_quant"), "Melem_per_s"].iloc[0] > 0
-    inference = inference_table(results)
+    assert TABLES["bench_qdq"].make(results).loc[(slice(None), "mxint8", "fake_quant"), "Melem_per_s"].iloc[0] > 0
+    inference = TABLES["bench_inference"].make(results)
     assert inference.loc[(slice(None), "gpt-tiny", "fp32", 1), "decode_tokens_per_s"].iloc[0] > 0
-    for make in (gemm_figure, roofline_figure):
-        figure = make(results)
+    for name in ("bench_gemm", "bench_roofline"):
+        figure = FIGURES[name].make(results)
         assert all(axis.get_ylabel() for axis in figure.axes) and any(axis.get_xlabel() for axis in figure.axes)
         figure.savefig(tmp_path / "figure.png")
 
@@ -228,11 +228,11 @@ def test_report_products_from_real_results(tmp_path):
         export_reference(collect_path, "x", ("train",), directory=reference_dir)
     with pytest.raises(ConfigError, match="reference name 'H100 SXM'"):
         export_reference(collect_path, "H100 SXM", directory=reference_dir)
-    both = gemm_table(with_reference(results, [reference_set]))
+    both = TABLES["bench_gemm"].make(with_reference(results, [reference_set]))
     hardware = set(both.index.get_level_values("hardware"))
     assert len(hardware) == 2 and any(h.endswith("(reference: other_cpu)") for h in hardware)
-    assert len(inference_table(with_reference(results, [reference_set]))) == 2 * len(inference)
-    roofline_figure(with_reference(results, [reference_set])).savefig(tmp_path / "roofline.png")
+    assert len(TABLES["bench_inference"].make(with_reference(results, [reference_set]))) == 2 * len(inference)
+    FIGURES["bench_roofline"].make(with_reference(results, [reference_set])).savefig(tmp_path / "roofline.png")
 
 
 def test_bench_gemm_cli_prints_speedups_and_the_autorange_check(tmp_path):

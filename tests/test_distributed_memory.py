@@ -262,15 +262,15 @@ def test_the_kind_records_bytes_beside_the_formula(distributed_table):
 
 @pytest.mark.slow
 def test_report_products_draw_from_the_runs(distributed_table, tmp_path):
-    from tradeoffs.report.distributed import comm_bytes_figure, zero_memory_figure, zero_memory_table
+    from tradeoffs.report import FIGURES, TABLES
 
     for name, figure in (
-        ("zero", zero_memory_figure(distributed_table)),
-        ("comm", comm_bytes_figure(distributed_table)),
+        ("zero", FIGURES["zero_memory"].make(distributed_table)),
+        ("comm", FIGURES["comm_bytes"].make(distributed_table)),
     ):
         figure.savefig(tmp_path / f"{name}.png")
         assert (tmp_path / f"{name}.png").stat().st_size > 10_000
-    table = zero_memory_table(distributed_table)
+    table = TABLES["zero_memory"].make(distributed_table)
     assert len(table) == 8
     assert table["counted_vs_formula"].tolist() == pytest.approx([1.0] * 8, rel=0.01)
     assert table["loss_minus_ddp"].abs().max() < 1e-5

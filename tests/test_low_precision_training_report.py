@@ -14,7 +14,7 @@ import pytest
 from conftest import TRAIN_TINY
 from tradeoffs.config import load_experiment
 from tradeoffs.fit import FitOptions
-from tradeoffs.report import FIGURES, PAPERS, TABLES
+from tradeoffs.report import FIGURES, TABLES
 from tradeoffs.report import low_precision_training as report
 from tradeoffs.results import collect
 from tradeoffs.runner import run_experiment
@@ -54,7 +54,7 @@ def qat_rows(noise: float = 0.002) -> pd.DataFrame:
 
 
 def test_the_qat_table_finds_the_planted_best_fraction_and_counts_diverged_runs():
-    table = report.qat_fraction_table(qat_rows(), FitOptions(n_bootstrap=50))
+    table = TABLES["qat_fraction"].make(qat_rows(), options=FitOptions(n_bootstrap=50))
     assert list(table.index.get_level_values("weights").unique()) == ["int8", "int4", "int2"]  # most bits first
     for (bits, steps), start in PLANTED_START.items():
         row = table.loc[(bits, steps)]
@@ -67,7 +67,7 @@ def test_the_qat_table_finds_the_planted_best_fraction_and_counts_diverged_runs(
 
 def test_the_qat_figure_draws_a_column_per_budget_and_a_line_per_width():
     rows = qat_rows()
-    figure = report.qat_fraction_figure(rows)
+    figure = FIGURES["qat_fraction"].make(rows)
     losses = [axis for axis in figure.axes if "tokens" in axis.get_title()]
     differences = [axis for axis in figure.axes if axis.get_xlabel().startswith("QAT start")]
     assert len(losses) == len(differences) == 2
@@ -97,7 +97,7 @@ def stability_rows() -> pd.DataFrame:
 
 
 def test_the_stability_table_has_each_series_rates_and_trend():
-    table = report.stability_table(stability_rows())
+    table = TABLES["stability_divergence"].make(stability_rows())
     mantissa, exponent = table.loc["mantissa"], table.loc["exponent"]
     assert list(mantissa.index) == ["e8m7", "e8m5", "e8m3", "e8m2", "e8m1"]
     assert list(exponent.index) == ["e8m3", "e6m3", "e5m3", "e4m3"]  # E8M3 heads both series
@@ -111,7 +111,7 @@ def test_the_stability_table_has_each_series_rates_and_trend():
 
 
 def test_the_stability_figure_draws_rates_and_losses_per_series():
-    figure = report.stability_figure(stability_rows())
+    figure = FIGURES["stability_divergence"].make(stability_rows())
     top = [axis for axis in figure.axes if axis.get_ylabel() == "diverged share of runs"]
     assert [axis.get_title().split(" (")[0] for axis in top] == ["fewer mantissa bits", "fewer exponent bits"]
     assert "trend z = " in top[0].get_title()
@@ -122,7 +122,7 @@ def test_a_non_minifloat_format_in_the_stability_study_is_named():
     rows = stability_rows()
     rows.loc[rows["id"] == "train/s-e8m7-0", "cfg.recipe.weight_format.element"] = "int4"
     with pytest.raises(ValueError, match="'int4' is not a minifloat"):
-        report.stability_table(rows)
+        TABLES["stability_divergence"].make(rows)
 
 
 def optimizer_rows() -> pd.DataFrame:
@@ -137,14 +137,14 @@ def optimizer_rows() -> pd.DataFrame:
 
 
 def test_the_optimizer_table_gives_each_seed_against_the_fp32_states_of_that_seed():
-    table = report.optimizer_fp8_table(optimizer_rows())
+    table = TABLES["optimizer_fp8"].make(optimizer_rows())
     assert list(table.index.get_level_values(0).unique()) == list(report.STATE_LABELS.values())
     expanded = table.loc["FP8 states, range expansion"]
     assert expanded.loc["0", "loss_vs_fp32_states"] == pytest.approx(2.01 / 2.0)
     assert expanded.loc["1", "loss_vs_fp32_states"] == pytest.approx(2.03 / 2.02)
     assert expanded.loc["mean", "final_val_loss"] == pytest.approx(2.02)
     assert table.loc[("FP32 states", "mean"), "state_bytes_per_parameter"] == 8.0
-    figure = report.optimizer_fp8_figure(optimizer_rows())
+    figure = FIGURES["optimizer_fp8"].make(optimizer_rows())
     ticks = [t.get_text().replace("\n", " ") for t in figure.axes[0].get_xticklabels()]
     assert ticks == list(report.STATE_LABELS.values())
     plt.close(figure)
@@ -154,7 +154,8 @@ def test_the_products_are_registered_under_their_papers():
     for name in ("qat_fraction", "stability_divergence", "optimizer_fp8"):
         assert FIGURES[name].target.startswith("tradeoffs.report.low_precision_training:")
         assert TABLES[name].target.startswith("tradeoffs.report.low_precision_training:")
-    assert PAPERS["optimizer_fp8"] == PAPERS["optimizer_states"] == "COAT (2025)"
+        assert FIGURES[name].paper == TABLES[name].paper
+    assert FIGURES["optimizer_fp8"].paper == FIGURES["memory_fp8_activations"].paper == "COAT (2025)"
 
 
 def test_real_runs_give_the_products_their_columns(workflow_dir):
@@ -170,13 +171,13 @@ def test_real_runs_give_the_products_their_columns(workflow_dir):
         paths.append(workflow_dir / f"results/train/{name}/result.json")
         run_experiment(f"train/{name}", config, paths[-1])
     table = collect(paths)
-    (ptq,) = report.qat_runs(table).itertuples()
+    (ptq,) = report.qat_runs(*FIGURES["qat_fraction"].frames(table).values()).itertuples()
     assert ptq.start == 1.0 and ptq.qat_fraction == 0.0 and ptq.status == "ok" and ptq.bits == "int4"
     assert math.isfinite(ptq.loss) and math.isfinite(ptq.unquantized) and ptq.loss != ptq.unquantized
     quantized = table[(table["id"] == "train/ptq") & (table["metric"] == "final_eval_quantized")]
     assert quantized["value"].tolist() == [1.0] and quantized["label.formats"].tolist() == ["weight int4"]
-    (diverged,) = report.stability_runs(table).itertuples()
+    (diverged,) = report.stability_runs(*FIGURES["stability_divergence"].frames(table).values()).itertuples()
     assert diverged.diverged and 0 < diverged.diverged_step < 40 and diverged.element == "e8m3"
-    (states,) = report.optimizer_runs(table).itertuples()
+    (states,) = report.optimizer_runs(*FIGURES["optimizer_fp8"].frames(table).values()).itertuples()
     assert states.states == "fp8_states" and states.expansion and math.isfinite(states.loss)
-    assert report.qat_fraction_table(table).iloc[0]["status"] == "too_few_runs"
+    assert TABLES["qat_fraction"].make(table).iloc[0]["status"] == "too_few_runs"

@@ -24,15 +24,8 @@ from tradeoffs.bench.timing import BenchConfig
 from tradeoffs.config import load_experiment
 from tradeoffs.errors import ConfigError, Unsupported
 from tradeoffs.models.gpt import GPT, ModelConfig
+from tradeoffs.report import FIGURES, TABLES
 from tradeoffs.report.claims import evaluate_claims, load_claims
-from tradeoffs.report.memory import (
-    attention_figure,
-    attention_table,
-    fp8_activations_figure,
-    fp8_activations_table,
-    recompute_figure,
-    recompute_table,
-)
 from tradeoffs.results import collect
 from tradeoffs.runner import run_experiment
 from tradeoffs.train.fp8_activations import dequantize_fp8, quantize_fp8, store_activations
@@ -257,11 +250,11 @@ def test_the_kinds_run_and_record_their_metrics(memory_table):
 
 
 def test_the_report_products_draw(memory_table):
-    for figure in (attention_figure, recompute_figure, fp8_activations_figure):
-        assert figure(memory_table).axes
-    assert len(attention_table(memory_table)) == 4
-    assert len(recompute_table(memory_table)) == 2
-    assert len(fp8_activations_table(memory_table)) == len(FP8_ARMS)
+    for figure in ("memory_attention", "memory_recompute", "memory_fp8_activations"):
+        assert FIGURES[figure].make(memory_table).axes
+    assert len(TABLES["memory_attention"].make(memory_table)) == 4
+    assert len(TABLES["memory_recompute"].make(memory_table)) == 2
+    assert len(TABLES["memory_fp8_activations"].make(memory_table)) == len(FP8_ARMS)
 
 
 def test_the_claims_decide_the_exact_parts(memory_table):

@@ -17,10 +17,9 @@ from tradeoffs.kinds import get_kind
 from tradeoffs.kinds.base import Job
 from tradeoffs.kinds.sources import load_trained_model
 from tradeoffs.nondeterminism import prompt_windows, run_study
-from tradeoffs.report import write_figure, write_table_file
+from tradeoffs.report import TABLES, write_figure, write_table_file
 from tradeoffs.report.claims import evaluate_claims, load_claims
 from tradeoffs.report.claims.verdicts import NOT_IN_SUITE
-from tradeoffs.report.nondeterminism import divergence_table
 from tradeoffs.results import collect
 from tradeoffs.runner import run_experiment
 
@@ -86,7 +85,7 @@ def test_the_report_draws_and_tabulates_the_runs(runs, tmp_path):
 
     written = pd.read_csv(tmp_path / "divergence.csv", index_col=[0, 1])
     assert list(written.index) == [(p, q) for p in PRECISIONS for q in RAN]  # precisions, then the config's order
-    frame = divergence_table(table)
+    frame = TABLES["nondeterminism_divergence"].make(table)
     rows = table[table["cfg.study"] == "nondeterminism"]
     positions = rows[rows["metric"] == "first_divergence_position"]
     diverged = positions.groupby(["label.precision", "label.perturbation"])["value"].count()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 
 from conftest import ROOT
@@ -18,11 +20,27 @@ def test_products_resolve_and_have_captions(registry, caption):
         assert (ROOT / "workflow" / "report" / caption.format(name)).is_file(), name
 
 
+@pytest.mark.parametrize("registry", [FIGURES, TABLES])
+def test_a_product_function_takes_exactly_its_reads(registry):
+    """The registry hands a product its frames by read name; anything else the function takes has a default."""
+    for name, product in registry.items():
+        parameters = inspect.signature(_resolve(product.target)).parameters.values()
+        assert [p.name for p in parameters if p.default is p.empty] == list(product.reads), name
+
+
+def test_a_products_studies_are_its_reads():
+    roofline = FIGURES["bench_roofline"]
+    assert (roofline.studies, roofline.optional) == (("gemm",), ("bandwidth",))
+    assert FIGURES["numerics_crest"].studies == ("crossover", "numerics")
+    assert TABLES["bench_gemm"].studies == ("gemm",)  # two reads of one study
+
+
 def test_a_product_fails_naming_a_missing_study_or_metric():
     import pandas as pd
 
     from tradeoffs.errors import ConfigError
     from tradeoffs.report.common import select
+    from tradeoffs.report.reads import Rows
 
     table = pd.DataFrame(
         {"id": ["a", "a"], "kind": ["numerics"] * 2, "status": ["ok"] * 2, "metric": ["qsnr_db", "bias"]}
@@ -33,3 +51,9 @@ def test_a_product_fails_naming_a_missing_study_or_metric():
     with pytest.raises(ConfigError, match=r"study 'numerics' has no metric 'alignment'.*their metrics: bias, qsnr_db"):
         select(table, "numerics", metrics=["alignment"])
     assert select(table, "bandwidth", required=False).empty
+    assert Rows("numerics", metric=("bias",)).rows(table)["metric"].tolist() == ["bias"]
+    with pytest.raises(ConfigError, match=r"study 'numerics' has no metric 'alignment'"):
+        Rows("numerics", requires=("alignment",)).rows(table)
+    with pytest.raises(ConfigError, match=r"no runs of study 'gemm'"):
+        Rows("gemm").rows(table)
+    assert Rows("gemm", optional=True).rows(table).empty

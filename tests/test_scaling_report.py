@@ -18,16 +18,8 @@ from tradeoffs.config import load_experiment
 from tradeoffs.fit import quartet_loss
 from tradeoffs.models import ModelConfig, count_parameters
 from tradeoffs.plan import build_plan
-from tradeoffs.report import write_figure, write_table_file
-from tradeoffs.report.scaling import (
-    frontier_figure,
-    iso_flop_figure,
-    iso_flop_slices,
-    iso_flop_table,
-    ladder_figure,
-    ladder_fits_table,
-    lower_envelope,
-)
+from tradeoffs.report import FIGURES, TABLES, write_figure, write_table_file
+from tradeoffs.report.scaling import iso_flop_slices, lower_envelope
 from tradeoffs.results import Metric, ResultRecord, collect, write_result
 from tradeoffs.runner import run_experiment
 
@@ -36,7 +28,7 @@ def test_ladder_products_from_the_fit_studys_rows(workflow_dir):
     """The fitted-parameters table beside the papers' constants, and the two figures, from a ladder drawn from
     Quartet's law and the scaling_fit kind's rows on it (written and read through the product registry)."""
     results = fit_ladder(workflow_dir, write_ladder(workflow_dir))
-    table = ladder_fits_table(results)
+    table = TABLES["scaling_ladder_fits"].make(results)
     quartet = table.loc["quartet"]
     for parameter in ("alpha", "beta", "gamma"):
         row = quartet.loc[("fp32", parameter)]
@@ -91,17 +83,17 @@ def test_approach_2_identification_and_holdout_products(workflow_dir):
     """On a ladder laid out in iso-FLOP groups: Approach 2's table and figure, the identification and holdout
     rows of the fitted-parameters table, the held-out runs named in the frontier figure."""
     results = fit_ladder(workflow_dir, write_iso_flop_ladder(workflow_dir), "n_bootstrap=40")
-    groups = iso_flop_table(results)
+    groups = TABLES["scaling_iso_flop"].make(results)
     assert len(groups) == 8 and set(groups["status"]) == {"ok"} and (groups["sizes"] == 5).all()
     fp32 = groups.loc["fp32"]
     assert (fp32["n_opt_low"] < fp32["n_opt"]).all() and (fp32["n_opt"] < fp32["n_opt_high"]).all()
-    table = ladder_fits_table(results)
+    table = TABLES["scaling_ladder_fits"].make(results)
     assert table.loc[("iso_flop", "fp32", "n_opt_exponent"), "paper"] == 0.49
     assert 0.3 < table.loc[("iso_flop", "fp32", "n_opt_exponent"), "value"] < 0.7
     assert table.loc[("quartet", "fp32", "alpha"), "identified"] == "yes"  # N spans 1.6 decades over 20 sizes
     holdout = table.loc[("quartet holdout", "all", "holdout_rmse_log")]
     assert holdout["status"] == "ok" and 0 < holdout["value"] < 0.05 and holdout["runs"] == 10
-    assert "held-out" in frontier_figure(results).axes[0].get_title()
+    assert "held-out" in FIGURES["scaling_frontier"].make(results).axes[0].get_title()
     parquet = workflow_dir / "results" / "results.parquet"
     results.to_parquet(parquet)
     out = workflow_dir / "reports" / "figures" / "scaling_iso_flop.png"
@@ -122,19 +114,24 @@ def test_iso_flop_slices_and_the_lower_envelope():
 def test_too_few_runs_are_rows_of_the_table_and_the_figures_name_the_fits_not_drawn(workflow_dir):
     ids = write_ladder(workflow_dir, {"fp32": (1, 1), "mxfp4": (0.6, 0.9)}, sizes=(5e4, 2e5), ratios=(2, 20))
     results = fit_ladder(workflow_dir, ids)
-    table = ladder_fits_table(results)
+    table = TABLES["scaling_ladder_fits"].make(results)
     assert set(table.loc[("quartet", "fp32"), "status"]) == {"too_few_runs"}
     assert set(table.loc[("chinchilla", "fp32"), "status"]) == {"too_few_runs"}
     assert "4 runs for 5 parameters" in table.loc[("chinchilla", "fp32"), "reason"].iloc[0]
     assert table["value"].isna().all() and table["r2"].isna().all()
     note = "chinchilla too_few_runs; quartet too_few_runs"
-    assert note in ladder_figure(results).get_suptitle() and note in frontier_figure(results).get_suptitle()
+    assert (
+        note in FIGURES["scaling_ladder"].make(results).get_suptitle()
+        and note in FIGURES["scaling_frontier"].make(results).get_suptitle()
+    )
     assert (
         "not identified by these runs: chinchilla fp32: 4 runs for 5 parameters"
-        in ladder_figure(results).get_suptitle()
+        in FIGURES["scaling_ladder"].make(results).get_suptitle()
     )
     assert set(table.loc[("chinchilla", "fp32"), "identified"]) == {"no"}
-    assert "no iso-FLOP group has 3 model sizes" in iso_flop_figure(results).axes[1].texts[0].get_text()
+    assert (
+        "no iso-FLOP group has 3 model sizes" in FIGURES["scaling_iso_flop"].make(results).axes[1].texts[0].get_text()
+    )
 
 
 def test_a_train_run_records_its_parameters_tokens_and_compute(workflow_dir):

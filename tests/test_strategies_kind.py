@@ -12,8 +12,8 @@ import pytest
 from tradeoffs.config import load_experiment
 from tradeoffs.errors import ConfigError
 from tradeoffs.models.scaling import scale
+from tradeoffs.report import FIGURES, TABLES
 from tradeoffs.report.claims import evaluate_claims, load_claims
-from tradeoffs.report.scaling import strategies_figure, strategies_table
 from tradeoffs.results import collect
 from tradeoffs.runner import run_experiment
 
@@ -71,7 +71,7 @@ def test_runs_record_the_counts_of_the_scaled_model_and_a_step_time(strategy_tab
 
 
 def test_exponent_table_has_the_papers_activation_exponents_within_its_intervals(strategy_table):
-    table = strategies_table(strategy_table)
+    table = TABLES["scaling_strategies"].make(strategy_table)
     activations = table.xs("activations", level="quantity")
     for base in ("GPT", "CNN"):
         width, depth = activations.loc[(base, "width")], activations.loc[(base, "depth")]
@@ -83,7 +83,7 @@ def test_exponent_table_has_the_papers_activation_exponents_within_its_intervals
 
 
 def test_figure_draws_activations_and_step_time_per_base_log_log(strategy_table, tmp_path):
-    figure = strategies_figure(strategy_table)
+    figure = FIGURES["scaling_strategies"].make(strategy_table)
     axes = figure.axes
     assert len(axes) == 4
     for axis in axes:

@@ -1,22 +1,24 @@
 """Report products (figures and tables) drawn from the tidy results table only, with the reference sets of
 reports/reference/ (other machines' benchmark runs, tradeoffs.report.reference) beside it.
 
-FIGURES and TABLES map a product name to a Product: the studies it reads and the function that makes it.
-workflow/rules/report.smk makes one rule per product whose studies are in the plan, with the caption
-workflow/report/<name>.rst. A product gets its rows through tradeoffs.report.common.select; a product one of
-whose studies has no successful run is the statement "no successful runs of study ..." with those runs
+FIGURES and TABLES map a product name to a Product: the function that makes it, the paper it belongs to and
+its named reads (tradeoffs.report.reads.Rows), which the registry selects from the table and hands the
+function as frames by name; its studies are its reads'. workflow/rules/report.smk makes one rule per product
+whose studies are in the plan, with the caption workflow/report/<name>.rst. A product one of whose studies has
+no successful run is the statement "no successful runs of study ..." with those runs
 (tradeoffs.report.common.make_product).
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tradeoffs.errors import check_choice
+from tradeoffs.report.reads import Rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -24,104 +26,218 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Product:
-    """A figure or table: the studies whose rows it reads (it is made when all are planned; `optional` ones are
-    drawn when present) and the "module:function" that makes it from the tidy table."""
+    """A figure or table: the "module:function" that makes it, the paper it reproduces (report.html shows it
+    under that category) and its named reads, each handed to the function as a frame under its name. Its studies
+    are those of its reads: it is made when every required one is planned; optional ones are drawn when present."""
 
-    studies: tuple[str, ...]
     target: str
-    optional: tuple[str, ...] = ()
+    paper: str
+    reads: Mapping[str, Rows]
 
     @property
-    def paper(self) -> str:
-        """The report category the product is shown under: the paper its first study reproduces."""
-        return PAPERS.get(self.studies[0], "Other studies")
+    def studies(self) -> tuple[str, ...]:
+        """The studies of its required reads, in their order."""
+        return tuple(dict.fromkeys(read.study for read in self.reads.values() if not read.optional))
+
+    @property
+    def optional(self) -> tuple[str, ...]:
+        """The studies only its optional reads read."""
+        optional = (read.study for read in self.reads.values() if read.optional)
+        return tuple(study for study in dict.fromkeys(optional) if study not in self.studies)
+
+    def frames(self, results: pd.DataFrame) -> dict[str, pd.DataFrame]:
+        """Its reads' rows of the tidy table `results`, by name."""
+        return {name: read.rows(results) for name, read in self.reads.items()}
+
+    def make(self, results: pd.DataFrame, **settings: Any) -> Any:
+        """The figure or table its function makes from its reads of `results` (and keyword `settings`)."""
+        return _resolve(self.target)(**self.frames(results), **settings)
 
 
-# The paper (report category) each study's products belong to, as report.html groups them.
-PAPERS: dict[str, str] = {
-    "numerics": "INT v.s. FP (2025)",
-    "crossover": "INT v.s. FP (2025)",
-    "capture": "INT v.s. FP (2025)",
-    "quantizer": "Quartet (2025)",
-    "lmul": "Addition is All You Need (L-Mul, 2024)",
-    "gemm": "Benchmarking the Hopper GPU (2024)",
-    "qdq": "Benchmarking the Hopper GPU (2024)",
-    "inference": "Benchmarking the Hopper GPU (2024)",
-    "train": "Megatron-LM, MegaScale (MFU)",
-    "gptq": "GPTQ (2023)",
-    "outliers": "LLM.int8() (2022)",
-    "ptq": "Give Me BF16 or Give Me Death (2024)",
-    "nondeterminism": "Give Me FP32 or Give Me Death (2025)",
-    "strategies": "Fast and Accurate Model Scaling (2021)",
-    "ladder": "Quartet (2025)",
-    "scaling_law": "Quartet (2025)",
-    "qat_fraction": "Compute-Optimal QAT (2025)",
-    "stability": "To FP8 and Back Again (2024)",
-    "optimizer_states": "COAT (2025)",
-    "optimizer_fp8": "COAT (2025)",
-    "attention_memory": "FlashAttention (2022), FlashAttention-2 (2023)",
-    "recompute": "Megatron-LM (2021), activation recomputation (2022)",
-    "fp8_activations": "COAT (2025)",
-    "zero_memory": "ZeRO (2020)",
-    "comm_compression": "1-bit Adam (2021)",
-    "fp6_weights": "ZeroQuant(4+2) (2023)",
-    "fp4_weights": "LLM-FP4 (2023)",
+# The papers: the categories report.html groups products under (claims name theirs in conf/claims.yaml).
+INT_VS_FP = "INT v.s. FP (2025)"
+QUARTET = "Quartet (2025)"
+LMUL = "Addition is All You Need (L-Mul, 2024)"
+HOPPER = "Benchmarking the Hopper GPU (2024)"
+MFU = "Megatron-LM, MegaScale (MFU)"
+GPTQ = "GPTQ (2023)"
+LLM_INT8 = "LLM.int8() (2022)"
+BF16_OR_DEATH = "Give Me BF16 or Give Me Death (2024)"
+FP32_OR_DEATH = "Give Me FP32 or Give Me Death (2025)"
+MODEL_SCALING = "Fast and Accurate Model Scaling (2021)"
+QAT = "Compute-Optimal QAT (2025)"
+FP8_AND_BACK = "To FP8 and Back Again (2024)"
+COAT = "COAT (2025)"
+FLASH_ATTENTION = "FlashAttention (2022), FlashAttention-2 (2023)"
+RECOMPUTATION = "Megatron-LM (2021), activation recomputation (2022)"
+ZERO = "ZeRO (2020)"
+ONEBIT_ADAM = "1-bit Adam (2021)"
+ZEROQUANT_FP6 = "ZeroQuant(4+2) (2023)"
+LLM_FP4 = "LLM-FP4 (2023)"
+
+# The reads several products share. The metrics of `requires` must be in a study's runs.
+BENCH = ("ok", "invalid")  # a benchmark run whose timing is invalid is still drawn, flagged
+TRAINED = ("ok", "diverged")
+SCORE_METRICS = ("loss", "perplexity", "loss_change", "kl", "top1_agreement", "bits_per_weight", "memory_bytes")
+STRATEGY_METRICS = ("flops", "activations", "parameters", "flops_factor", "time_median_s")
+NUMERICS = {"numerics": Rows("numerics")}
+CREST = {"crossover": Rows("crossover"), "numerics": Rows("numerics")}
+GEMM = {"gemm": Rows("gemm", BENCH), "unsupported": Rows("gemm", ("unsupported",))}
+LADDER = {
+    "ladder": Rows("ladder", TRAINED, requires=("non_embedding_parameters", "training_tokens")),
+    "scaling_law": Rows("scaling_law", requires=("fit_parameter",)),
 }
+FITS = {"scaling_law": LADDER["scaling_law"]}
+NONDETERMINISM = ("agreement_at_position", "first_divergence_position", "max_logit_difference")
+DIVERGENCE = ("identical_fraction", "bitwise_identical_fraction", "first_divergence_position")
+ZERO_STATES = ("model_state_bytes", "model_state_formula_bytes", "peak_rss_max", "final_train_loss")
+FP8_ACTIVATIONS = ("activation_bytes", "final_val_loss", "training_bytes")
+
+
+def _quant(*studies: str) -> dict[str, Rows]:
+    return {study: Rows(study, requires=SCORE_METRICS) for study in studies}
+
+
+def _trained(study: str) -> dict[str, Rows]:
+    return {study: Rows(study, TRAINED, requires=("training_tokens",))}
+
 
 # Functions are imported on use, so the Snakefile can read these registries without importing matplotlib.
 FIGURES: dict[str, Product] = {
-    "numerics_qsnr": Product(("numerics",), "tradeoffs.report.numerics:qsnr_figure"),
-    "numerics_crest": Product(("crossover", "numerics"), "tradeoffs.report.numerics:crest_figure"),
-    "numerics_quantizer": Product(("quantizer",), "tradeoffs.report.numerics:quantizer_figure"),
-    "numerics_lmul": Product(("lmul",), "tradeoffs.report.numerics:lmul_figure"),
-    "bench_gemm": Product(("gemm",), "tradeoffs.report.bench:gemm_figure"),
-    "bench_roofline": Product(("gemm",), "tradeoffs.report.bench:roofline_figure", optional=("bandwidth",)),
-    "train_loss": Product(("train",), "tradeoffs.report.train:loss_figure"),
-    "numerics_capture": Product(("capture",), "tradeoffs.report.numerics:capture_figure"),
-    "nondeterminism_agreement": Product(("nondeterminism",), "tradeoffs.report.nondeterminism:agreement_figure"),
-    "scaling_strategies": Product(("strategies",), "tradeoffs.report.scaling:strategies_figure"),
-    "scaling_ladder": Product(("ladder", "scaling_law"), "tradeoffs.report.scaling:ladder_figure"),
-    "scaling_frontier": Product(("ladder", "scaling_law"), "tradeoffs.report.scaling:frontier_figure"),
-    "scaling_iso_flop": Product(("ladder", "scaling_law"), "tradeoffs.report.scaling:iso_flop_figure"),
-    "quant_weight_only": Product(("gptq",), "tradeoffs.report.quant:weight_only_figure"),
-    "quant_outliers": Product(("outliers",), "tradeoffs.report.quant:outliers_figure"),
-    "quant_pareto": Product(("ptq",), "tradeoffs.report.quant:pareto_figure", optional=("gemm",)),
-    "qat_fraction": Product(("qat_fraction",), "tradeoffs.report.low_precision_training:qat_fraction_figure"),
-    "stability_divergence": Product(("stability",), "tradeoffs.report.low_precision_training:stability_figure"),
-    "optimizer_fp8": Product(("optimizer_fp8",), "tradeoffs.report.low_precision_training:optimizer_fp8_figure"),
-    "memory_attention": Product(("attention_memory",), "tradeoffs.report.memory:attention_figure"),
-    "memory_recompute": Product(("recompute",), "tradeoffs.report.memory:recompute_figure"),
-    "memory_fp8_activations": Product(("fp8_activations",), "tradeoffs.report.memory:fp8_activations_figure"),
-    "quant_weight_formats": Product(("fp6_weights", "fp4_weights"), "tradeoffs.report.quant:weight_formats_figure"),
-    "zero_memory": Product(("zero_memory",), "tradeoffs.report.distributed:zero_memory_figure"),
-    "comm_bytes": Product(("comm_compression",), "tradeoffs.report.distributed:comm_bytes_figure"),
+    "numerics_qsnr": Product("tradeoffs.report.numerics:qsnr_figure", INT_VS_FP, NUMERICS),
+    "numerics_crest": Product("tradeoffs.report.numerics:crest_figure", INT_VS_FP, CREST),
+    "numerics_quantizer": Product(
+        "tradeoffs.report.numerics:quantizer_figure", QUARTET, {"quantizer": Rows("quantizer")}
+    ),
+    "numerics_lmul": Product(
+        "tradeoffs.report.numerics:lmul_figure", LMUL, {"lmul": Rows("lmul", metric=("mean_relative_error",))}
+    ),
+    "bench_gemm": Product("tradeoffs.report.bench:gemm_figure", HOPPER, GEMM),
+    "bench_roofline": Product(
+        "tradeoffs.report.bench:roofline_figure",
+        HOPPER,
+        {"gemm": GEMM["gemm"], "bandwidth": Rows("bandwidth", BENCH, optional=True)},
+    ),
+    "train_loss": Product("tradeoffs.report.train:loss_figure", MFU, {"train": Rows("train", TRAINED)}),
+    "numerics_capture": Product("tradeoffs.report.numerics:capture_figure", INT_VS_FP, {"capture": Rows("capture")}),
+    "nondeterminism_agreement": Product(
+        "tradeoffs.report.nondeterminism:agreement_figure",
+        FP32_OR_DEATH,
+        {"nondeterminism": Rows("nondeterminism", requires=NONDETERMINISM)},
+    ),
+    "scaling_strategies": Product(
+        "tradeoffs.report.scaling:strategies_figure",
+        MODEL_SCALING,
+        {"strategies": Rows("strategies", BENCH, requires=STRATEGY_METRICS)},
+    ),
+    "scaling_ladder": Product("tradeoffs.report.scaling:ladder_figure", QUARTET, LADDER),
+    "scaling_frontier": Product("tradeoffs.report.scaling:frontier_figure", QUARTET, LADDER),
+    "scaling_iso_flop": Product("tradeoffs.report.scaling:iso_flop_figure", QUARTET, LADDER),
+    "quant_weight_only": Product("tradeoffs.report.quant:weight_only_figure", GPTQ, _quant("gptq")),
+    "quant_outliers": Product("tradeoffs.report.quant:outliers_figure", LLM_INT8, _quant("outliers")),
+    "quant_pareto": Product(
+        "tradeoffs.report.quant:pareto_figure",
+        BF16_OR_DEATH,
+        {**_quant("ptq"), "gemm": Rows("gemm", optional=True)},
+    ),
+    "qat_fraction": Product(
+        "tradeoffs.report.low_precision_training:qat_fraction_figure", QAT, _trained("qat_fraction")
+    ),
+    "stability_divergence": Product(
+        "tradeoffs.report.low_precision_training:stability_figure", FP8_AND_BACK, _trained("stability")
+    ),
+    "optimizer_fp8": Product(
+        "tradeoffs.report.low_precision_training:optimizer_fp8_figure", COAT, _trained("optimizer_fp8")
+    ),
+    "memory_attention": Product(
+        "tradeoffs.report.memory:attention_figure",
+        FLASH_ATTENTION,
+        {"attention_memory": Rows("attention_memory", requires=("saved_bytes", "peak_bytes", "time_median_s"))},
+    ),
+    "memory_recompute": Product(
+        "tradeoffs.report.memory:recompute_figure",
+        RECOMPUTATION,
+        {"recompute": Rows("recompute", requires=("time_ratio", "saved_ratio"))},
+    ),
+    "memory_fp8_activations": Product(
+        "tradeoffs.report.memory:fp8_activations_figure",
+        COAT,
+        {"fp8_activations": Rows("fp8_activations", requires=FP8_ACTIVATIONS)},
+    ),
+    "quant_weight_formats": Product(
+        "tradeoffs.report.quant:weight_formats_figure", ZEROQUANT_FP6, _quant("fp6_weights", "fp4_weights")
+    ),
+    "zero_memory": Product(
+        "tradeoffs.report.distributed:zero_memory_figure",
+        ZERO,
+        {"zero_memory": Rows("zero_memory", requires=(*ZERO_STATES, "train_loss"))},
+    ),
+    "comm_bytes": Product(
+        "tradeoffs.report.distributed:comm_bytes_figure",
+        ONEBIT_ADAM,
+        {"comm_compression": Rows("comm_compression", requires=("bytes_sent", "train_loss", "total_bytes_sent"))},
+    ),
 }
 TABLES: dict[str, Product] = {
-    "numerics_qsnr": Product(("numerics",), "tradeoffs.report.numerics:qsnr_table"),
-    "numerics_crossover": Product(("crossover", "numerics"), "tradeoffs.report.numerics:crossover_table"),
-    "numerics_quantizer": Product(("quantizer",), "tradeoffs.report.numerics:quantizer_table"),
-    "numerics_lmul": Product(("lmul",), "tradeoffs.report.numerics:lmul_table"),
-    "bench_gemm": Product(("gemm",), "tradeoffs.report.bench:gemm_table"),
-    "bench_qdq": Product(("qdq",), "tradeoffs.report.bench:qdq_table"),
-    "bench_inference": Product(("inference",), "tradeoffs.report.bench:inference_table"),
-    "train_recipes": Product(("train",), "tradeoffs.report.train:recipe_table"),
-    "numerics_capture": Product(("capture",), "tradeoffs.report.numerics:capture_table"),
-    "nondeterminism_divergence": Product(("nondeterminism",), "tradeoffs.report.nondeterminism:divergence_table"),
-    "scaling_strategies": Product(("strategies",), "tradeoffs.report.scaling:strategies_table"),
-    "scaling_ladder_fits": Product(("scaling_law",), "tradeoffs.report.scaling:ladder_fits_table"),
-    "scaling_iso_flop": Product(("scaling_law",), "tradeoffs.report.scaling:iso_flop_table"),
-    "quant_weight_only": Product(("gptq",), "tradeoffs.report.quant:weight_only_table"),
-    "quant_outliers": Product(("outliers",), "tradeoffs.report.quant:outliers_table"),
-    "quant_shootout": Product(("ptq",), "tradeoffs.report.quant:shootout_table"),
-    "qat_fraction": Product(("qat_fraction",), "tradeoffs.report.low_precision_training:qat_fraction_table"),
-    "stability_divergence": Product(("stability",), "tradeoffs.report.low_precision_training:stability_table"),
-    "optimizer_fp8": Product(("optimizer_fp8",), "tradeoffs.report.low_precision_training:optimizer_fp8_table"),
-    "memory_attention": Product(("attention_memory",), "tradeoffs.report.memory:attention_table"),
-    "memory_recompute": Product(("recompute",), "tradeoffs.report.memory:recompute_table"),
-    "memory_fp8_activations": Product(("fp8_activations",), "tradeoffs.report.memory:fp8_activations_table"),
-    "quant_fp6_weights": Product(("fp6_weights",), "tradeoffs.report.quant:fp6_weights_table"),
-    "quant_fp4_weights": Product(("fp4_weights",), "tradeoffs.report.quant:fp4_weights_table"),
-    "zero_memory": Product(("zero_memory",), "tradeoffs.report.distributed:zero_memory_table"),
+    "numerics_qsnr": Product("tradeoffs.report.numerics:qsnr_table", INT_VS_FP, NUMERICS),
+    "numerics_crossover": Product("tradeoffs.report.numerics:crossover_table", INT_VS_FP, CREST),
+    "numerics_quantizer": Product(
+        "tradeoffs.report.numerics:quantizer_table", QUARTET, {"quantizer": Rows("quantizer")}
+    ),
+    "numerics_lmul": Product("tradeoffs.report.numerics:lmul_table", LMUL, FIGURES["numerics_lmul"].reads),
+    "bench_gemm": Product("tradeoffs.report.bench:gemm_table", HOPPER, GEMM),
+    "bench_qdq": Product("tradeoffs.report.bench:qdq_table", HOPPER, {"qdq": Rows("qdq", BENCH)}),
+    "bench_inference": Product(
+        "tradeoffs.report.bench:inference_table", HOPPER, {"inference": Rows("inference", BENCH)}
+    ),
+    "train_recipes": Product("tradeoffs.report.train:recipe_table", MFU, {"train": Rows("train", TRAINED)}),
+    "numerics_capture": Product("tradeoffs.report.numerics:capture_table", INT_VS_FP, {"capture": Rows("capture")}),
+    "nondeterminism_divergence": Product(
+        "tradeoffs.report.nondeterminism:divergence_table",
+        FP32_OR_DEATH,
+        {
+            "nondeterminism": Rows(
+                "nondeterminism", requires=(*DIVERGENCE, "max_logit_difference", "min_reference_margin")
+            )
+        },
+    ),
+    "scaling_strategies": Product(
+        "tradeoffs.report.scaling:strategies_table", MODEL_SCALING, FIGURES["scaling_strategies"].reads
+    ),
+    "scaling_ladder_fits": Product("tradeoffs.report.scaling:ladder_fits_table", QUARTET, FITS),
+    "scaling_iso_flop": Product("tradeoffs.report.scaling:iso_flop_table", QUARTET, FITS),
+    "quant_weight_only": Product("tradeoffs.report.quant:weight_only_table", GPTQ, _quant("gptq")),
+    "quant_outliers": Product("tradeoffs.report.quant:outliers_table", LLM_INT8, _quant("outliers")),
+    "quant_shootout": Product("tradeoffs.report.quant:shootout_table", BF16_OR_DEATH, _quant("ptq")),
+    "qat_fraction": Product(
+        "tradeoffs.report.low_precision_training:qat_fraction_table", QAT, _trained("qat_fraction")
+    ),
+    "stability_divergence": Product(
+        "tradeoffs.report.low_precision_training:stability_table", FP8_AND_BACK, _trained("stability")
+    ),
+    "optimizer_fp8": Product(
+        "tradeoffs.report.low_precision_training:optimizer_fp8_table", COAT, _trained("optimizer_fp8")
+    ),
+    "memory_attention": Product(
+        "tradeoffs.report.memory:attention_table",
+        FLASH_ATTENTION,
+        {"attention_memory": Rows("attention_memory", requires=("memory_slope",))},
+    ),
+    "memory_recompute": Product(
+        "tradeoffs.report.memory:recompute_table",
+        RECOMPUTATION,
+        {"recompute": Rows("recompute", requires=("saved_bytes", "mfu", "hfu", "time_ratio", "saved_ratio"))},
+    ),
+    "memory_fp8_activations": Product(
+        "tradeoffs.report.memory:fp8_activations_table", COAT, FIGURES["memory_fp8_activations"].reads
+    ),
+    "quant_fp6_weights": Product("tradeoffs.report.quant:fp6_weights_table", ZEROQUANT_FP6, _quant("fp6_weights")),
+    "quant_fp4_weights": Product("tradeoffs.report.quant:fp4_weights_table", LLM_FP4, _quant("fp4_weights")),
+    "zero_memory": Product(
+        "tradeoffs.report.distributed:zero_memory_table",
+        ZERO,
+        {"zero_memory": Rows("zero_memory", requires=ZERO_STATES)},
+    ),
 }
 
 
@@ -152,7 +268,7 @@ def make(kind: str, name: str, results: pd.DataFrame) -> Any:
     registry = FIGURES if kind == "figure" else TABLES
     check_choice(kind, name, registry)
     product = registry[name]
-    return make_product(_resolve(product.target), _rows(product, results), product.studies, kind, product.optional)
+    return make_product(product, _rows(product, results), kind)
 
 
 def product_csv(kind: str, made: Any) -> str:

@@ -15,30 +15,15 @@ import pandas as pd
 import seaborn as sns
 
 from tradeoffs.hardware import GEMM_DTYPES
-from tradeoffs.report.common import select
+from tradeoffs.report import frames
 
 DTYPE_ORDER = list(GEMM_DTYPES)
 NOISE_RANK = {"ok": 0, "warn": 1, "suspect": 2}
 
 
-def _hardware(runs: pd.DataFrame) -> pd.Series:
-    """A readable name of the machine of each row: the GPU, or the CPU model with its thread count; runs of a
-    reference set (tradeoffs.report.reference) say so."""
-    cpu_model = runs.get("prov.cpu_model", pd.Series("CPU", index=runs.index)).fillna("CPU")
-    threads = runs.get("prov.torch_threads", pd.Series(np.nan, index=runs.index)).fillna(0).astype(int)
-    cpu = "CPU " + cpu_model.astype(str) + ", " + threads.astype(str) + " thr."
-    gpu = runs.get("prov.gpu", pd.Series(None, index=runs.index))
-    name = gpu.where(runs["cfg.hardware.device"] == "cuda", cpu)
-    reference = runs.get("reference", pd.Series(None, index=runs.index, dtype=object))
-    return name.where(reference.isna(), name + " (reference: " + reference.astype(str) + ")")
-
-
-def bench_rows(
-    results: pd.DataFrame, study: str, statuses: tuple[str, ...] = ("ok", "invalid"), required: bool = True
-) -> pd.DataFrame:
-    """Rows of the benchmark runs of one study with the given statuses, with a `hardware` column."""
-    runs = select(results, study, statuses, required=required)
-    return runs.assign(hardware=_hardware(runs))
+def with_hardware(rows: pd.DataFrame) -> pd.DataFrame:
+    """Benchmark rows with a `hardware` column naming the machine of each (tradeoffs.report.frames.hardware)."""
+    return rows.assign(hardware=frames.hardware(rows))
 
 
 def _worst_noise(flags: pd.Series) -> str:
@@ -46,9 +31,10 @@ def _worst_noise(flags: pd.Series) -> str:
     return max(flags, key=NOISE_RANK.get) if len(flags) else ""
 
 
-def gemm_frame(results: pd.DataFrame) -> pd.DataFrame:
-    """One row per (hardware, dtype, shape): medians over repeats of TFLOP/s, % of peak and friends."""
-    runs = bench_rows(results, "gemm")
+def gemm_frame(gemm: pd.DataFrame) -> pd.DataFrame:
+    """One row per (hardware, dtype, shape) of the GEMM runs' rows: medians over repeats of TFLOP/s, % of peak
+    and friends."""
+    runs = with_hardware(gemm)
     runs = runs[runs["label.shape"].notna()]
     index = ["hardware", "cfg.dtype", "label.shape", "cfg.repeat", "id"]
     per_run = runs.pivot_table(index=index, columns="metric", values="value", aggfunc="first").reset_index()
@@ -98,9 +84,9 @@ def flag_above_peak(frame: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def unsupported_frame(results: pd.DataFrame) -> pd.DataFrame:
-    """The GEMM dtypes a machine could not run natively, with the reason."""
-    runs = bench_rows(results, "gemm", ("unsupported",))
+def unsupported_frame(unsupported: pd.DataFrame) -> pd.DataFrame:
+    """The GEMM dtypes a machine could not run natively, with the reason, from the unsupported runs' rows."""
+    runs = with_hardware(unsupported)
     reasons = runs.groupby(["hardware", "cfg.dtype"])["message"].first().reset_index()
     return reasons.rename(columns={"cfg.dtype": "dtype"})
 
@@ -109,16 +95,16 @@ def _dtype_order(present: pd.Series) -> list[str]:
     return [d for d in DTYPE_ORDER if d in set(present)]
 
 
-def gemm_figure(results: pd.DataFrame) -> plt.Figure:
+def gemm_figure(gemm: pd.DataFrame, unsupported: pd.DataFrame) -> plt.Figure:
     """Throughput (top, log scale) and % of peak (bottom) per shape and dtype, one column per hardware."""
-    frame = gemm_frame(results)
+    frame = gemm_frame(gemm)
     hardware = sorted(frame["hardware"].unique())
     dtypes = _dtype_order(frame["dtype"])
     palette = dict(zip(dtypes, sns.color_palette("tab10", len(dtypes)), strict=True))
     figure, axes = plt.subplots(
         2, len(hardware), figsize=(5.5 + 3.2 * len(hardware), 7.5), squeeze=False, sharex="col", layout="constrained"
     )
-    unsupported = unsupported_frame(results)
+    absent = unsupported_frame(unsupported)
     for column, name in enumerate(hardware):
         data = frame[frame["hardware"] == name]
         shapes = data.sort_values(["intensity", "flops"]).drop_duplicates("shape")["shape"].tolist()
@@ -145,7 +131,7 @@ def gemm_figure(results: pd.DataFrame) -> plt.Figure:
         bottom.set_xlabel("GEMM shape M x K x N (ordered by arithmetic intensity)")
         for axis in (top, bottom):
             axis.grid(axis="y", alpha=0.3, which="both")
-        skipped = unsupported[unsupported["hardware"] == name]["dtype"].tolist()
+        skipped = absent[absent["hardware"] == name]["dtype"].tolist()
         if skipped:
             top.set_title(f"{name}\nunsupported here (no native units): {', '.join(skipped)}", fontsize=10)
     handles, labels = axes[0, 0].get_legend_handles_labels()
@@ -154,18 +140,18 @@ def gemm_figure(results: pd.DataFrame) -> plt.Figure:
     return figure
 
 
-def _bandwidths(results: pd.DataFrame, frame: pd.DataFrame) -> dict[str, tuple[float, str]]:
+def _bandwidths(bandwidth: pd.DataFrame, gemm: pd.DataFrame, frame: pd.DataFrame) -> dict[str, tuple[float, str]]:
     """Memory bandwidth per hardware: the datasheet's for a GPU, else the copy benchmark's calibration (its
     read-only stream where measured: the roof of GEMVs, which read their weights and write little)."""
     out: dict[str, tuple[float, str]] = {}
-    copy = bench_rows(results, "bandwidth", required=False)
+    copy = with_hardware(bandwidth)
     copy = copy[copy["metric"] == "bandwidth_gbs"]
     impls = copy.get("label.impl", pd.Series(None, index=copy.index, dtype=object))
     for impl, how in (("copy", "measured copy"), ("read", "measured read stream")):
         runs = copy[impls == impl]
         for name, value in runs.groupby("hardware")["value"].median().items():
             out[name] = (value, how)
-    gemm = bench_rows(results, "gemm")
+    gemm = with_hardware(gemm)
     for name, value in gemm.groupby("hardware")["cfg.hardware.memory_bandwidth_gbs"].first().items():
         if value and value > 0:
             out[name] = (float(value), "datasheet")
@@ -174,12 +160,12 @@ def _bandwidths(results: pd.DataFrame, frame: pd.DataFrame) -> dict[str, tuple[f
     return out
 
 
-def roofline_figure(results: pd.DataFrame) -> plt.Figure:
+def roofline_figure(gemm: pd.DataFrame, bandwidth: pd.DataFrame) -> plt.Figure:
     """Attainable TFLOP/s against arithmetic intensity per hardware: the compute roof of each dtype's peak,
     the memory roof of the bandwidth, and the measured GEMM points."""
-    frame = gemm_frame(results)
+    frame = gemm_frame(gemm)
     hardware = sorted(frame["hardware"].unique())
-    bandwidths = _bandwidths(results, frame)
+    bandwidths = _bandwidths(bandwidth, gemm, frame)
     dtypes = _dtype_order(frame["dtype"])
     palette = dict(zip(dtypes, sns.color_palette("tab10", len(dtypes)), strict=True))
     figure, axes = plt.subplots(
@@ -219,10 +205,10 @@ def roofline_figure(results: pd.DataFrame) -> plt.Figure:
     return figure
 
 
-def gemm_table(results: pd.DataFrame) -> pd.DataFrame:
+def gemm_table(gemm: pd.DataFrame, unsupported: pd.DataFrame) -> pd.DataFrame:
     """Per hardware, dtype and shape: TFLOP/s (median, min, max over repeats), % of peak, the peak used,
     arithmetic intensity, output error against fp64, peak RSS growth, repeats, noise; unsupported dtypes last."""
-    frame = gemm_frame(results)
+    frame = gemm_frame(gemm)
     columns = [
         "hardware",
         "dtype",
@@ -244,14 +230,14 @@ def gemm_table(results: pd.DataFrame) -> pd.DataFrame:
     ]
     frame["order"] = frame["dtype"].map({d: i for i, d in enumerate(DTYPE_ORDER)})
     table = frame.sort_values(["hardware", "order", "intensity"])[columns]
-    unsupported = unsupported_frame(results).rename(columns={"message": "kernel"}).assign(shape="-")
-    return pd.concat([table, unsupported], ignore_index=True).set_index(["hardware", "dtype", "shape"])
+    absent = unsupported_frame(unsupported).rename(columns={"message": "kernel"}).assign(shape="-")
+    return pd.concat([table, absent], ignore_index=True).set_index(["hardware", "dtype", "shape"])
 
 
-def qdq_table(results: pd.DataFrame) -> pd.DataFrame:
+def qdq_table(qdq: pd.DataFrame) -> pd.DataFrame:
     """Per format and implementation: Melem/s, % of a copy's rate, speedup over torchao, peak memory in
     copies of the input, QSNR and agreement with torchao; medians over repeats."""
-    runs = bench_rows(results, "qdq")
+    runs = with_hardware(qdq)
     runs = runs[runs["label.impl"].notna()]
     index = ["hardware", "cfg.format.name", "label.impl", "id"]
     per_run = runs.pivot_table(index=index, columns="metric", values="value", aggfunc="first").reset_index()
@@ -291,11 +277,11 @@ INFERENCE_METRICS = [
 ]
 
 
-def inference_table(results: pd.DataFrame) -> pd.DataFrame:
+def inference_table(inference: pd.DataFrame) -> pd.DataFrame:
     """Per hardware, model, precision and batch: prefill and decode tokens/s, per-token latency p50/p90/p99
     (decode steps; the count says how many), % of peak in decode, and the accuracy against fp32 (relative
     error of the logits, fraction of greedy tokens equal); medians over repeats."""
-    runs = bench_rows(results, "inference")
+    runs = with_hardware(inference)
     runs = runs[runs["metric"].isin(INFERENCE_METRICS)]
     index = ["hardware", "cfg.model.name", "cfg.dtype", "cfg.batch_size"]
     per_run = runs.pivot_table(index=[*index, "id"], columns="metric", values="value", aggfunc="first")

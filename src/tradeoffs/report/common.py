@@ -1,18 +1,25 @@
-"""The one way a report product gets its rows: `select` from the tidy table by the study it is registered under,
-failing with an error that names a missing study or metric (and what the table has) instead of drawing an
-empty figure; and how a product shows the runs that failed (`make_product`)."""
+"""How the report reads the tidy table, and how a product shows the runs that failed.
+
+`select_rows` is the one way rows are read: a study's runs with given statuses, matching a filter, limited to
+some metrics. Claims read through it (tradeoffs.report.claims.spec.Read) and so do products
+(tradeoffs.report.reads.Rows), whose `select` fails with an error that names a missing study or metric (and
+what the table has) instead of drawing an empty figure. `make_product` hands a product its reads and shows its
+failed runs."""
 
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from tradeoffs.errors import ConfigError
 from tradeoffs.results import FAILED_STATUSES
+
+if TYPE_CHECKING:
+    from tradeoffs.report import Product
 
 FAILED_COLUMNS = ["id", "study", "status", "message"]
 NO_SUCCESS = "no successful runs"  # the status of a row that states a study has none
@@ -53,6 +60,42 @@ def select(
             f"{'/'.join(statuses)} ({runs['id'].nunique()} runs); their metrics: {have}"
         )
     return runs
+
+
+def _matches(column: pd.Series, wanted: Any) -> pd.Series:
+    """Where `column` equals `wanted` (any of it, for a list), numbers compared as numbers and anything
+    else as text, so that 1 matches 1.0 and true matches True."""
+    options = wanted if isinstance(wanted, list | tuple) else [wanted]
+    hit = pd.Series(False, index=column.index)
+    numbers = pd.to_numeric(column, errors="coerce")
+    for option in options:
+        if isinstance(option, bool) or not isinstance(option, int | float):
+            hit |= column.astype(str).str.lower() == str(option).lower()
+        else:
+            hit |= numbers == option
+    return hit
+
+
+def select_rows(
+    results: pd.DataFrame,
+    study: str,
+    metrics: Sequence[str] = (),
+    where: Mapping[str, Any] | None = None,
+    statuses: Sequence[str] = ("ok",),
+    requires: Sequence[str] = (),
+    required: bool = False,
+) -> pd.DataFrame:
+    """Rows of the runs of `study` with one of `statuses` whose columns match `where`, limited to the rows
+    of `metrics` when given. A `where` column missing from the table matches nothing. With `required` a study
+    without runs raises ReportError, as does one whose runs lack a metric of `requires` (see `select`)."""
+    rows = select(results, study, tuple(statuses), requires, required=required)
+    for column, wanted in (where or {}).items():
+        if column not in rows:
+            return rows.iloc[0:0]
+        rows = rows[_matches(rows[column], wanted)]
+    if metrics:
+        rows = rows[rows["metric"].isin(list(metrics))]
+    return rows
 
 
 def failed_runs(results: pd.DataFrame) -> pd.DataFrame:
@@ -153,26 +196,20 @@ def _statements(results: pd.DataFrame, studies: Sequence[str]) -> pd.DataFrame:
     )
 
 
-def make_product(
-    make: Callable[[pd.DataFrame], Any],
-    results: pd.DataFrame,
-    studies: Sequence[str],
-    kind: str,
-    optional: Sequence[str] = (),
-) -> Any:
-    """A figure or table (`kind`) made by `make` from `results`, with its failed runs shown as failed: a note under
-    a figure, a row per run in a table. When a study of `studies` has no successful (`ok`) run, nothing can be
-    drawn from it: the product is the statement "no successful runs of study ..." with its runs. An `optional`
-    study that ran without a successful run is left out of what `make` gets, and shown as its statement beside
-    the failed runs."""
-    if hopeless := without_success(results, studies):
+def make_product(product: Product, results: pd.DataFrame, kind: str) -> Any:
+    """A figure or table (`kind`) made by `product` from `results`, with its failed runs shown as failed: a note
+    under a figure, a row per run in a table. When one of its studies has no successful (`ok`) run, nothing can
+    be drawn from it: the product is the statement "no successful runs of study ..." with its runs. An optional
+    study that ran without a successful run is left out of what the product reads, and shown as its statement
+    beside the failed runs."""
+    if hopeless := without_success(results, product.studies):
         return unsuccessful_figure(results, hopeless) if kind == "figure" else unsuccessful_table(results, hopeless)
     failed = failed_runs(results)
     ran = set(studies_of(results))
-    if absent := [study for study in without_success(results, optional) if study in ran]:
+    if absent := [study for study in without_success(results, product.optional) if study in ran]:
         failed = pd.concat([_statements(results, absent), failed], ignore_index=True)
         results = results[~studies_of(results).isin(absent)]
-    product = make(results)
+    made = product.make(results)
     if failed.empty:
-        return product
-    return _note_failures(product, failed) if kind == "figure" else _append_failures(product, failed)
+        return made
+    return _note_failures(made, failed) if kind == "figure" else _append_failures(made, failed)

@@ -12,8 +12,6 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from tradeoffs.report.common import select
-
 STAGE_LABELS = {
     "ddp": "DDP",
     "zero1": "ZeRO-1 (optimizer states)",
@@ -28,11 +26,10 @@ def _per_run(rows: pd.DataFrame, metric: str) -> pd.Series:
     return rows[rows["metric"] == metric].groupby("id")["value"].mean()
 
 
-def zero_runs(results: pd.DataFrame) -> pd.DataFrame:
-    """One row per zero_memory run: strategy, processes, seed, the model-state bytes per process (mean, least,
-    largest), the formula's, parameters, peak RSS and RSS growth of the largest process, final losses."""
-    metrics = ("model_state_bytes", "model_state_formula_bytes", "peak_rss_max", "final_train_loss")
-    rows = select(results, "zero_memory", ("ok",), metrics)
+def zero_runs(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per zero_memory run of its rows: strategy, processes, seed, the model-state bytes per process
+    (mean, least, largest), the formula's, parameters, peak RSS and RSS growth of the largest process, final
+    losses."""
     runs = rows.groupby("id")[["cfg.strategy", "cfg.processes", "cfg.seed"]].first()
     states = rows[rows["metric"] == "model_state_bytes"].groupby("id")["value"]
     runs = runs.assign(
@@ -52,11 +49,11 @@ def zero_runs(results: pd.DataFrame) -> pd.DataFrame:
     return runs.sort_values(["strategy", "processes"], key=lambda c: c.map(order) if c.name == "strategy" else c)
 
 
-def zero_memory_figure(results: pd.DataFrame) -> plt.Figure:
+def zero_memory_figure(zero_memory: pd.DataFrame) -> plt.Figure:
     """Three panels: model-state bytes per process against N_d by stage (points: counted, the bar from the least
     to the largest process; lines: ZeRO's formula); the growth of the peak RSS over the run (model building and
     training) of the largest process; the training loss of each stage at the largest N_d against DDP's."""
-    runs = zero_runs(results)
+    runs = zero_runs(zero_memory)
     palette = dict(zip(STAGE_LABELS, sns.color_palette("colorblind", len(STAGE_LABELS)), strict=True))
     figure, (memory, rss, loss) = plt.subplots(1, 3, figsize=(15, 4.4))
     for strategy, group in runs.groupby("strategy", sort=False):
@@ -86,8 +83,9 @@ def zero_memory_figure(results: pd.DataFrame) -> plt.Figure:
     rss.set_ylabel("peak RSS growth over the run, largest process (MiB)")
     rss.set_title("Measured peak RSS above each process's start", fontsize=10)
     largest = runs["processes"].max()
-    curves = select(results, "zero_memory", ("ok",), ("train_loss",))
-    curves = curves[(curves["metric"] == "train_loss") & (curves["cfg.processes"].astype(int) == largest)]
+    curves = zero_memory[
+        (zero_memory["metric"] == "train_loss") & (zero_memory["cfg.processes"].astype(int) == largest)
+    ]
     ddp = curves[curves["cfg.strategy"] == "ddp"]
     reference = ddp.set_index(ddp["label.step"].astype(int))["value"]
     for strategy, group in curves.groupby("cfg.strategy", sort=False):
@@ -105,10 +103,10 @@ def zero_memory_figure(results: pd.DataFrame) -> plt.Figure:
     return figure
 
 
-def zero_memory_table(results: pd.DataFrame) -> pd.DataFrame:
+def zero_memory_table(zero_memory: pd.DataFrame) -> pd.DataFrame:
     """Per stage and N_d: model-state bytes per process (mean and largest), the formula's, their ratio, peak RSS
     and RSS growth of the largest process, final training loss and its difference from DDP's."""
-    runs = zero_runs(results)
+    runs = zero_runs(zero_memory)
     ddp = runs[runs["strategy"] == "ddp"].set_index("processes")["final_train_loss"]
     table = runs.assign(
         stage=runs["strategy"].map(lambda s: STAGE_LABELS.get(s, s)),
@@ -128,14 +126,13 @@ def zero_memory_table(results: pd.DataFrame) -> pd.DataFrame:
     return table.set_index(["stage", "processes"])[list(columns)].rename(columns=columns)
 
 
-def comm_bytes_figure(results: pd.DataFrame) -> plt.Figure:
+def comm_bytes_figure(comm_compression: pd.DataFrame) -> plt.Figure:
     """Two panels: bytes each process sends per step over training (Adam and 1-bit Adam, every seed; log scale),
     and the training loss of the same runs."""
-    rows = select(results, "comm_compression", ("ok",), ("bytes_sent", "train_loss", "total_bytes_sent"))
     palette = dict(zip(OPTIMIZER_LABELS, sns.color_palette("colorblind", 2), strict=True))
     figure, (sent, loss) = plt.subplots(1, 2, figsize=(12, 4.4))
     warmup = None
-    for (strategy, seed), group in rows.groupby(["cfg.strategy", "cfg.seed"], sort=True):
+    for (strategy, seed), group in comm_compression.groupby(["cfg.strategy", "cfg.seed"], sort=True):
         color, name = palette.get(strategy, "0.3"), OPTIMIZER_LABELS.get(strategy, strategy)
         style = "-" if int(seed) == 0 else ":"
         total = group.loc[group["metric"] == "total_bytes_sent", "value"].mean()
@@ -159,7 +156,7 @@ def comm_bytes_figure(results: pd.DataFrame) -> plt.Figure:
             axis.annotate(" end of warm-up", (warmup, 1.0), xycoords=("data", "axes fraction"), va="top", fontsize=8)
         axis.set_xlabel("step")
         axis.grid(alpha=0.3)
-    processes = int(rows["cfg.processes"].iloc[0])
+    processes = int(comm_compression["cfg.processes"].iloc[0])
     sent.set_yscale("log")
     sent.set_ylabel("bytes sent per process per step (kB)")
     sent.set_title(f"Communication per step ({processes} processes)", fontsize=10)

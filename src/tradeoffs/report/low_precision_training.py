@@ -18,16 +18,15 @@ import pandas as pd
 import seaborn as sns
 
 from tradeoffs.fit import FitOptions, best_qat_fraction, divergence_rate, runs_from_tidy
-from tradeoffs.report.common import ReportError, select
+from tradeoffs.report.common import ReportError, studies_of
 
-STATUSES = ("ok", "diverged")
 RUN_FIELDS = {"seed": "cfg.seed", "steps": "cfg.steps", "lr": "cfg.lr", "model": "cfg.model.name"}
 RUN_METRICS = {"loss": "final_val_loss", "tokens": "training_tokens"}
 
 
-def _runs(results: pd.DataFrame, study: str, fields: dict[str, str], metrics: dict[str, str]) -> pd.DataFrame:
-    """One row per run of `study` (ok and diverged): run_id, status, the config `fields` and final `metrics`."""
-    rows = select(results, study, STATUSES, ("training_tokens",))
+def _runs(rows: pd.DataFrame, fields: dict[str, str], metrics: dict[str, str]) -> pd.DataFrame:
+    """One row per run of a study's rows (ok and diverged runs): run_id, status, the config `fields` and final
+    `metrics`."""
     present = {k: v for k, v in {**RUN_FIELDS, **fields}.items() if v in rows.columns}
     return runs_from_tidy(rows, {**RUN_METRICS, **metrics}, present)
 
@@ -41,16 +40,15 @@ def _budget_label(tokens: float, steps: int) -> str:
 
 
 # ----------------------------------------------------------------------------------------- QAT fraction
-QAT_STUDY = "qat_fraction"
 QAT_FIELDS = {"start": "cfg.recipe.quant_start_fraction", "bits": "cfg.recipe.weight_format.element"}
 
 
-def qat_runs(results: pd.DataFrame) -> pd.DataFrame:
+def qat_runs(qat_fraction: pd.DataFrame) -> pd.DataFrame:
     """One row per run of the QAT-fraction study: the QAT start fraction (`start`: 0 QAT throughout, 1 PTQ of
     the final model), its QAT fraction 1 - start, the weight format, budget, seed, the final loss of the
     quantized model (`loss`), of the same weights unquantized (`unquantized`), and `excess`: the loss minus the
     full-precision model's of the same budget and seed (the PTQ runs train exactly that model)."""
-    runs = _runs(results, QAT_STUDY, QAT_FIELDS, {"unquantized": "final_val_loss_unquantized"})
+    runs = _runs(qat_fraction, QAT_FIELDS, {"unquantized": "final_val_loss_unquantized"})
     runs["start"] = runs["start"].astype(float)
     runs["qat_fraction"] = 1.0 - runs["start"]
     full_precision = runs[np.isclose(runs["start"], 1.0)].groupby(["steps", "seed"])["unquantized"].mean()
@@ -75,13 +73,13 @@ def _band(axis: plt.Axes, runs: pd.DataFrame, column: str, color: object, label:
         axis.plot(mean.index, mean, "o-", color=color, label=label)
 
 
-def qat_fraction_figure(results: pd.DataFrame) -> plt.Figure:
+def qat_fraction_figure(qat_fraction: pd.DataFrame) -> plt.Figure:
     """Per token budget (columns): the final validation loss of the quantized model against the QAT start
     fraction, one line per weight format (mean over seeds, the band their range), with the full-precision
     model's loss (the PTQ runs' weights before quantizing) dashed (top); and the same loss minus the
     full-precision loss of the same seed and budget, which takes out the seed-to-seed spread of the model
     itself (bottom). The top axis reads the QAT fraction."""
-    runs = qat_runs(results)
+    runs = qat_runs(qat_fraction)
     budgets = list(dict.fromkeys(runs["steps"]))
     formats = list(dict.fromkeys(runs["bits"]))
     palette = dict(zip(formats, sns.color_palette("colorblind", len(formats)), strict=True))
@@ -118,12 +116,12 @@ def qat_fraction_figure(results: pd.DataFrame) -> plt.Figure:
     return figure
 
 
-def qat_fraction_table(results: pd.DataFrame, options: FitOptions | None = None) -> pd.DataFrame:
+def qat_fraction_table(qat_fraction: pd.DataFrame, options: FitOptions | None = None) -> pd.DataFrame:
     """Per weight format and budget: the best QAT fraction (of the budget spent in QAT: 1 - the start fraction)
     by mean loss over seeds, with its 95% bootstrap interval (runs resampled within each fraction), the loss
     there, its gains over pure PTQ (QAT fraction 0) and pure QAT (1), and the pooled seed noise
     (tradeoffs.fit.best_qat_fraction). `options`: the fit's settings (default FitOptions(), seed 0)."""
-    runs = qat_runs(results)
+    runs = qat_runs(qat_fraction)
     settings = runs[["bits", "steps"]].to_dict("records")
     fit = best_qat_fraction(runs["qat_fraction"], runs["loss"], settings, runs["run_id"], options)
     rows: dict[tuple, dict] = {}
@@ -145,21 +143,21 @@ def qat_fraction_table(results: pd.DataFrame, options: FitOptions | None = None)
 
 
 # ----------------------------------------------------------------------------------------- stability
-STABILITY_STUDY = "stability"
 STABILITY_FIELDS = {"element": "cfg.recipe.weight_format.element"}
 MINIFLOAT = re.compile(r"e(\d+)m(\d+)")
 FULL_EXPONENT, FULL_MANTISSA = 8, 3  # the series: E8 with fewer mantissa bits, M3 with fewer exponent bits
 SERIES = {"mantissa": ("mantissa_bits", "mantissa bits (E8Mm)"), "exponent": ("exponent_bits", "exponent bits (EeM3)")}
 
 
-def stability_runs(results: pd.DataFrame) -> pd.DataFrame:
+def stability_runs(stability: pd.DataFrame) -> pd.DataFrame:
     """One row per run of the stability study: its minifloat element (e.g. e8m3) with its exponent and mantissa
     bits, learning rate, seed, status, the step it diverged at (nan when it did not) and its final loss."""
-    runs = _runs(results, STABILITY_STUDY, STABILITY_FIELDS, {"diverged_step": "diverged_step"})
+    runs = _runs(stability, STABILITY_FIELDS, {"diverged_step": "diverged_step"})
     parsed = runs["element"].astype(str).str.fullmatch(MINIFLOAT.pattern)
     if not parsed.all():
         bad = runs.loc[~parsed, "element"].iloc[0]
-        raise ReportError(f"study 'stability': recipe.weight_format.element {bad!r} is not a minifloat eXmY")
+        study = studies_of(stability).iloc[0]
+        raise ReportError(f"study '{study}': recipe.weight_format.element {bad!r} is not a minifloat eXmY")
     bits = runs["element"].str.extract(MINIFLOAT).astype(int)
     runs["exponent_bits"], runs["mantissa_bits"] = bits[0], bits[1]
     runs["diverged"] = runs["status"] == "diverged"
@@ -199,11 +197,11 @@ def _divergence(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def stability_figure(results: pd.DataFrame) -> plt.Figure:
+def stability_figure(stability: pd.DataFrame) -> plt.Figure:
     """Per series (columns: fewer mantissa bits at E8, fewer exponent bits at M3): the share of diverged runs
     over seeds and learning rates with its 95% Wilson interval (top; per learning rate in thin lines), and the
     final validation loss of the runs that did not diverge, mean over seeds per learning rate (bottom)."""
-    runs = stability_runs(results)
+    runs = stability_runs(stability)
     rates, groups = _divergence(runs), _series(runs)
     series = [s for s in SERIES if s in set(rates["series"])]
     lrs = sorted(runs["lr"].unique())
@@ -240,11 +238,11 @@ def stability_figure(results: pd.DataFrame) -> plt.Figure:
     return figure
 
 
-def stability_table(results: pd.DataFrame) -> pd.DataFrame:
+def stability_table(stability: pd.DataFrame) -> pd.DataFrame:
     """Per series and format: runs, diverged runs, the diverged share with its 95% Wilson interval, the median
     step of divergence, the mean final loss of the runs that did not diverge, and the series' Cochran-Armitage
     trend z and one-sided p (z < 0: fewer bits, more divergence)."""
-    runs = stability_runs(results)
+    runs = stability_runs(stability)
     rates = _divergence(runs)
     rows = []
     for name, part in _series(runs).items():
@@ -272,7 +270,6 @@ def stability_table(results: pd.DataFrame) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------------------- optimizer states
-OPTIMIZER_STUDY = "optimizer_fp8"
 OPTIMIZER_FIELDS = {"states": "cfg.recipe.name", "expansion": "cfg.recipe.state_range_expansion"}
 REFERENCE_STATES = "fp32"
 STATE_LABELS = {
@@ -282,21 +279,21 @@ STATE_LABELS = {
 }
 
 
-def optimizer_runs(results: pd.DataFrame) -> pd.DataFrame:
+def optimizer_runs(optimizer_fp8: pd.DataFrame) -> pd.DataFrame:
     """One row per run of the optimizer-state study: its state recipe (fp32, fp8_states, ...), range
     expansion, seed, status, final loss, optimizer-state bytes per parameter, and the loss relative to the
     FP32-state run of the same seed (`ratio`)."""
-    runs = _runs(results, OPTIMIZER_STUDY, OPTIMIZER_FIELDS, {"state_bytes": "optimizer_state_bytes_per_parameter"})
+    runs = _runs(optimizer_fp8, OPTIMIZER_FIELDS, {"state_bytes": "optimizer_state_bytes_per_parameter"})
     reference = runs[runs["states"] == REFERENCE_STATES].groupby("seed")["loss"].mean()
     runs["ratio"] = runs["loss"] / runs["seed"].map(reference)
     runs["label"] = runs["states"].map(STATE_LABELS).fillna(runs["states"])
     return runs
 
 
-def optimizer_fp8_figure(results: pd.DataFrame) -> plt.Figure:
+def optimizer_fp8_figure(optimizer_fp8: pd.DataFrame) -> plt.Figure:
     """Final validation loss per seed of each optimizer-state precision (points; the bar is their mean) beside
     the FP32-state runs' mean and the +-1% band the COAT claim allows."""
-    runs = optimizer_runs(results)
+    runs = optimizer_runs(optimizer_fp8)
     order = list(dict.fromkeys(runs["label"]))
     figure, axis = plt.subplots(figsize=(6.8, 4.0))
     reference = runs.loc[runs["states"] == REFERENCE_STATES, "loss"].mean()
@@ -322,10 +319,10 @@ def optimizer_fp8_figure(results: pd.DataFrame) -> plt.Figure:
     return figure
 
 
-def optimizer_fp8_table(results: pd.DataFrame) -> pd.DataFrame:
+def optimizer_fp8_table(optimizer_fp8: pd.DataFrame) -> pd.DataFrame:
     """Per optimizer-state precision and seed: status, final validation loss, its ratio to the FP32-state run
     of the same seed, and the states' bytes per parameter; a `mean` row per precision over its seeds."""
-    runs = optimizer_runs(results)
+    runs = optimizer_runs(optimizer_fp8)
     columns = ["status", "loss", "ratio", "state_bytes"]
     per_seed = runs.assign(seed=runs["seed"].astype(int).astype(str)).set_index(["label", "seed"])[columns]
     means = runs.groupby("label", sort=False).agg(

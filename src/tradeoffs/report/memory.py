@@ -13,8 +13,6 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import EngFormatter, FuncFormatter, LogLocator, NullFormatter
 
-from tradeoffs.report.common import select
-
 BACKEND_NAMES = {
     "flash": "SDPA flash (fused)",
     "efficient": "SDPA efficient (fused)",
@@ -56,12 +54,11 @@ def _slope_text(slopes: pd.DataFrame, backend: str, measure: str | None = None) 
     return f"slope {rows['value'].iloc[0]:.2f} ± {half:.2f}"
 
 
-def attention_figure(results: pd.DataFrame) -> plt.Figure:
+def attention_figure(attention_memory: pd.DataFrame) -> plt.Figure:
     """Per run (hardware, dtype): saved-for-backward bytes (solid) and measured peak (dashed), and forward +
     backward time, against sequence length on log-log axes, one colour per implementation, fitted slopes in
     the legends."""
-    rows = select(results, "attention_memory", metrics=("saved_bytes", "peak_bytes", "time_median_s"))
-    runs = list(rows.groupby("id", sort=True))
+    runs = list(attention_memory.groupby("id", sort=True))
     figure, axes = plt.subplots(len(runs), 2, figsize=(12, 4.4 * len(runs)), squeeze=False)
     palette = dict(zip(BACKEND_NAMES, sns.color_palette("colorblind"), strict=False))
     for (_, run), (memory_axis, time_axis) in zip(runs, axes, strict=True):
@@ -122,14 +119,13 @@ def attention_figure(results: pd.DataFrame) -> plt.Figure:
     return figure
 
 
-def attention_table(results: pd.DataFrame) -> pd.DataFrame:
+def attention_table(attention_memory: pd.DataFrame) -> pd.DataFrame:
     """Per run and implementation: the kernel that ran, fitted log-log slopes of saved bytes, peak and time (with
     two-standard-error intervals), saved bytes (and the fused kernels' formula) and time at the longest length, the
     largest relative difference
     from the float64 reference, and the speed-up growth over math and explicit attention."""
-    rows = select(results, "attention_memory", metrics=("memory_slope",))
     records = []
-    for (run_id, backend), mine in rows.groupby(["id", "label.backend"], sort=False):
+    for (run_id, backend), mine in attention_memory.groupby(["id", "label.backend"], sort=False):
         supported = _metric(mine, "supported")
         record = {"dtype": mine["cfg.dtype"].iloc[0], "implementation": BACKEND_NAMES[backend], "run": run_id}
         if not supported.empty and supported["value"].max() == 0:
@@ -159,8 +155,7 @@ def attention_table(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(records).set_index(["dtype", "implementation"])
 
 
-def _recompute_runs(results: pd.DataFrame) -> pd.DataFrame:
-    rows = select(results, "recompute", metrics=("time_ratio", "saved_ratio"))
+def _recompute_runs(rows: pd.DataFrame) -> pd.DataFrame:
     wide = rows[rows["label.recompute"].isna()].pivot_table(index="id", columns="metric", values="value")
     config = rows.groupby("id")[["cfg.model.n_layer", "cfg.model.context_length", "cfg.batch_size"]].first()
     return wide.join(config).rename(
@@ -168,10 +163,10 @@ def _recompute_runs(results: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def recompute_figure(results: pd.DataFrame) -> plt.Figure:
+def recompute_figure(recompute: pd.DataFrame) -> plt.Figure:
     """The recomputation trade-off per run (depth x length): activation memory saved (exact saved bytes, and
     the measured peak) against the step time added, with Megatron's one extra forward (+33%) marked."""
-    runs = _recompute_runs(results)
+    runs = _recompute_runs(recompute)
     figure, axis = plt.subplots(figsize=(7.5, 5))
     colors = dict(zip(sorted(runs["layers"].unique()), sns.color_palette("colorblind"), strict=False))
     markers = dict(zip(sorted(runs["length"].unique()), "osD^v", strict=False))
@@ -207,10 +202,9 @@ def recompute_figure(results: pd.DataFrame) -> plt.Figure:
     return figure
 
 
-def recompute_table(results: pd.DataFrame) -> pd.DataFrame:
+def recompute_table(recompute: pd.DataFrame) -> pd.DataFrame:
     """Per run: saved bytes and peak with and without recomputation, step times, their ratios, MFU and HFU."""
-    rows = select(results, "recompute", metrics=("saved_bytes", "mfu", "hfu"))
-    modes = rows[rows["label.recompute"].notna()].pivot_table(
+    modes = recompute[recompute["label.recompute"].notna()].pivot_table(
         index="id", columns=["metric", "label.recompute"], values="value"
     )
     table = pd.DataFrame(index=modes.index)
@@ -220,14 +214,13 @@ def recompute_table(results: pd.DataFrame) -> pd.DataFrame:
         table[f"time ms ({mode})"] = modes[("time_median_s", mode)] * 1e3
         table[f"MFU ({mode})"] = modes[("mfu", mode)]
         table[f"HFU ({mode})"] = modes[("hfu", mode)]
-    runs = _recompute_runs(results)
+    runs = _recompute_runs(recompute)
     for column in ("layers", "length", "time_ratio", "saved_ratio", "peak_ratio", "hfu_ratio", "mfu_ratio"):
         table[column.replace("_", " ")] = runs[column]
     return table.sort_values(["layers", "length"])
 
 
-def _fp8_runs(results: pd.DataFrame) -> pd.DataFrame:
-    rows = select(results, "fp8_activations", metrics=("activation_bytes", "final_val_loss", "training_bytes"))
+def _fp8_runs(rows: pd.DataFrame) -> pd.DataFrame:
     wide = rows[rows["label.role"].isna() & rows["label.step"].isna()].pivot_table(
         index="id", columns="metric", values="value"
     )
@@ -240,12 +233,12 @@ def _fp8_runs(results: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def fp8_activations_figure(results: pd.DataFrame) -> plt.Figure:
+def fp8_activations_figure(fp8_activations: pd.DataFrame) -> plt.Figure:
     """Left: the bytes one training step holds, by part (model states, Linear inputs, other activations, tensors
     kept as computed), for BF16 and FP8 activation storage and COAT's configuration (FP8 activations and
     optimizer states). Right: the final validation loss of FP8 storage relative to BF16 storage, seed by seed,
     against the claim's 1% band."""
-    runs = _fp8_runs(results)
+    runs = _fp8_runs(fp8_activations)
     figure, (bytes_axis, loss_axis) = plt.subplots(1, 2, figsize=(12, 4.6), gridspec_kw={"width_ratios": [1.4, 1]})
     order = {("bf16", "fp32"): 0, ("fp8", "fp32"): 1}
     configurations = runs.drop_duplicates(["storage", "states"]).copy()
@@ -289,9 +282,9 @@ def fp8_activations_figure(results: pd.DataFrame) -> plt.Figure:
     return figure
 
 
-def fp8_activations_table(results: pd.DataFrame) -> pd.DataFrame:
+def fp8_activations_table(fp8_activations: pd.DataFrame) -> pd.DataFrame:
     """Per run: storage, optimizer states, seed, bytes by part, training bytes and the final validation loss."""
-    runs = _fp8_runs(results)
+    runs = _fp8_runs(fp8_activations)
     table = runs[["storage", "states", "seed"]].copy()
     for part in ("linear_input", "activation", "other", "activation_bytes", "model_state_bytes", "training_bytes"):
         table[f"{ROLE_NAMES.get(part, part.replace('_', ' '))} (MB)"] = runs[part] / 1e6

@@ -12,9 +12,6 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
-from tradeoffs.report.common import select
-
-STUDY = "nondeterminism"
 # Legend text of each precision (tradeoffs.nondeterminism.PRECISIONS).
 PRECISION_LABELS = {
     "fp64": "FP64",
@@ -32,10 +29,9 @@ PER_PROMPT = [
 ]
 
 
-def _runs(results: pd.DataFrame, metrics: list[str], required: list[str] | None = None) -> pd.DataFrame:
-    """The study's rows of `metrics` (each of `required`, default all, must be there), columns renamed."""
-    rows = select(results, STUDY, metrics=metrics if required is None else required)
-    rows = rows[rows["metric"].isin(metrics)]
+def _runs(nondeterminism: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """The study's rows of `metrics`, columns renamed."""
+    rows = nondeterminism[nondeterminism["metric"].isin(metrics)]
     return rows.rename(columns={"label.precision": "precision", "label.perturbation": "perturbation"})
 
 
@@ -54,17 +50,17 @@ def _source(frame: pd.DataFrame) -> str:
     return f"{models} trained in {', '.join(sorted(frame['cfg.source.recipe.name'].dropna().unique()))}"
 
 
-def agreement_frame(results: pd.DataFrame) -> pd.DataFrame:
+def agreement_frame(nondeterminism: pd.DataFrame) -> pd.DataFrame:
     """Share of prompts identical to the reference through each position, pooled over a precision's runs (each
     run is one seeded set of prompts of the same size): precision, perturbation, position, agreement, runs."""
-    rows = _runs(results, ["agreement_at_position"]).assign(position=lambda f: f["label.position"].astype(int))
+    rows = _runs(nondeterminism, ["agreement_at_position"]).assign(position=lambda f: f["label.position"].astype(int))
     grouped = rows.groupby(["precision", "perturbation", "position"])
     return grouped.agg(agreement=("value", "mean"), runs=("id", "nunique")).reset_index()
 
 
-def _prompt_summary(results: pd.DataFrame) -> pd.DataFrame:
+def _prompt_summary(nondeterminism: pd.DataFrame) -> pd.DataFrame:
     """Per precision and perturbation: prompts decoded, prompts identical to the end, largest |logit change|."""
-    prompts = _runs(results, ["first_divergence_position", "max_logit_difference"])
+    prompts = _runs(nondeterminism, ["first_divergence_position", "max_logit_difference"])
     grouped = prompts.pivot_table(
         index=["precision", "perturbation", "id", "label.prompt"], columns="metric", values="value", dropna=False
     ).groupby(level=["precision", "perturbation"])
@@ -77,12 +73,12 @@ def _prompt_summary(results: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def agreement_figure(results: pd.DataFrame) -> plt.Figure:
+def agreement_figure(nondeterminism: pd.DataFrame) -> plt.Figure:
     """One panel per perturbation: the share of prompts whose greedy tokens still equal the reference order's
     against the generated position, one line per precision; each panel lists, per precision, the prompts
     identical to the end and the largest logit change (curves that coincide stay readable)."""
-    rows = _runs(results, ["agreement_at_position"])
-    agreement, summary = agreement_frame(results), _prompt_summary(results)
+    rows = _runs(nondeterminism, ["agreement_at_position"])
+    agreement, summary = agreement_frame(nondeterminism), _prompt_summary(nondeterminism)
     precisions, perturbations = _precisions(rows), _perturbations(rows)
     colours = dict(zip(PRECISION_LABELS, sns.color_palette("colorblind", len(PRECISION_LABELS)), strict=True))
     styles = dict(zip(PRECISION_LABELS, ["-.", "-", ":", "--", (0, (5, 1))], strict=True))  # the same in every run
@@ -133,12 +129,12 @@ def agreement_figure(results: pd.DataFrame) -> plt.Figure:
     return figure
 
 
-def divergence_table(results: pd.DataFrame) -> pd.DataFrame:
+def divergence_table(nondeterminism: pd.DataFrame) -> pd.DataFrame:
     """Per precision and perturbation: prompts, how many diverged, the shares identical in tokens and in logits,
     the first differing position, and the logit change and reference margin there and overall."""
-    shares = _runs(results, ["identical_fraction", "bitwise_identical_fraction"])
+    shares = _runs(nondeterminism, ["identical_fraction", "bitwise_identical_fraction"])
     shares = shares.pivot_table(index=["precision", "perturbation"], columns="metric", values="value", aggfunc="mean")
-    prompts = _runs(results, PER_PROMPT, required=PER_PROMPT[:3]).pivot_table(
+    prompts = _runs(nondeterminism, PER_PROMPT).pivot_table(
         index=["precision", "perturbation", "id", "label.prompt"], columns="metric", values="value", aggfunc="first"
     )
     for metric in PER_PROMPT:  # the at-divergence rows exist only where a prompt diverged
@@ -160,6 +156,6 @@ def divergence_table(results: pd.DataFrame) -> pd.DataFrame:
             "smallest reference top-2 margin (logit)": grouped["min_reference_margin"].min(),
         }
     )
-    listed = _runs(results, ["identical_fraction"])
+    listed = _runs(nondeterminism, ["identical_fraction"])
     order = pd.MultiIndex.from_product([_precisions(listed), _perturbations(listed)], names=table.index.names)
     return table.reindex([key for key in order if key in table.index])

@@ -1,4 +1,5 @@
-"""Figures and tables of the numerics studies."""
+"""Figures and tables of the numerics studies, each drawn from the rows of the studies it reads
+(tradeoffs.report.FIGURES, TABLES)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from tradeoffs.report.common import select
+from tradeoffs.report.frames import crest_frame
 
 RUN_METRICS = ["qsnr_db", "relative_mse", "bias", "alignment", "bits_per_element"]
 # The INT-vs-FP paper's crossover crest factors (claims.md), shown beside ours.
@@ -20,13 +21,12 @@ PAPER_CROSSOVER = {
     ("mxint4", "mxfp4"): 2.04,
     ("nvint4", "nvfp4"): 2.39,
 }
-MIN_BLOCKS_PER_BIN = 64  # Monte-Carlo crest bins with fewer blocks are too noisy to show
 
 
-def qsnr_frame(results: pd.DataFrame, study: str = "numerics") -> pd.DataFrame:
-    """One row per successful run of a numerics study: format, distribution, rotation, QSNR and friends."""
-    runs = select(results, study)
-    runs = runs[runs["metric"].isin(RUN_METRICS)]
+def qsnr_frame(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per successful run of a numerics study (its rows): format, distribution, rotation, QSNR and
+    friends."""
+    runs = rows[rows["metric"].isin(RUN_METRICS)]
     wide = runs.pivot_table(
         index=["id", "cfg.format.name", "cfg.distribution.name", "cfg.rotation"],
         columns="metric",
@@ -69,9 +69,9 @@ def _bar_panels(
     return grid.figure
 
 
-def qsnr_figure(results: pd.DataFrame) -> plt.Figure:
+def qsnr_figure(numerics: pd.DataFrame) -> plt.Figure:
     """QSNR per format (ordered by bits/element) and distribution, one panel per rotation."""
-    frame = qsnr_frame(results)
+    frame = qsnr_frame(numerics)
     order = list(frame.sort_values(["bits_per_element", "format"], ascending=[False, True])["format"].unique())
     return _bar_panels(
         frame, "qsnr_db", "distribution", "QSNR (dB), higher is better",
@@ -79,9 +79,9 @@ def qsnr_figure(results: pd.DataFrame) -> plt.Figure:
     )  # fmt: skip
 
 
-def qsnr_table(results: pd.DataFrame) -> pd.DataFrame:
+def qsnr_table(numerics: pd.DataFrame) -> pd.DataFrame:
     """QSNR (dB): formats x (distribution, rotation), with bits per element."""
-    frame = qsnr_frame(results)
+    frame = qsnr_frame(numerics)
     table = frame.pivot_table(index="format", columns=["distribution", "rotation"], values="qsnr_db")
     table.columns = [f"{d} ({r})" for d, r in table.columns]
     bits = frame.groupby("format")["bits_per_element"].first()
@@ -89,25 +89,8 @@ def qsnr_table(results: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values(["bits_per_element"], ascending=False)
 
 
-def crest_frame(results: pd.DataFrame) -> pd.DataFrame:
-    """Monte-Carlo QSNR per (format, crest bin), pooling the numerics study's runs of each format."""
-    runs = select(results, "numerics")
-    runs = runs[runs["metric"].str.startswith("crest_bin_")]
-    wide = runs.pivot_table(
-        index=["id", "cfg.format.name", "label.crest"], columns="metric", values="value", aggfunc="first"
-    ).reset_index()
-    pooled = wide.groupby(["cfg.format.name", "label.crest"])[
-        ["crest_bin_blocks", "crest_bin_signal", "crest_bin_noise"]
-    ].sum()
-    pooled = pooled[pooled["crest_bin_blocks"] >= MIN_BLOCKS_PER_BIN].reset_index()
-    pooled["qsnr_db"] = 10 * np.log10(pooled["crest_bin_signal"] / pooled["crest_bin_noise"])
-    pooled["crest"] = pooled["label.crest"].astype(float) + 0.125  # bin centre
-    return pooled.rename(columns={"cfg.format.name": "format"})[["format", "crest", "crest_bin_blocks", "qsnr_db"]]
-
-
-def _crossover_runs(results: pd.DataFrame) -> pd.DataFrame:
-    runs = select(results, "crossover")
-    return runs.rename(columns={"cfg.int_format.name": "int_format", "cfg.fp_format.name": "fp_format"})
+def _crossover_runs(crossover: pd.DataFrame) -> pd.DataFrame:
+    return crossover.rename(columns={"cfg.int_format.name": "int_format", "cfg.fp_format.name": "fp_format"})
 
 
 def _mc_crossover(mc: pd.DataFrame, int_format: str, fp_format: str) -> tuple[float, float]:
@@ -129,10 +112,10 @@ def _mc_crossover(mc: pd.DataFrame, int_format: str, fp_format: str) -> tuple[fl
     return crossing, float((gap > 0).mean())
 
 
-def crossover_table(results: pd.DataFrame) -> pd.DataFrame:
+def crossover_table(crossover: pd.DataFrame, numerics: pd.DataFrame) -> pd.DataFrame:
     """Per INT/FP pair: the model's crossover crest factor, the paper's, and what Monte-Carlo bins show."""
-    runs = _crossover_runs(results)
-    mc = crest_frame(results)
+    runs = _crossover_runs(crossover)
+    mc = crest_frame(numerics)
     rows = []
     for (int_format, fp_format), group in runs.groupby(["int_format", "fp_format"]):
         theory = group.loc[group["metric"] == "crossover_crest", "value"].iloc[0]
@@ -158,11 +141,11 @@ def _block_reach(group: pd.DataFrame) -> float:
     return float(np.sqrt(first["cfg.int_format.block_size"]))
 
 
-def crest_figure(results: pd.DataFrame) -> plt.Figure:
+def crest_figure(crossover: pd.DataFrame, numerics: pd.DataFrame) -> plt.Figure:
     """QSNR against block crest factor: the paper's model (lines) and pooled Monte-Carlo bins (markers),
     one panel per INT/FP pair, with the model's crossover marked."""
-    runs = _crossover_runs(results)
-    mc = crest_frame(results)
+    runs = _crossover_runs(crossover)
+    mc = crest_frame(numerics)
     pairs = list(runs.groupby(["int_format", "fp_format"]))
     columns = min(3, len(pairs))
     rows = -(-len(pairs) // columns)
@@ -195,35 +178,34 @@ def crest_figure(results: pd.DataFrame) -> plt.Figure:
     return figure
 
 
-def quantizer_table(results: pd.DataFrame) -> pd.DataFrame:
+def quantizer_table(quantizer: pd.DataFrame) -> pd.DataFrame:
     """The quantizer study: relative MSE, bias and alignment per format variant, distribution, rotation."""
-    frame = qsnr_frame(results, "quantizer")
+    frame = qsnr_frame(quantizer)
     table = frame.set_index(["format", "distribution", "rotation"])[["relative_mse", "bias", "alignment", "qsnr_db"]]
     return table.sort_index()
 
 
-def quantizer_figure(results: pd.DataFrame) -> plt.Figure:
+def quantizer_figure(quantizer: pd.DataFrame) -> plt.Figure:
     """Relative MSE of each MXFP4/NVFP4 quantizer variant per distribution, one panel per rotation."""
     return _bar_panels(
-        qsnr_frame(results, "quantizer"), "relative_mse", "distribution", "relative MSE (lower is better)",
+        qsnr_frame(quantizer), "relative_mse", "distribution", "relative MSE (lower is better)",
         "MXFP4 and NVFP4 quantizers: scale rule, scale format, rounding, RMS clipping",
     )  # fmt: skip
 
 
-def lmul_frame(results: pd.DataFrame) -> pd.DataFrame:
-    runs = select(results, "lmul")
-    runs = runs[runs["metric"] == "mean_relative_error"]
-    return runs.rename(columns={"label.multiplier": "multiplier", "cfg.operands": "operands"})
+def lmul_frame(lmul: pd.DataFrame) -> pd.DataFrame:
+    """The L-Mul study's rows (of its mean relative error) with multiplier and operands named."""
+    return lmul.rename(columns={"label.multiplier": "multiplier", "cfg.operands": "operands"})
 
 
-def lmul_table(results: pd.DataFrame) -> pd.DataFrame:
+def lmul_table(lmul: pd.DataFrame) -> pd.DataFrame:
     """Mean relative error of each multiplier (L-Mul widths, FP8 formats) per operand distribution."""
-    return lmul_frame(results).pivot_table(index="multiplier", columns="operands", values="value").sort_index()
+    return lmul_frame(lmul).pivot_table(index="multiplier", columns="operands", values="value").sort_index()
 
 
-def lmul_figure(results: pd.DataFrame) -> plt.Figure:
+def lmul_figure(lmul: pd.DataFrame) -> plt.Figure:
     """Mean relative product error of L-Mul (2-5 mantissa bits) and FP8 multiplies, per operand distribution."""
-    frame = lmul_frame(results)
+    frame = lmul_frame(lmul)
     figure, axis = plt.subplots(figsize=(7, 3.8))
     order = sorted(frame["multiplier"].unique(), key=lambda m: (not m.startswith("lmul"), m))
     sns.barplot(data=frame, x="multiplier", y="value", hue="operands", order=order, palette="colorblind", ax=axis)
@@ -235,26 +217,25 @@ def lmul_figure(results: pd.DataFrame) -> plt.Figure:
     return figure
 
 
-def capture_frame(results: pd.DataFrame) -> pd.DataFrame:
+def capture_frame(capture: pd.DataFrame) -> pd.DataFrame:
     """Pooled QSNR per (format, rotation, tensor role) over every Linear of the captured model."""
-    runs = select(results, "capture")
-    runs = runs[(runs["metric"] == "qsnr_db") & (runs["label.tensor"] == "all")]
+    runs = capture[(capture["metric"] == "qsnr_db") & (capture["label.tensor"] == "all")]
     return runs.rename(
         columns={"cfg.format.name": "format", "cfg.rotation": "rotation", "label.role": "role", "value": "qsnr_db"}
     )
 
 
-def capture_figure(results: pd.DataFrame) -> plt.Figure:
+def capture_figure(capture: pd.DataFrame) -> plt.Figure:
     """QSNR of each format on a trained model's weights, activations and gradients, per rotation."""
-    source = ", ".join(sorted(select(results, "capture")["cfg.source_id"].dropna().unique()))
+    source = ", ".join(sorted(capture["cfg.source_id"].dropna().unique()))
     return _bar_panels(
-        capture_frame(results), "qsnr_db", "role", "QSNR (dB), higher is better",
+        capture_frame(capture), "qsnr_db", "role", "QSNR (dB), higher is better",
         f"QSNR on tensors captured from a trained model ({source})", hue_order=["weight", "activation", "gradient"],
     )  # fmt: skip
 
 
-def capture_table(results: pd.DataFrame) -> pd.DataFrame:
+def capture_table(capture: pd.DataFrame) -> pd.DataFrame:
     """Pooled QSNR (dB): formats x (role, rotation)."""
-    table = capture_frame(results).pivot_table(index="format", columns=["role", "rotation"], values="qsnr_db")
+    table = capture_frame(capture).pivot_table(index="format", columns=["role", "rotation"], values="qsnr_db")
     table.columns = [f"{role} ({rotation})" for role, rotation in table.columns]
     return table

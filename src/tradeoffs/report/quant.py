@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from tradeoffs.report.common import select
+from tradeoffs.report import SCORE_METRICS
 
 METHOD_LABELS = {
     "rtn": "RTN",
@@ -27,15 +27,13 @@ GRANULARITY_LABELS = {"format": "spec default", "tensor": "per tensor", "channel
 ACTIVATION_KERNELS = {"int8": "int8", "fp8_e4m3": "fp8_e4m3", "fp8_e5m2": "fp8_e5m2"}
 WEIGHT_ONLY_KERNELS = {"int8": "w8_fused", "int4": "w4_fused"}
 SPEED_BASELINE = ("bf16", "fp32")  # the speed-up's denominator: the first of these the gemm study ran
-SCORE_METRICS = ["loss", "perplexity", "loss_change", "kl", "top1_agreement", "bits_per_weight", "memory_bytes"]
 SPEC_COLUMNS = ["cfg.method.spec.name", "cfg.method.spec.weight", "cfg.method.spec.activation"]
 LINTHRESH = 1e-3  # nats: loss changes below this are drawn on the symlog axis's linear part
 
 
-def runs(results: pd.DataFrame, study: str, metrics: list[str] = SCORE_METRICS) -> pd.DataFrame:
-    """One row per ok run of a quant study: its cfg.* columns, its configuration's label and each metric of
-    `metrics` (plus the reference's perplexity and the operands' elements) as a column."""
-    rows = select(results, study, metrics=metrics)
+def runs(rows: pd.DataFrame, metrics: tuple[str, ...] = SCORE_METRICS) -> pd.DataFrame:
+    """One row per ok run of a quant study's rows: its cfg.* columns, its configuration's label and each metric
+    of `metrics` (plus the reference's perplexity and the operands' elements) as a column."""
     wanted = rows[rows["metric"].isin([*metrics, "reference_perplexity", "reference_loss", "reference_memory_bytes"])]
     values = wanted.pivot_table(index="id", columns="metric", values="value", aggfunc="mean")
     config = rows.drop_duplicates("id").set_index("id")[[c for c in rows.columns if c.startswith("cfg.")]]
@@ -92,20 +90,20 @@ def _symlog(axis) -> None:
     axis.grid(alpha=0.3, which="both")
 
 
-def weight_only_frame(results: pd.DataFrame) -> pd.DataFrame:
+def weight_only_frame(gptq: pd.DataFrame) -> pd.DataFrame:
     """The weight-only study's runs: method, spec, scale layout, bits per weight, perplexity, loss change, KL."""
-    frame = runs(results, "gptq").assign(layout=lambda f: [granularity_label(r) for _, r in f.iterrows()])
+    frame = runs(gptq).assign(layout=lambda f: [granularity_label(r) for _, r in f.iterrows()])
     frame["method"] = frame["cfg.method.name"].map(METHOD_LABELS)
     frame = frame.rename(columns={"cfg.method.spec.name": "spec"})
     columns = ["method", "spec", "layout", "bits_per_weight", "perplexity", "reference_perplexity", "loss_change", "kl"]
     return frame[columns].sort_values(["method", "layout", "bits_per_weight"])
 
 
-def weight_only_figure(results: pd.DataFrame) -> plt.Figure:
+def weight_only_figure(gptq: pd.DataFrame) -> plt.Figure:
     """One panel per method: validation perplexity against bits per weight (scales included), a line per weight
     scale layout through the specs' bit widths; the full-precision perplexity dashed."""
-    frame = weight_only_frame(results)
-    rows = runs(results, "gptq")
+    frame = weight_only_frame(gptq)
+    rows = runs(gptq)
     methods = list(dict.fromkeys(frame["method"]))
     order = ["groups of 32", "groups of 64", "groups of 128", "per channel", "spec default", "per tensor"]
     layouts = sorted(frame["layout"].unique(), key=lambda s: order.index(s) if s in order else len(order))
@@ -134,9 +132,9 @@ def weight_only_figure(results: pd.DataFrame) -> plt.Figure:
     return figure
 
 
-def weight_only_table(results: pd.DataFrame) -> pd.DataFrame:
+def weight_only_table(gptq: pd.DataFrame) -> pd.DataFrame:
     """The weight-only runs indexed by method, spec and scale layout."""
-    table = weight_only_frame(results).set_index(["method", "spec", "layout"])
+    table = weight_only_frame(gptq).set_index(["method", "spec", "layout"])
     return table.rename(
         columns={
             "bits_per_weight": "bits per weight (incl. scales)",
@@ -148,9 +146,9 @@ def weight_only_table(results: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def outliers_figure(results: pd.DataFrame) -> plt.Figure:
+def outliers_figure(outliers: pd.DataFrame) -> plt.Figure:
     """Loss change (quantized - full precision) against the injected outlier magnitude k, a line per method."""
-    frame = runs(results, "outliers").sort_values("cfg.outlier_scale")
+    frame = runs(outliers).sort_values("cfg.outlier_scale")
     labels = list(dict.fromkeys(frame.sort_values(["cfg.method.name", "label"])["label"]))
     palette = dict(zip(labels, sns.color_palette("colorblind", len(labels)), strict=True))
     markers = dict(zip(labels, "osD^v<>p*X", strict=False))
@@ -175,25 +173,25 @@ def outliers_figure(results: pd.DataFrame) -> plt.Figure:
     return figure
 
 
-def outliers_table(results: pd.DataFrame) -> pd.DataFrame:
+def outliers_table(outliers: pd.DataFrame) -> pd.DataFrame:
     """Loss change per method (rows) and outlier magnitude k (columns)."""
-    frame = runs(results, "outliers")
+    frame = runs(outliers)
     table = frame.pivot_table(index="label", columns="cfg.outlier_scale", values="loss_change", aggfunc="mean")
     table.columns = [f"loss change at k={k:g} (nats)" for k in table.columns]
     table.index.name = "method"
     return table
 
 
-def _shootout_runs(results: pd.DataFrame) -> pd.DataFrame:
-    frame = runs(results, "ptq")
+def _shootout_runs(ptq: pd.DataFrame) -> pd.DataFrame:
+    frame = runs(ptq)
     return frame.assign(recovery=100 * np.exp(-frame["loss_change"]))
 
 
-def shootout_table(results: pd.DataFrame) -> pd.DataFrame:
+def shootout_table(ptq: pd.DataFrame) -> pd.DataFrame:
     """Every configuration of the shoot-out (rows: method and spec, outlier magnitude): loss, perplexity, loss
     change, KL and top-1 agreement with full precision, recovery (full-precision over quantized perplexity),
     bits per weight with scales, and the weights' memory against a 16-bit model."""
-    frame = _shootout_runs(results)
+    frame = _shootout_runs(ptq)
     frame["memory (KiB)"] = frame["memory_bytes"] / 1024
     frame["memory vs 16-bit (%)"] = 100 * frame["memory_bytes"] / frame["reference_memory_bytes"]
     frame = frame.sort_values(["cfg.outlier_scale", "loss_change"])
@@ -214,11 +212,10 @@ def shootout_table(results: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def speedups(results: pd.DataFrame) -> tuple[dict[str, float], str]:
+def speedups(gemm: pd.DataFrame) -> tuple[dict[str, float], str]:
     """GEMM speed-up of each dtype the gemm study ran on this machine (not a reference set) over the 16-bit
-    baseline, at the decode-like shape (the smallest M, then the largest K x N) both ran, medians over repeats;
-    and a line saying what was measured."""
-    gemm = select(results, "gemm", metrics=[], required=False)
+    baseline, at the decode-like shape (the smallest M, then the largest K x N) both ran, medians over repeats,
+    from the gemm study's rows; and a line saying what was measured."""
     if "reference" in gemm:
         gemm = gemm[gemm["reference"].isna()]
     gemm = gemm[gemm["metric"] == "tflops"]
@@ -260,13 +257,13 @@ def _front(points: pd.DataFrame, x: str, y: str, better_x_high: bool) -> pd.Data
     return pd.DataFrame(front)
 
 
-def pareto_figure(results: pd.DataFrame) -> plt.Figure:
+def pareto_figure(ptq: pd.DataFrame, gemm: pd.DataFrame) -> plt.Figure:
     """Loss change of the shoot-out's configurations (no injected outliers) against the measured GEMM speed-up of
     the dtype that would compute them (left) and against bits per weight (right), Pareto fronts dotted; each
     point is numbered, the legend names its configuration, colour and marker give the method."""
-    frame = _shootout_runs(results)
+    frame = _shootout_runs(ptq)
     frame = frame[frame["cfg.outlier_scale"] == frame["cfg.outlier_scale"].min()]
-    speed, measured = speedups(results)
+    speed, measured = speedups(gemm)
     frame = frame.assign(kernel=[kernel_dtype(r) for _, r in frame.iterrows()])
     frame["speedup"] = frame["kernel"].map(speed)
     frame = frame.sort_values(["bits_per_weight", "loss_change"]).reset_index(drop=True)
@@ -346,9 +343,8 @@ def weight_format_label(row: pd.Series) -> str:
     return FORMAT_LABELS.get(weight, weight or f"{row['cfg.method.spec.name']} default")
 
 
-def _search_choices(results: pd.DataFrame, study: str) -> pd.DataFrame:
+def _search_choices(rows: pd.DataFrame) -> pd.DataFrame:
     """Per searched run: the share of weights per chosen element (`e2m1 100%`) and the mean clipping ratio."""
-    rows = select(results, study, metrics=[])
     shares = rows[rows["metric"] == "search_element_share"]
     ratios = rows[rows["metric"] == "search_clip_ratio"].groupby("id")["value"].mean()
     if shares.empty:
@@ -360,29 +356,29 @@ def _search_choices(results: pd.DataFrame, study: str) -> pd.DataFrame:
     return pd.DataFrame({"chosen elements": text, "mean clip ratio": ratios})
 
 
-def weight_formats_frame(results: pd.DataFrame, study: str) -> pd.DataFrame:
-    """The runs of a weight-format study (fp6_weights or fp4_weights): spec, format, scale layout, method, scores
-    against full precision, bits per weight and, for searched weights, what the search chose."""
-    frame = runs(results, study)
+def weight_formats_frame(rows: pd.DataFrame) -> pd.DataFrame:
+    """The runs of a weight-format study's rows (fp6_weights or fp4_weights): spec, format, scale layout, method,
+    scores against full precision, bits per weight and, for searched weights, what the search chose."""
+    frame = runs(rows)
     frame["format"] = [weight_format_label(r) for _, r in frame.iterrows()]
     frame["layout"] = [granularity_label(r) for _, r in frame.iterrows()]
     frame["method"] = frame["cfg.method.name"].map({**METHOD_LABELS, "search": "RTN, searched"})
     frame["spec"] = frame["cfg.method.spec.name"]
-    return frame.join(_search_choices(results, study))
+    return frame.join(_search_choices(rows))
 
 
-def fp6_weights_table(results: pd.DataFrame) -> pd.DataFrame:
+def fp6_weights_table(fp6_weights: pd.DataFrame) -> pd.DataFrame:
     """W6A16 FP6 and INT6 per channel against INT4 per group and per channel, RTN and GPTQ: loss change, KL, top-1
     agreement with full precision and bits per weight."""
-    frame = weight_formats_frame(results, "fp6_weights").sort_values(["method", "bits_per_weight", "loss_change"])
+    frame = weight_formats_frame(fp6_weights).sort_values(["method", "bits_per_weight", "loss_change"])
     table = frame.set_index(["method", "spec", "format", "layout"])[list(FORMAT_COLUMNS)]
     return table.rename(columns=FORMAT_COLUMNS)
 
 
-def fp4_weights_table(results: pd.DataFrame) -> pd.DataFrame:
+def fp4_weights_table(fp4_weights: pd.DataFrame) -> pd.DataFrame:
     """4-bit FP (E2M1, E3M0, searched) against INT4 and 8-bit FP8 against INT8 weights, per scale layout, weight-only
     and W4A8: loss change, KL, agreement, bits per weight, and the searched runs' chosen elements and clip ratio."""
-    frame = weight_formats_frame(results, "fp4_weights").sort_values(["spec", "layout", "loss_change"])
+    frame = weight_formats_frame(fp4_weights).sort_values(["spec", "layout", "loss_change"])
     table = frame.set_index(["spec", "layout", "format"])[[*FORMAT_COLUMNS, "chosen elements", "mean clip ratio"]]
     return table.rename(columns=FORMAT_COLUMNS)
 
@@ -413,13 +409,13 @@ def _format_bars(axis, frame: pd.DataFrame, x_order: list[str], hue: str, hue_or
     axis.legend(fontsize=7.5, loc="upper left", frameon=True)
 
 
-def weight_formats_figure(results: pd.DataFrame) -> plt.Figure:
+def weight_formats_figure(fp6_weights: pd.DataFrame, fp4_weights: pd.DataFrame) -> plt.Figure:
     """Validation loss change against full precision per weight format: FP6 against INT6 and INT4 (RTN and GPTQ;
     study fp6_weights), then 4-bit FP (E2M1, E3M0, searched) against INT4 weight-only and W4A8, and FP8 against
     INT8 (per channel and groups of 32; study fp4_weights)."""
-    fp6 = weight_formats_frame(results, "fp6_weights")
+    fp6 = weight_formats_frame(fp6_weights)
     fp6["format"] = fp6["format"] + ", " + fp6["layout"]
-    fp4 = weight_formats_frame(results, "fp4_weights")
+    fp4 = weight_formats_frame(fp4_weights)
     panels = [("W6A16 vs W4A16 (fp6_weights)", fp6, "method")]
     panels += [(f"{spec} (fp4_weights)", fp4[fp4["spec"] == spec], "layout") for spec in ("W4A16", "W4A8", "W8A16")]
     panels = [(title, frame, hue) for title, frame, hue in panels if not frame.empty]

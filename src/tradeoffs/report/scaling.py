@@ -40,9 +40,8 @@ from tradeoffs.fit import (
     runs_from_tidy,
 )
 from tradeoffs.fit.laws import QUARTET_ESTIMATES
-from tradeoffs.report.common import select
+from tradeoffs.report import STRATEGY_METRICS
 
-STRATEGY_METRICS = ("flops", "activations", "parameters", "flops_factor", "time_median_s")
 BASE_NAMES = {"gpt": "GPT", "cnn": "CNN"}
 STRATEGY_ORDER = ["width", "depth", "context", "resolution", "compound"]
 # Activations ~ s^e at FLOPs growth s (Dollár et al. 2021): width 1/2, depth and resolution 1, compound with
@@ -50,11 +49,10 @@ STRATEGY_ORDER = ["width", "depth", "context", "resolution", "compound"]
 PAPER_ACTIVATION_EXPONENT = {"width": 0.5, "depth": 1.0, "resolution": 1.0}
 
 
-def strategy_runs(results: pd.DataFrame) -> pd.DataFrame:
-    """One row per run of the strategies study: base, model, strategy, factor, alpha and the counted and
+def strategy_runs(strategies: pd.DataFrame) -> pd.DataFrame:
+    """One row per run of the strategies study's rows: base, model, strategy, factor, alpha and the counted and
     measured values (columns named by STRATEGY_METRICS)."""
-    rows = select(results, "strategies", ("ok", "invalid"), STRATEGY_METRICS)
-    rows = rows[rows["metric"].isin(STRATEGY_METRICS)]
+    rows = strategies[strategies["metric"].isin(STRATEGY_METRICS)]
     rows = rows.assign(model=rows["cfg.model.name"].where(rows["cfg.base"] == "gpt", rows["cfg.cnn.name"]))
     runs = rows.pivot_table(
         index=["id", "status", "model", "cfg.base", "cfg.strategy", "cfg.factor", "cfg.alpha"],
@@ -69,10 +67,10 @@ def strategy_runs(results: pd.DataFrame) -> pd.DataFrame:
     return runs.sort_values(["base", "strategy", "factor"], key=lambda c: c.map(order) if c.name == "strategy" else c)
 
 
-def strategies_figure(results: pd.DataFrame) -> plt.Figure:
+def strategies_figure(strategies: pd.DataFrame) -> plt.Figure:
     """Per base (rows): activations per sample and measured training step time against forward FLOPs per
     sample, log-log, one line per strategy; runs whose timing was invalid (cut by the time cap) are hollow."""
-    runs = strategy_runs(results)
+    runs = strategy_runs(strategies)
     bases = [b for b in BASE_NAMES if b in set(runs["base"])]
     figure, axes = plt.subplots(len(bases), 2, figsize=(10, 3.8 * len(bases)), squeeze=False)
     colors = sns.color_palette("colorblind")
@@ -85,7 +83,7 @@ def strategies_figure(results: pd.DataFrame) -> plt.Figure:
     units = {"activations": "", "time_median_s": "s"}
     for row, base in zip(axes, bases, strict=True):
         part = runs[runs["base"] == base]
-        batch = results.loc[results["id"].isin(part["id"]), "cfg.batch_size"].dropna().unique()
+        batch = strategies.loc[strategies["id"].isin(part["id"]), "cfg.batch_size"].dropna().unique()
         for axis, (metric, label) in zip(row, columns, strict=True):
             for strategy, lines in part.groupby("strategy", sort=False):
                 lines = lines.sort_values("flops")
@@ -122,10 +120,10 @@ def _paper_exponent(strategy: str, alpha: float) -> float:
     return PAPER_ACTIVATION_EXPONENT.get(strategy, math.nan)
 
 
-def strategies_table(results: pd.DataFrame) -> pd.DataFrame:
+def strategies_table(strategies: pd.DataFrame) -> pd.DataFrame:
     """Per base, strategy and quantity (activations, parameters, step time): the log-log exponent against the
     FLOPs growth reached, with its 95% t interval and R^2, beside the paper's activation exponent."""
-    runs = strategy_runs(results)
+    runs = strategy_runs(strategies)
     rows = []
     for (base, alpha), part in runs.groupby(["base", "alpha"], sort=False):
         records = part.rename(columns={"id": "run_id"}).to_dict("records")
@@ -153,7 +151,6 @@ def strategies_table(results: pd.DataFrame) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------- the ladder and its fits
-FIT_STUDY = "scaling_law"  # the scaling_fit kind's study: the laws fitted to every ladder run
 FIT_PAPERS = {"chinchilla": CHINCHILLA_PAPER, "quartet": QUARTET_PAPER}
 LAW_NAMES = {"quartet": "Quartet's law", "chinchilla": "Chinchilla per precision"}
 LAW_STYLES = {"quartet": "-", "chinchilla": ":"}
@@ -164,11 +161,10 @@ ISO_FLOP_FACTOR = 1.5  # runs within this factor of compute of a slice's cheapes
 RUN_METRICS = {**TRAIN_RUN_METRICS, "total": "total_parameters", "compute": "training_compute"}
 
 
-def ladder_runs(results: pd.DataFrame, study: str = "ladder") -> pd.DataFrame:
-    """One row per training run of `study` (diverged runs kept with nan loss): loss, N (non-embedding), total
-    parameters, D, compute (6ND + attention), D/N, precision and model."""
-    rows = select(results, study, ("ok", "diverged"), ("non_embedding_parameters", "training_tokens"))
-    runs = runs_from_tidy(rows, RUN_METRICS, {**TRAIN_RUN_FIELDS, "model": "cfg.model.name"})
+def ladder_runs(ladder: pd.DataFrame) -> pd.DataFrame:
+    """One row per training run of the ladder's rows (diverged runs kept with nan loss): loss, N
+    (non-embedding), total parameters, D, compute (6ND + attention), D/N, precision and model."""
+    runs = runs_from_tidy(ladder, RUN_METRICS, {**TRAIN_RUN_FIELDS, "model": "cfg.model.name"})
     shared_name = runs.groupby("model")["n_params"].transform("nunique") > 1  # e.g. a name with n_layer varied
     sized = runs["model"] + " (N " + runs["n_params"].map(EngFormatter(places=0)) + ")"
     return runs.assign(
@@ -178,10 +174,10 @@ def ladder_runs(results: pd.DataFrame, study: str = "ladder") -> pd.DataFrame:
     )
 
 
-def fit_rows(results: pd.DataFrame, study: str = FIT_STUDY) -> pd.DataFrame:
-    """The fit rows (metrics fit_*) of the first ok run of the fit study."""
-    rows = select(results, study, ("ok",), ("fit_parameter",))
-    rows = rows[rows["id"] == rows["id"].iloc[0]]
+def fit_rows(scaling_law: pd.DataFrame) -> pd.DataFrame:
+    """The fit rows (metrics fit_*) of the first ok run of the fit study (the scaling_fit kind's: the laws
+    fitted to every ladder run), from its rows."""
+    rows = scaling_law[scaling_law["id"] == scaling_law["id"].iloc[0]]
     return rows[rows["metric"].str.startswith("fit_", na=False)]
 
 
@@ -329,12 +325,12 @@ def holdout_rows(fits: pd.DataFrame) -> dict[str, dict]:
     return found
 
 
-def ladder_figure(results: pd.DataFrame) -> plt.Figure:
+def ladder_figure(ladder: pd.DataFrame, scaling_law: pd.DataFrame) -> plt.Figure:
     """The ladder's final validation loss against N (curves through the runs of one budget) and against D/N
     (curves per model size), points per run (colour: precision, marker: model), with the fitted laws of the
     fit study drawn per precision (Quartet's solid, Chinchilla's dotted) where they converged; log axes."""
-    runs = ladder_runs(results).dropna(subset=["loss"])
-    fits = fit_rows(results)
+    runs = ladder_runs(ladder).dropna(subset=["loss"])
+    fits = fit_rows(scaling_law)
     colors, markers = _palette(runs["precision"]), _markers(runs)
     laws = _laws(fits, colors)
     figure, (by_n, by_ratio) = plt.subplots(1, 2, figsize=(12, 4.8), layout="constrained")
@@ -397,13 +393,13 @@ def _flops_per_token(runs: pd.DataFrame) -> Callable[[np.ndarray], np.ndarray]:
     return lambda n: np.exp(np.interp(np.log(n), log_n, log_f))
 
 
-def frontier_figure(results: pd.DataFrame) -> plt.Figure:
+def frontier_figure(ladder: pd.DataFrame, scaling_law: pd.DataFrame) -> plt.Figure:
     """Left: final loss against training compute (6ND + attention) per run, the lower envelope of the runs per
     precision (solid steps) and the fitted law's envelope over the ladder's model sizes (dashed). Right: the
     iso-FLOP slices of the reference precision's runs, loss against N at about equal compute, with the fitted
     law at each slice's compute; log axes."""
-    runs = ladder_runs(results).dropna(subset=["loss", "compute"])
-    fits = fit_rows(results)
+    runs = ladder_runs(ladder).dropna(subset=["loss", "compute"])
+    fits = fit_rows(scaling_law)
     colors, markers = _palette(runs["precision"]), _markers(runs)
     laws = _laws(fits, colors)
     per_token = _flops_per_token(runs)
@@ -475,14 +471,14 @@ def frontier_figure(results: pd.DataFrame) -> plt.Figure:
     return figure
 
 
-def ladder_fits_table(results: pd.DataFrame) -> pd.DataFrame:
+def ladder_fits_table(scaling_law: pd.DataFrame) -> pd.DataFrame:
     """The fit study's parameters: Chinchilla per precision and Quartet's law (shared parameters on the
     reference precision, effN and effD per other precision), each with its 95% bootstrap interval, the
     papers' constants (Hoffmann et al. 2022; Quartet 2025), its fit's R^2, the runs used, whether the runs
     identify it (and why not), and the status and reason of an estimate that could not be made; then
     Approach 2's exponents and compute-optimal tokens per parameter per precision (beside Hoffmann et al.'s
     Approach 2), and each law's log error on the held-out top-compute runs."""
-    fits = fit_rows(results)
+    fits = fit_rows(scaling_law)
     r2 = fits[fits["metric"] == "fit_r2"].set_index(["label.fit", "label.precision"])["value"]
     params = fits[fits["metric"] == "fit_parameter"]
     if "label.compute" in params:  # Approach 2's per-group rows are the iso_flop table's
@@ -532,11 +528,11 @@ def ladder_fits_table(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(["fit", "precision", "parameter"])
 
 
-def iso_flop_groups(results: pd.DataFrame) -> pd.DataFrame:
+def iso_flop_groups(scaling_law: pd.DataFrame) -> pd.DataFrame:
     """Approach 2's iso-FLOP groups from the fit study's rows: one row per precision and group with its
     compute, sizes, runs (ids), N_opt, D_opt and D_opt / N_opt with intervals, the minimum's loss and the
     parabola's curvature (in log loss per squared ln N), status and reason."""
-    fits = fit_rows(results)
+    fits = fit_rows(scaling_law)
     params = fits[(fits["metric"] == "fit_parameter") & (fits["label.fit"] == "iso_flop")]
     if "label.compute" not in params:
         return pd.DataFrame()
@@ -561,12 +557,12 @@ def iso_flop_groups(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(records)
 
 
-def iso_flop_table(results: pd.DataFrame) -> pd.DataFrame:
+def iso_flop_table(scaling_law: pd.DataFrame) -> pd.DataFrame:
     """Approach 2 per precision and iso-FLOP group (C = 6ND): model sizes and runs, the compute-optimal N and D
     at the parabola's minimum with N_opt's and D/N's 95% intervals, the loss there, and why a group gives none."""
-    groups = iso_flop_groups(results)
+    groups = iso_flop_groups(scaling_law)
     if groups.empty:
-        fits = fit_rows(results)
+        fits = fit_rows(scaling_law)
         ran = fits[fits["label.fit"] == "iso_flop"]["label.fit_reason"].dropna().astype(str)
         reason = ran.iloc[0] if len(ran) else "the fit study has no Approach 2 rows (no ladder run to fit)"
         empty = {"precision": "", "compute": math.nan, "status": "too_few_runs", "reason": reason}
@@ -577,15 +573,15 @@ def iso_flop_table(results: pd.DataFrame) -> pd.DataFrame:
     return groups[columns].set_index(["precision", "compute"])
 
 
-def iso_flop_figure(results: pd.DataFrame) -> plt.Figure:
+def iso_flop_figure(ladder: pd.DataFrame, scaling_law: pd.DataFrame) -> plt.Figure:
     """Chinchilla's Approach 2. Left: the reference precision's runs per iso-FLOP group (colour: compute), loss
     against N with each group's fitted parabola in log N and its minimum (star); runs of groups with fewer than
     3 sizes hollow. Right: compute-optimal N and D per group against C with their 95% intervals and the power
     laws N_opt ~ C^a, D_opt ~ C^b (least-squares lines through the groups), per precision; log axes."""
-    runs = ladder_runs(results).dropna(subset=["loss"])
-    fits = fit_rows(results)
+    runs = ladder_runs(ladder).dropna(subset=["loss"])
+    fits = fit_rows(scaling_law)
     reference = fits["cfg.reference"].iloc[0]
-    groups = iso_flop_groups(results)
+    groups = iso_flop_groups(scaling_law)
     colors = _palette(runs["precision"])
     figure, (profiles, optima) = plt.subplots(1, 2, figsize=(12, 4.8), layout="constrained")
     own = groups[groups["precision"] == reference] if len(groups) else groups

@@ -9,8 +9,6 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from tradeoffs.report.common import select
-
 SUMMARY_METRICS = {
     "final_val_loss": "val loss (nats)",
     "final_val_bits_per_byte": "val bits/byte",
@@ -22,14 +20,13 @@ SUMMARY_METRICS = {
 }
 
 
-def _runs(results: pd.DataFrame) -> pd.DataFrame:
-    runs = select(results, "train", ("ok", "diverged"))
-    return runs.rename(columns={"cfg.recipe.name": "recipe", "cfg.model.name": "model"})
+def _runs(train: pd.DataFrame) -> pd.DataFrame:
+    return train.rename(columns={"cfg.recipe.name": "recipe", "cfg.model.name": "model"})
 
 
-def loss_figure(results: pd.DataFrame) -> plt.Figure:
+def loss_figure(train: pd.DataFrame) -> plt.Figure:
     """Validation and training loss against training tokens, one line per recipe (diverged runs dashed)."""
-    runs = _runs(results)
+    runs = _runs(train)
     curves = runs[runs["metric"].isin(["train_loss", "val_loss"])].copy()
     tokens_per_step = curves["cfg.batch_size"] * curves["cfg.model.context_length"]
     curves["tokens"] = curves["label.step"].astype(float) * tokens_per_step / 1e6
@@ -59,9 +56,9 @@ def loss_figure(results: pd.DataFrame) -> plt.Figure:
     return grid.figure
 
 
-def recipe_table(results: pd.DataFrame) -> pd.DataFrame:
+def recipe_table(train: pd.DataFrame) -> pd.DataFrame:
     """Per run: recipe, arithmetic (emulated or native), status, final losses, throughput, MFU, memory."""
-    runs = _runs(results)
+    runs = _runs(train)
     summary = runs[runs["metric"].isin(SUMMARY_METRICS)].pivot_table(
         index=["model", "recipe", "status"], columns="metric", values="value", aggfunc="first"
     )

@@ -21,6 +21,7 @@ import pandas as pd
 from scipy import stats
 
 from tradeoffs.errors import ConfigError
+from tradeoffs.report import frames
 from tradeoffs.report.claims.verdicts import (
     CONFIRMED,
     HARDWARE_ABSENT,
@@ -369,9 +370,7 @@ def tracks_model(
     """For every INT/FP pair of the model's runs, the Monte-Carlo QSNR gap INT - FP per crest-factor bin
     (numerics runs pooled per format, bins with enough blocks) has the sign of the model's gap at the bin's
     centre in at least `min_agreement` of the bins where the model's gap exceeds `margin_db`."""
-    from tradeoffs.report.numerics import crest_frame
-
-    bins = crest_frame(measured.rows)
+    bins = frames.crest_frame(measured.rows)
     curves = model.rows[model.rows["metric"] == "qsnr_theory_db"]
     steps, names, unjudged = [], [], []
     for run_id, curve in curves.groupby("id"):
@@ -411,9 +410,7 @@ def with_unjudged(decision: Decision, unjudged: Sequence[str]) -> Decision:
 
 # ------------------------------------------------------------------------------------------- hardware
 def _with_hardware(rows: pd.DataFrame) -> pd.DataFrame:
-    from tradeoffs.report.bench import _hardware
-
-    return rows.assign(hardware=_hardware(rows)) if len(rows) else rows.assign(hardware=[])
+    return rows.assign(hardware=frames.hardware(rows)) if len(rows) else rows.assign(hardware=[])
 
 
 def _numeric(rows: pd.DataFrame, column: str) -> pd.Series:
