@@ -88,10 +88,7 @@ LADDER = {
     "scaling_law": Rows("scaling_law", requires=("fit_parameter",)),
 }
 FITS = {"scaling_law": LADDER["scaling_law"]}
-NONDETERMINISM = ("agreement_at_position", "first_divergence_position", "max_logit_difference")
-DIVERGENCE = ("identical_fraction", "bitwise_identical_fraction", "first_divergence_position")
 ZERO_STATES = ("model_state_bytes", "model_state_formula_bytes", "peak_rss_max", "final_train_loss")
-FP8_ACTIVATIONS = ("activation_bytes", "final_val_loss", "training_bytes")
 
 
 def _quant(*studies: str) -> dict[str, Rows]:
@@ -123,7 +120,12 @@ FIGURES: dict[str, Product] = {
     "nondeterminism_agreement": Product(
         "tradeoffs.report.nondeterminism:agreement_figure",
         FP32_OR_DEATH,
-        {"nondeterminism": Rows("nondeterminism", requires=NONDETERMINISM)},
+        {
+            "nondeterminism": Rows(
+                "nondeterminism",
+                requires=("agreement_at_position", "first_divergence_position", "max_logit_difference"),
+            )
+        },
     ),
     "scaling_strategies": Product(
         "tradeoffs.report.scaling:strategies_figure",
@@ -162,7 +164,7 @@ FIGURES: dict[str, Product] = {
     "memory_fp8_activations": Product(
         "tradeoffs.report.memory:fp8_activations_figure",
         COAT,
-        {"fp8_activations": Rows("fp8_activations", requires=FP8_ACTIVATIONS)},
+        {"fp8_activations": Rows("fp8_activations", requires=("activation_bytes", "final_val_loss", "training_bytes"))},
     ),
     "quant_weight_formats": Product(
         "tradeoffs.report.quant:weight_formats_figure", ZEROQUANT_FP6, _quant("fp6_weights", "fp4_weights")
@@ -197,7 +199,14 @@ TABLES: dict[str, Product] = {
         FP32_OR_DEATH,
         {
             "nondeterminism": Rows(
-                "nondeterminism", requires=(*DIVERGENCE, "max_logit_difference", "min_reference_margin")
+                "nondeterminism",
+                requires=(
+                    "identical_fraction",
+                    "bitwise_identical_fraction",
+                    "first_divergence_position",
+                    "max_logit_difference",
+                    "min_reference_margin",
+                ),
             )
         },
     ),
