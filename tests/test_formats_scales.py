@@ -9,6 +9,7 @@ import torch
 from tradeoffs.errors import ConfigError
 from tradeoffs.formats import (
     FormatSpec,
+    ScaleRule,
     compute_scales,
     fake_quant,
     format_names,
@@ -160,6 +161,28 @@ def test_scales_that_do_not_cover_x_are_refused():
         round_with_scales(x, scales, noise=torch.rand(x.shape))
     with pytest.raises(ConfigError, match="block_size 16 does not divide"):
         compute_scales(x[:, :40], "nvfp4")
+
+
+def test_a_scale_rule_is_the_enum_from_its_yaml_spelling_and_an_unknown_one_names_the_choices():
+    assert get_format("mxfp4").scale_rule is ScaleRule.floor
+    assert get_format("mxfp4_quartet").scale_rule is ScaleRule.quartet
+    assert FormatSpec(element="int8", granularity="channel").scale_rule is ScaleRule.absmax
+    assert FormatSpec(element="fp4_e2m1", scale_rule="rms", clip_ratio=2.0).scale_rule is ScaleRule.rms
+    assert [str(rule) for rule in ScaleRule] == ["absmax", "floor", "ceil", "quartet", "rms"]
+    choices = r"format.scale_rule: invalid value 'nearest'; valid choices: absmax, floor, ceil, quartet, rms$"
+    with pytest.raises(ConfigError, match=choices):
+        FormatSpec(element="int8", scale_rule="nearest")
+    with pytest.raises(ConfigError, match="invalid value 'FLOOR'"):  # the value as spelled in YAML, not the name
+        FormatSpec(element="fp4_e2m1", scale_rule="FLOOR", granularity="block", block_size=32, scale_format="e8m0")
+
+
+def test_a_scale_rule_set_by_a_hydra_override_is_the_enum_and_a_plain_string_in_the_record():
+    from tradeoffs.config import as_dict, config_hash, load_experiment
+
+    config = load_experiment("numerics", ["format=mxfp4", "format.scale_rule=ceil"])
+    assert config.format.scale_rule is ScaleRule.ceil
+    assert type(as_dict(config)["format"]["scale_rule"]) is str  # results and plans hold plain strings
+    assert config_hash(config) == config_hash(load_experiment("numerics", ["format=mxfp4_ceil", "format.name=mxfp4"]))
 
 
 def test_is_power_of_two():

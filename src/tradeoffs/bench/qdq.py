@@ -18,7 +18,7 @@ import torch
 
 from tradeoffs.bench.memory import PeakMemory, track_peak_memory
 from tradeoffs.bench.timing import BenchConfig, Measurement, measure
-from tradeoffs.formats import FormatSpec, fake_quant, get_format
+from tradeoffs.formats import FormatSpec, ScaleRule, fake_quant, get_format
 from tradeoffs.formats.quantize import compile_failure
 from tradeoffs.numerics.error import qsnr_db
 
@@ -76,7 +76,7 @@ def torchao_qdq(spec: FormatSpec) -> Callable[[torch.Tensor], torch.Tensor] | No
         return fp8_tensor
     mx = {**fp8, "fp4_e2m1": torch.float4_e2m1fn_x2}
     is_block = spec.granularity == "block" and spec.rounding == "nearest"
-    if is_block and spec.block_size == 32 and spec.scale_format == "e8m0" and spec.scale_rule == "floor":
+    if is_block and spec.block_size == 32 and spec.scale_format == "e8m0" and spec.scale_rule == ScaleRule.floor:
         if spec.element not in mx:
             return None
         from torchao.prototype.mx_formats.config import ScaleCalculationMode
@@ -90,7 +90,7 @@ def torchao_qdq(spec: FormatSpec) -> Callable[[torch.Tensor], torch.Tensor] | No
 
         return mx_block
     nvfp4 = spec.element == "fp4_e2m1" and spec.scale_format == "e4m3" and spec.tensor_scale
-    if is_block and nvfp4 and spec.block_size == 16 and spec.scale_rule == "absmax":
+    if is_block and nvfp4 and spec.block_size == 16 and spec.scale_rule == ScaleRule.absmax:
         from torchao.prototype.mx_formats.nvfp4_tensor import NVFP4Tensor, per_tensor_amax_to_scale
 
         def nvfp4_block(x: torch.Tensor) -> torch.Tensor:

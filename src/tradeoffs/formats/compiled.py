@@ -36,7 +36,7 @@ from tradeoffs.formats.scales import (
     scales_of,
     to_granules,
 )
-from tradeoffs.formats.spec import FormatSpec
+from tradeoffs.formats.spec import FormatSpec, ScaleRule
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -96,7 +96,7 @@ def _compiled(spec: FormatSpec, axis: int) -> _Compiled:
             rounding = _compile(functools.partial(_rounding_pass, spec=spec, axis=axis))
 
             def staged(x: torch.Tensor, noise: torch.Tensor | None, out: torch.Tensor | None) -> torch.Tensor:
-                amax, tensor_amax = block_amax(x) if spec.scale_rule == "absmax" else (None, None)
+                amax, tensor_amax = block_amax(x) if spec.scale_rule == ScaleRule.absmax else (None, None)
                 if tensor_amax is not None and not torch.isfinite(tensor_amax):
                     amax = None  # the scales pass takes the finite amax itself
                 return rounding(x, *scales(x, amax), noise, out)

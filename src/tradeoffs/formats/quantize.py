@@ -1,8 +1,8 @@
 """Quantization entry points: fake_quant (quantize-dequantize, eager or compiled), quantize and QTensor
 (integer codes and scales).
 
-Both are compute_scales then round_with_scales (tradeoffs.formats.scales), the scale rules living in
-tradeoffs.formats.scale_rules and the torch.compile kernels in tradeoffs.formats.compiled.
+Both are compute_scales then round_with_scales (tradeoffs.formats.scales, the scale rules included), the
+torch.compile kernels in tradeoffs.formats.compiled.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from tradeoffs.errors import ConfigError
 from tradeoffs.formats.codes import decode, encode
 from tradeoffs.formats.compiled import compile_failure, compiled_fake_quant
 from tradeoffs.formats.registry import get_format
-from tradeoffs.formats.scale_rules import effective_scale
 from tradeoffs.formats.scales import (
     Scales,
     checked_draws,
     compute_scales,
     draw_noise,
+    effective_scale,
     fake_quant_eager,
     in_granules,
     into,

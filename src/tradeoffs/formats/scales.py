@@ -1,13 +1,25 @@
-"""Scale, then round: a tensor's scales for a format along an axis, and rounding with given scales.
+"""Scales: a tensor's scales for a format along an axis, by the format's scale rule, and rounding with them.
 
-Every scaled quantization runs in these two passes, and fake_quant and quantize are built from them, so an
+Every scaled quantization runs in two passes, and fake_quant and quantize are built from them: compute_scales
+(each granule's scale by the format's ScaleRule, in the format's scale format) then round_with_scales. An
 algorithm that fixes the scales before it rounds (GPTQ, one column at a time; SmoothQuant) reuses the same,
-oracle-tested arithmetic by calling `compute_scales` and `round_with_scales`.
+oracle-tested arithmetic by calling the two passes itself.
+
+The scale rules: absmax (amax / max_element, rounded to the scale format), the power-of-two rules (floor,
+ceil, quartet, rms with E8M0 scales), two-level NVFP4 scaling (an FP32 tensor scale over narrow block scales)
+and the asymmetric integer scale with its zero point.
 
 Internally the values run in granule layout: x with the quantization axis last, split into (..., granules,
-granule width). Defined behaviour for special inputs (documented in docs/formats.md and tested): NaN stays
-NaN; +-inf saturates to +-max*scale when the format saturates, else becomes inf (formats with inf) or NaN;
-see tradeoffs.formats.scale_rules for the scales themselves.
+granule width); the rules reduce along the last dimension with kept dimensions, or to a 0-d tensor for one
+scale per tensor.
+
+Defined behaviour for special inputs (documented in docs/formats.md and tested):
+- amax of a granule is taken over finite values only; an all-zero (or all non-finite) granule gets the
+  smallest scale of its rule (2^-127 for power-of-two rules, 1 for absmax) and quantizes to zeros;
+- a block scale that rounds to zero in its scale format (a block tiny against the tensor's amax under a
+  two-level scale) quantizes its block to zeros;
+- NaN stays NaN; +-inf saturates to +-max*scale when the format saturates, else becomes inf (formats with
+  inf) or NaN.
 """
 
 from __future__ import annotations
@@ -15,14 +27,19 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
 from tradeoffs.errors import ConfigError
-from tradeoffs.formats.element import round_to_element
+from tradeoffs.formats.element import floor_log2, pow2, round_to_element
 from tradeoffs.formats.registry import get_format
-from tradeoffs.formats.scale_rules import effective_scale, granule_scales, grid_factor, multiplies_by_power_of_two
-from tradeoffs.formats.spec import FormatSpec
+from tradeoffs.formats.spec import FormatSpec, ScaleRule
+
+E8M0_MIN_EXPONENT, E8M0_MAX_EXPONENT = -127, 127
+
+
+# The Scales of a tensor, and the granule layout the arithmetic runs in.
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,6 +98,11 @@ class Scales:
         )
 
 
+def effective_scale(block_scale: torch.Tensor, tensor_scale: torch.Tensor | None) -> torch.Tensor:
+    """The scale that multiplies the elements: the block scale times the tensor scale of two-level formats."""
+    return block_scale if tensor_scale is None else block_scale * tensor_scale
+
+
 def normalized_axis(x: torch.Tensor, axis: int) -> int:
     """`axis` of x as a non-negative index (a 0-d tensor has the one axis 0)."""
     ndim = max(x.ndim, 1)
@@ -121,8 +143,25 @@ def into(y: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
     return y if out is None else out.copy_(y)
 
 
-def _plain_cast(spec: FormatSpec) -> bool:
-    return spec.is_cast and spec.rounding == "nearest"
+# The first pass: each granule's scale by the format's rule.
+
+
+def compute_scales(
+    x: torch.Tensor, fmt: FormatSpec | str, *, axis: int = -1, tensor_scale: torch.Tensor | None = None
+) -> Scales:
+    """The scales of `x` in format `fmt` along `axis` (block, channel or tensor scales, the two-level tensor
+    scale, zero points): the first pass of quantization, as fake_quant and quantize take it.
+
+    `tensor_scale` (two-level formats only) replaces the tensor's own second-level scale, e.g. one computed
+    once over a whole weight while its blocks are scaled group by group. Plain casts (bf16, fp16, fp32)
+    get unit scales."""
+    spec = get_format(fmt)
+    if tensor_scale is not None and not spec.tensor_scale:
+        raise ConfigError(
+            f"compute_scales: tensor_scale given for format '{spec.name or spec.element}', which has no "
+            "second-level scale (format.tensor_scale: false)"
+        )
+    return scales_of(x, spec, normalized_axis(x, axis), tensor_scale=tensor_scale)
 
 
 def scales_of(
@@ -155,22 +194,237 @@ def scales_of(
     return Scales(block_scale, parts.tensor_scale, zero_point, reciprocal, spec, axis, width)
 
 
-def compute_scales(
-    x: torch.Tensor, fmt: FormatSpec | str, *, axis: int = -1, tensor_scale: torch.Tensor | None = None
-) -> Scales:
-    """The scales of `x` in format `fmt` along `axis` (block, channel or tensor scales, the two-level tensor
-    scale, zero points): the first pass of quantization, as fake_quant and quantize take it.
+def _plain_cast(spec: FormatSpec) -> bool:
+    return spec.is_cast and spec.rounding == "nearest"
 
-    `tensor_scale` (two-level formats only) replaces the tensor's own second-level scale, e.g. one computed
-    once over a whole weight while its blocks are scaled group by group. Plain casts (bf16, fp16, fp32)
-    get unit scales."""
-    spec = get_format(fmt)
-    if tensor_scale is not None and not spec.tensor_scale:
-        raise ConfigError(
-            f"compute_scales: tensor_scale given for format '{spec.name or spec.element}', which has no "
-            "second-level scale (format.tensor_scale: false)"
+
+class GranuleScales(NamedTuple):
+    """Scales in granule layout (broadcastable against the granules); see tradeoffs.formats.Scales."""
+
+    block_scale: torch.Tensor
+    tensor_scale: torch.Tensor | None
+    zero_point: torch.Tensor | None
+    reciprocal: torch.Tensor | None
+
+
+def granule_scales(
+    g: torch.Tensor, spec: FormatSpec, *, amax: torch.Tensor | None = None, tensor_scale: torch.Tensor | None = None
+) -> GranuleScales:
+    """Each granule's scale by the spec's rule: from `amax` when the caller has it (the granules' finite amax,
+    or clip ratio x RMS), and for two-level formats over `tensor_scale` when given (else the tensor's own)."""
+    element = spec.element_format
+    dims = None if spec.granularity == "tensor" else (-1,)
+    if spec.asymmetric:
+        return _asymmetric_scales(g, spec, dims)
+    if amax is None:
+        amax = _finite_amax(g, dims) if spec.scale_rule != ScaleRule.rms else spec.clip_ratio * _finite_rms(g, dims)
+    if spec.tensor_scale:
+        # Two-level scaling in the op order of torchao's NVFP4 reference (and the MSLK/TE kernels):
+        # tensor scale = amax / (max_elem * max_scale), block scale = e4m3((amax_b / max_elem) / tensor scale),
+        # values scaled by the reciprocal (1 / tensor scale) / block scale.
+        scale_max = spec.scale_element.max_value
+        if tensor_scale is None:
+            tensor_amax = amax.amax() if spec.scale_rule == ScaleRule.absmax else _finite_amax(g, None)
+            tensor_scale = torch.where(
+                tensor_amax > 0, tensor_amax / (element.max_value * scale_max), torch.ones_like(tensor_amax)
+            )
+        block_scale = _round_scale(((amax / element.max_value) / tensor_scale).clamp(max=scale_max), spec)
+        scale = effective_scale(block_scale, tensor_scale)
+        reciprocal = torch.where(scale > 0, (1.0 / tensor_scale) / block_scale, 0.0)
+        return GranuleScales(block_scale, tensor_scale, None, reciprocal)
+    if not multiplies_by_power_of_two(spec):
+        return GranuleScales(compute_scale(amax, spec), None, None, None)
+    # A power-of-two scale 2^(k - shift) multiplies by the exact reciprocal 2^-k, then by 2^shift: the same
+    # correctly rounded quotient as the division, without a division.
+    power_of_two = _power_of_two_scale(amax, spec)
+    shift = _grid_shift(spec)
+    scale = power_of_two * 2.0**-shift if shift else power_of_two
+    return GranuleScales(scale, None, None, 1.0 / power_of_two)
+
+
+def _finite_amax(x: torch.Tensor, dims: tuple[int, ...] | None) -> torch.Tensor:
+    """max |x| over `dims` (None: all, to a 0-d tensor) ignoring NaN and inf, keeping reduced dims."""
+    magnitude = x.abs()
+    amax = magnitude.amax() if dims is None else magnitude.amax(dim=dims, keepdim=True)
+    # The data-dependent test saves a pass in eager mode; compiled code filters always (no graph break).
+    if torch.compiler.is_compiling() or not torch.isfinite(amax).all():
+        magnitude = torch.where(magnitude < float("inf"), magnitude, 0.0)  # NaN compares false
+        amax = magnitude.amax() if dims is None else magnitude.amax(dim=dims, keepdim=True)
+    return amax
+
+
+def _finite_rms(x: torch.Tensor, dims: tuple[int, ...] | None) -> torch.Tensor:
+    """RMS over `dims` (None: all) of the finite values, keeping reduced dims."""
+    finite = torch.where(torch.isfinite(x), x, 0.0)
+    square = finite.square()
+    mean = square.mean() if dims is None else square.mean(dim=dims, keepdim=True)
+    return mean.sqrt()
+
+
+def _asymmetric_scales(g: torch.Tensor, spec: FormatSpec, dims: tuple[int, ...] | None) -> GranuleScales:
+    """Asymmetric integer grid: s = (max - min) / (2^b - 1), zero = round(-min / s), min <= 0 <= max."""
+    finite = torch.where(torch.isfinite(g), g, 0.0)
+    low = (finite.amin() if dims is None else finite.amin(dim=dims, keepdim=True)).clamp(max=0)
+    high = (finite.amax() if dims is None else finite.amax(dim=dims, keepdim=True)).clamp(min=0)
+    scale = (high - low) / spec.element_format.max_value
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    return GranuleScales(scale, None, torch.round(-low / scale), None)
+
+
+def multiplies_by_power_of_two(spec: FormatSpec) -> bool:
+    """Whether the spec's scales are exact powers of two 2^(k - shift) applied as a multiplication by the
+    exact reciprocal 2^-k, then by 2^shift (floor, ceil, rms with E8M0): every such scale is positive."""
+    rule = spec.scale_rule
+    return not spec.asymmetric and (
+        rule in (ScaleRule.floor, ScaleRule.ceil) or (rule == ScaleRule.rms and spec.scale_format == "e8m0")
+    )
+
+
+def grid_factor(spec: FormatSpec) -> float:
+    """The exact power of two 2^shift applied after the reciprocal of a power-of-two scale (1 otherwise)."""
+    return 2.0 ** _grid_shift(spec) if multiplies_by_power_of_two(spec) else 1.0
+
+
+def _grid_shift(spec: FormatSpec) -> int:
+    """Integer elements under power-of-two rules are read as fixed point j * 2^-shift (MXINT: emax_elem = 0),
+    so that the scale exponent, and its clamp, is the spec's; the scale on the integer grid is 2^shift lower."""
+    element = spec.element_format
+    return element.emax if element.kind == "int" and spec.scale_rule != ScaleRule.rms else 0
+
+
+def _power_of_two_scale(amax: torch.Tensor, spec: FormatSpec) -> torch.Tensor | None:
+    """For the power-of-two scale rules (floor, ceil, quartet, rms with E8M0): 2^k, k in [-127, 127] the E8M0
+    exponent, the scale being 2^(k - shift) (/ 0.75 for quartet); None for the other rules."""
+    element = spec.element_format
+    shift = _grid_shift(spec)
+    if spec.scale_rule in (ScaleRule.floor, ScaleRule.quartet) and element.emax >= shift:
+        # 2^(floor(log2 amax) - emax_elem): the exponent bits of amax times an exact power of two. With
+        # emax_elem >= 0, k <= 127 for finite amax, and zero and FP32-subnormal amax (bits 0) have k < -127:
+        # clamping the product to 2^-127 is the exponent clamp.
+        binade = (amax.view(torch.int32) & 0x7F800000).view(torch.float32)
+        return (binade * 2.0 ** (shift - element.emax)).clamp(min=2.0**E8M0_MIN_EXPONENT)
+    if spec.scale_rule in (ScaleRule.floor, ScaleRule.quartet):  # elements below 1 (a large bias): from the exponent
+        exponent = floor_log2(amax) - (element.emax - shift)
+    elif spec.scale_rule == ScaleRule.rms and spec.scale_format == "e8m0":
+        # clamped as a float first: log2 of an overflowed (inf) RMS has no int32 value
+        exponent = torch.round(torch.log2(amax / element.max_value)).clamp(-128, 128).to(torch.int32)
+    elif spec.scale_rule == ScaleRule.ceil:
+        mantissa, exponent = torch.frexp(amax / (element.max_value * 2.0**-shift))
+        exponent = torch.where(mantissa == 0.5, exponent - 1, exponent)
+    else:
+        return None
+    exponent = torch.where(amax > 0, exponent, E8M0_MIN_EXPONENT)
+    return pow2(exponent.clamp(E8M0_MIN_EXPONENT, E8M0_MAX_EXPONENT))
+
+
+def compute_scale(amax: torch.Tensor, spec: FormatSpec) -> torch.Tensor:
+    """The per-granule scale (FP32 tensor) from the granule's amax, by the spec's rule and scale format.
+
+    For scale_rule=rms, `amax` is the clipping threshold clip_ratio x RMS instead of the maximum."""
+    power = _power_of_two_scale(amax, spec)
+    if power is not None:
+        shift = _grid_shift(spec)
+        scale = power * 2.0**-shift if shift else power
+        return scale / 0.75 if spec.scale_rule == ScaleRule.quartet else scale
+    scale = _round_scale(amax / spec.element_format.max_value, spec)
+    return torch.where(amax > 0, scale, torch.ones_like(scale))
+
+
+def _round_scale(scale: torch.Tensor, spec: FormatSpec) -> torch.Tensor:
+    """Round a positive FP32 scale to the spec's scale format (saturating, round-to-nearest-even)."""
+    scale_element = spec.scale_element
+    if scale_element is None:
+        return scale
+    return round_to_element(scale, scale_element, saturate=True)
+
+
+# The second pass: rounding with given scales.
+
+
+def round_with_scales(
+    x: torch.Tensor,
+    scales: Scales,
+    *,
+    noise: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """x quantized with the given scales and dequantized (x's shape and dtype): the second pass of
+    quantization. round_with_scales(x, compute_scales(x, fmt)) is fake_quant(x, fmt), bit for bit, and
+    rounding a slice of x with `scales.for_slice` gives the same bits as the whole restricted to the slice.
+
+    Stochastic rounding takes `noise`, uniform [0, 1) draws of x's shape, or draws them from `generator`
+    as fake_quant does."""
+    return round_values(x, scales, checked_draws(x, scales, noise, generator))
+
+
+def checked_draws(
+    x: torch.Tensor, scales: Scales, noise: torch.Tensor | None, generator: torch.Generator | None
+) -> torch.Tensor | None:
+    """Check that `scales` cover x, and return the stochastic rounding draws with the axis last: `noise`
+    (x's shape) when given, else drawn from `generator` (None for RNE)."""
+    _check_fit(x, scales)
+    spec, axis = scales.spec, scales.axis
+    if noise is None:
+        return draw_noise(x, spec, axis, generator)
+    if spec.rounding != "stochastic" or noise.shape != x.shape:
+        raise ValueError(
+            f"noise of shape {tuple(noise.shape)} needs stochastic rounding (format rounding: {spec.rounding}) "
+            f"and x's shape {tuple(x.shape)}"
         )
-    return scales_of(x, spec, normalized_axis(x, axis), tensor_scale=tensor_scale)
+    return noise.movedim(axis, -1)
+
+
+def _check_fit(x: torch.Tensor, scales: Scales) -> None:
+    """Raise ValueError unless the scales' layout covers x (see Scales)."""
+    shape, scale_shape, axis = tuple(x.shape), tuple(scales.block_scale.shape), scales.axis
+    fits = len(scale_shape) == len(shape) and all(
+        size * scales.granule_width == length if dim == axis else size in (1, length)
+        for dim, (size, length) in enumerate(zip(scale_shape, shape, strict=True))
+    )
+    if not fits:
+        raise ValueError(
+            f"scales of shape {scale_shape} ({scales.granule_width} elements per granule "
+            f"along axis {axis}) do not cover x of shape {shape}; take a slice's scales with Scales.for_slice"
+        )
+
+
+def draw_noise(x: torch.Tensor, spec: FormatSpec, axis: int, generator: torch.Generator | None) -> torch.Tensor | None:
+    """The uniform [0, 1) draws of stochastic rounding, one per value of x with the axis last (None for
+    RNE); drawn before the arithmetic so that compiled code, which cannot take a generator, rounds with the
+    same draws."""
+    if spec.rounding != "stochastic":
+        return None
+    shape = x.movedim(axis, -1).shape
+    return torch.rand(shape, generator=generator, device=x.device, dtype=torch.float32)
+
+
+def round_values(x: torch.Tensor, scales: Scales, noise: torch.Tensor | None) -> torch.Tensor:
+    """round_with_scales without the checks, `noise` with the axis last (the compiled passes call it)."""
+    if _plain_cast(scales.spec):
+        return _cast(x, scales.spec)
+    return restore(round_elements(x, scales, noise) * in_granules(scales.scale, scales.axis), x, scales.axis)
+
+
+def _cast(x: torch.Tensor, spec: FormatSpec) -> torch.Tensor:
+    """bf16/fp16 elements: a rounding cast with explicit saturation; fp32: the identity."""
+    if spec.is_identity:
+        return x
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[spec.element]
+    source = x.float()
+    if spec.saturate:
+        max_value = spec.element_format.max_value
+        source = source.clamp(-max_value, max_value)
+    return source.to(dtype).to(x.dtype)
+
+
+def round_elements(x: torch.Tensor, scales: Scales, noise: torch.Tensor | None) -> torch.Tensor:
+    """x's grid values in granule layout (value = element x scale), `noise` with the axis last."""
+    axis = scales.axis
+    g = to_granules(x, scales.block_scale.shape[axis] if scales.block_scale.ndim else 1, axis)
+    zero = None if scales.zero_point is None else in_granules(scales.zero_point, axis)
+    grid = None if scales.reciprocal is None else in_granules(scales.reciprocal, axis)
+    draws = None if noise is None else noise.reshape(g.shape)
+    return _round_granules(g, in_granules(scales.scale, axis), grid, zero, scales.spec, draws)
 
 
 def _round_granules(
@@ -196,92 +450,6 @@ def _round_granules(
     if multiplies_by_power_of_two(spec):  # every scale > 0: no zero-scale granules
         return elements
     return torch.where(scale > 0, elements, torch.zeros_like(elements))
-
-
-def round_elements(x: torch.Tensor, scales: Scales, noise: torch.Tensor | None) -> torch.Tensor:
-    """x's grid values in granule layout (value = element x scale), `noise` with the axis last."""
-    axis = scales.axis
-    g = to_granules(x, scales.block_scale.shape[axis] if scales.block_scale.ndim else 1, axis)
-    zero = None if scales.zero_point is None else in_granules(scales.zero_point, axis)
-    grid = None if scales.reciprocal is None else in_granules(scales.reciprocal, axis)
-    draws = None if noise is None else noise.reshape(g.shape)
-    return _round_granules(g, in_granules(scales.scale, axis), grid, zero, scales.spec, draws)
-
-
-def _cast(x: torch.Tensor, spec: FormatSpec) -> torch.Tensor:
-    """bf16/fp16 elements: a rounding cast with explicit saturation; fp32: the identity."""
-    if spec.is_identity:
-        return x
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[spec.element]
-    source = x.float()
-    if spec.saturate:
-        max_value = spec.element_format.max_value
-        source = source.clamp(-max_value, max_value)
-    return source.to(dtype).to(x.dtype)
-
-
-def round_values(x: torch.Tensor, scales: Scales, noise: torch.Tensor | None) -> torch.Tensor:
-    """round_with_scales without the checks, `noise` with the axis last (the compiled passes call it)."""
-    if _plain_cast(scales.spec):
-        return _cast(x, scales.spec)
-    return restore(round_elements(x, scales, noise) * in_granules(scales.scale, scales.axis), x, scales.axis)
-
-
-def draw_noise(x: torch.Tensor, spec: FormatSpec, axis: int, generator: torch.Generator | None) -> torch.Tensor | None:
-    """The uniform [0, 1) draws of stochastic rounding, one per value of x with the axis last (None for
-    RNE); drawn before the arithmetic so that compiled code, which cannot take a generator, rounds with the
-    same draws."""
-    if spec.rounding != "stochastic":
-        return None
-    shape = x.movedim(axis, -1).shape
-    return torch.rand(shape, generator=generator, device=x.device, dtype=torch.float32)
-
-
-def _check_fit(x: torch.Tensor, scales: Scales) -> None:
-    """Raise ValueError unless the scales' layout covers x (see Scales)."""
-    shape, scale_shape, axis = tuple(x.shape), tuple(scales.block_scale.shape), scales.axis
-    fits = len(scale_shape) == len(shape) and all(
-        size * scales.granule_width == length if dim == axis else size in (1, length)
-        for dim, (size, length) in enumerate(zip(scale_shape, shape, strict=True))
-    )
-    if not fits:
-        raise ValueError(
-            f"scales of shape {scale_shape} ({scales.granule_width} elements per granule "
-            f"along axis {axis}) do not cover x of shape {shape}; take a slice's scales with Scales.for_slice"
-        )
-
-
-def checked_draws(
-    x: torch.Tensor, scales: Scales, noise: torch.Tensor | None, generator: torch.Generator | None
-) -> torch.Tensor | None:
-    """Check that `scales` cover x, and return the stochastic rounding draws with the axis last: `noise`
-    (x's shape) when given, else drawn from `generator` (None for RNE)."""
-    _check_fit(x, scales)
-    spec, axis = scales.spec, scales.axis
-    if noise is None:
-        return draw_noise(x, spec, axis, generator)
-    if spec.rounding != "stochastic" or noise.shape != x.shape:
-        raise ValueError(
-            f"noise of shape {tuple(noise.shape)} needs stochastic rounding (format rounding: {spec.rounding}) "
-            f"and x's shape {tuple(x.shape)}"
-        )
-    return noise.movedim(axis, -1)
-
-
-def round_with_scales(
-    x: torch.Tensor,
-    scales: Scales,
-    *,
-    noise: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """x quantized with the given scales and dequantized (x's shape and dtype): the second pass of
-    quantization. round_with_scales(x, compute_scales(x, fmt)) is fake_quant(x, fmt), bit for bit, and
-    rounding a slice of x with `scales.for_slice` gives the same bits as the whole restricted to the slice.
-
-    Stochastic rounding takes `noise`, uniform [0, 1) draws of x's shape, or draws them from `generator`
-    as fake_quant does."""
-    return round_values(x, scales, checked_draws(x, scales, noise, generator))
 
 
 def fake_quant_eager(x: torch.Tensor, spec: FormatSpec, axis: int, noise: torch.Tensor | None) -> torch.Tensor:

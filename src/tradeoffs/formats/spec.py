@@ -6,14 +6,26 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from tradeoffs.errors import ConfigError, check_choice
 
 GRANULARITIES = ("tensor", "channel", "block")
-SCALE_RULES = ("absmax", "floor", "ceil", "quartet", "rms")
 SCALE_FORMATS = ("fp32", "bf16", "fp16", "e8m0", "e4m3", "ue5m3")
 ROUNDINGS = ("nearest", "stochastic")
 SPECIALS = ("auto", "ieee", "fn", "none")
+
+
+class ScaleRule(StrEnum):
+    """How a granule's scale follows from its values (format.scale_rule; the members are named as spelled in
+    YAML and Hydra overrides). The arithmetic of each is in tradeoffs.formats.scales."""
+
+    absmax = "absmax"  # amax / max_element, rounded to the scale format
+    floor = "floor"  # OCP MX: 2^(floor(log2 amax) - emax_elem)
+    ceil = "ceil"  # round-up (RCEIL): 2^ceil(log2(amax / max_element))
+    quartet = "quartet"  # Quartet and MR-GPTQ: 2^(floor(log2 amax) - emax_elem) / (3/4)
+    rms = "rms"  # clip_ratio x the granule's RMS in place of amax (QuEST, Quartet)
+
 
 # Element names with a fixed meaning. Any other "eXmY" is a generic minifloat, any "intN" an integer.
 NAMED_ELEMENTS = {
@@ -130,14 +142,15 @@ class FormatSpec:
     block_size: int = 0
     scale_format: str = "fp32"
     scale_bias: int = -1
-    scale_rule: str = "absmax"
+    scale_rule: str = ScaleRule.absmax  # a ScaleRule once built: declared str, Hydra leaves its check to __post_init__
     clip_ratio: float = 0.0  # scale_rule=rms only: the clipping threshold in units of the granule's RMS
     tensor_scale: bool = False
     rounding: str = "nearest"
 
     def __post_init__(self) -> None:
         check_choice("format.granularity", self.granularity, GRANULARITIES)
-        check_choice("format.scale_rule", self.scale_rule, SCALE_RULES)
+        check_choice("format.scale_rule", self.scale_rule, ScaleRule)
+        self.scale_rule = ScaleRule(self.scale_rule)
         check_choice("format.scale_format", self.scale_format, SCALE_FORMATS)
         check_choice("format.rounding", self.rounding, ROUNDINGS)
         element = self.element_format  # validates the element name
@@ -145,18 +158,18 @@ class FormatSpec:
             raise ConfigError(f"format.block_size must be >= 1 for block granularity, got {self.block_size}")
         if self.granularity != "block" and self.block_size != 0:
             raise ConfigError(f"format.block_size={self.block_size} needs granularity=block (got '{self.granularity}')")
-        if self.scale_rule in ("floor", "ceil", "quartet", "rms") and self.asymmetric:
+        if self.scale_rule != ScaleRule.absmax and self.asymmetric:
             raise ConfigError("scale rules floor, ceil, quartet and rms need a symmetric element")
-        if (self.scale_rule == "rms") != (self.clip_ratio > 0):
+        if (self.scale_rule == ScaleRule.rms) != (self.clip_ratio > 0):
             raise ConfigError(
                 f"format.clip_ratio={self.clip_ratio} with scale_rule={self.scale_rule}: scale_rule=rms needs "
                 "clip_ratio > 0, and clip_ratio applies to scale_rule=rms only"
             )
-        if self.scale_format == "e8m0" and self.scale_rule in ("absmax", "quartet"):
+        if self.scale_format == "e8m0" and self.scale_rule in (ScaleRule.absmax, ScaleRule.quartet):
             raise ConfigError(
                 f"scale_format=e8m0 holds powers of two only: scale_rule must be floor or ceil, not '{self.scale_rule}'"
             )
-        if self.tensor_scale and self.scale_rule not in ("absmax", "rms"):
+        if self.tensor_scale and self.scale_rule not in (ScaleRule.absmax, ScaleRule.rms):
             raise ConfigError(
                 f"tensor_scale (two-level scaling) needs scale_rule absmax or rms, not '{self.scale_rule}'"
             )
