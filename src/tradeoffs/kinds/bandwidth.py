@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from tradeoffs.bench.hardware import Peaks
 from tradeoffs.bench.qdq import qdq_input, time_copies, time_read
-from tradeoffs.kinds._benchmark import (
+from tradeoffs.kinds._timed import (
     BenchmarkConfig,
     Recorder,
     benchmark_resources,

@@ -12,7 +12,7 @@ from tradeoffs.bench.memory import track_peak_memory
 from tradeoffs.bench.timing import measure
 from tradeoffs.errors import ConfigError, Unsupported, check_choice
 from tradeoffs.hardware import GEMM_DTYPES
-from tradeoffs.kinds._benchmark import BenchmarkConfig, Recorder, benchmark_resources, benchmark_run
+from tradeoffs.kinds._timed import BenchmarkConfig, Recorder, benchmark_resources, benchmark_run
 from tradeoffs.kinds.base import Kind
 from tradeoffs.resources import JobResources
 

@@ -19,7 +19,7 @@ from tradeoffs.bench.inference import (
 from tradeoffs.bench.memory import track_peak_memory
 from tradeoffs.bench.timing import Stats, StepTimer, measure_steps
 from tradeoffs.errors import ConfigError, check_choice, check_positive
-from tradeoffs.kinds._benchmark import BenchmarkConfig, Recorder, benchmark_resources, benchmark_run
+from tradeoffs.kinds._timed import BenchmarkConfig, Recorder, benchmark_resources, benchmark_run
 from tradeoffs.kinds.base import Kind
 from tradeoffs.models import ModelConfig
 from tradeoffs.resources import JobResources

@@ -9,7 +9,7 @@ from tradeoffs.bench.hardware import Peaks
 from tradeoffs.bench.qdq import OURS, qdq_input, time_copies, time_format
 from tradeoffs.errors import ConfigError
 from tradeoffs.formats import FormatSpec
-from tradeoffs.kinds._benchmark import (
+from tradeoffs.kinds._timed import (
     BenchmarkConfig,
     Recorder,
     benchmark_resources,

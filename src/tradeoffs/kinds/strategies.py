@@ -14,7 +14,7 @@ import torch
 from tradeoffs.bench.hardware import check_device
 from tradeoffs.bench.timing import BenchConfig, measure
 from tradeoffs.errors import check_choice, check_positive
-from tradeoffs.kinds._benchmark import Recorder
+from tradeoffs.kinds._timed import Recorder
 from tradeoffs.kinds.base import ExperimentConfig, Job, Kind
 from tradeoffs.models import ModelConfig
 from tradeoffs.models.cnn import CNNConfig
