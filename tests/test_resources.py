@@ -8,8 +8,8 @@ import os
 import subprocess
 import sys
 
-from tradeoffs.plan import PLAN_ENV, load_plan, plan_cache_path, workflow_plan
-from tradeoffs.resources import GROUP_BELOW_S, JobResources, job_resources
+from tradeoffs.plan import PLAN_ENV, job_resources, load_plan, plan_cache_path, workflow_plan
+from tradeoffs.resources import GROUP_BELOW_S, JobResources
 
 
 def numerics(n_values: int = 2**20, rotation: str = "none", rotation_size: int = 32, **hardware) -> dict:

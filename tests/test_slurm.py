@@ -30,7 +30,7 @@ import pytest
 import yaml
 
 from conftest import copy_workflow
-from tradeoffs.resources import job_resources
+from tradeoffs.plan import job_resources
 from tradeoffs.results import Metric, read_result
 
 pytestmark = pytest.mark.slow

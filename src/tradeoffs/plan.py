@@ -142,6 +142,22 @@ def resolve_threads(config: Any, job_threads: int) -> None:
         config.hardware.threads = job_threads
 
 
+def job_resources(kind: str, config: Any, attempt: int = 1) -> JobResources:
+    """The resources of an experiment of `kind` for its `attempt`-th try, by its kind's sizer as planning asks
+    it, from its typed config or a dict of values over the kind's primary config (conf/<kind>.yaml), validated
+    first."""
+    from omegaconf import OmegaConf
+
+    from tradeoffs.config import compose, to_typed
+    from tradeoffs.kinds import get_kind
+
+    if isinstance(config, dict):
+        primary = compose(kind)
+        OmegaConf.set_struct(primary, False)  # the dict may fill open mappings (hardware.unsupported, ...)
+        config = to_typed(OmegaConf.merge(primary, config), kind)
+    return get_kind(kind).resources(config).for_attempt(attempt)
+
+
 def _grid(sweep: SweepConfig) -> list[dict[str, Any]]:
     """Every point of a study: the product of its sweep axes with its zip rows."""
     axes = list(sweep.sweep)

@@ -54,18 +54,3 @@ def default_resources(config: Any) -> JobResources:
     is never grouped (grouped jobs add up their GPUs)."""
     need_gpus = gpus(config)
     return JobResources(threads=threads(config), gpus=need_gpus, group=None if need_gpus else config.kind)
-
-
-def job_resources(kind: str, config: Any, attempt: int = 1) -> JobResources:
-    """The resources of an experiment of `kind` for its `attempt`-th try, from its typed config or a dict of
-    values over the kind's primary config (conf/<kind>.yaml), validated first."""
-    from omegaconf import OmegaConf
-
-    from tradeoffs.config import compose, to_typed
-    from tradeoffs.kinds import get_kind
-
-    if isinstance(config, dict):
-        primary = compose(kind)
-        OmegaConf.set_struct(primary, False)  # the dict may fill open mappings (hardware.unsupported, ...)
-        config = to_typed(OmegaConf.merge(primary, config), kind)
-    return get_kind(kind).resources(config).for_attempt(attempt)
