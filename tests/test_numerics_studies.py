@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from tradeoffs.formats import fake_quant, get_format, hadamard_rotate
-from tradeoffs.numerics import crest_binned_error, quantization_error, sample
+from tradeoffs.numerics import crest_binned_error, qsnr_db, quantization_error, sample
 from tradeoffs.numerics.distributions import DistributionConfig
 from tradeoffs.numerics.lmul import float_multiply, lmul, lmul_offset_bits, random_operands, relative_errors
-from tradeoffs.numerics.theory import crossover_crest, qsnr_db, theory_format
+from tradeoffs.numerics.theory import crossover_crest, model_qsnr_db, theory_format
 
 # The INT-vs-FP paper's crossovers (claims.md): our implementation of its model must reproduce them.
 PAPER_CROSSOVERS = [
@@ -30,21 +30,21 @@ def test_model_reproduces_the_papers_crossovers(int_name, fp_name, paper):
     crossing = crossover_crest(int_fmt, fp_fmt)
     assert crossing == pytest.approx(paper, abs=0.01)
     below, above = crossing * 0.9, crossing * 1.1
-    assert qsnr_db(int_fmt, below) > qsnr_db(fp_fmt, below)
-    assert qsnr_db(int_fmt, above) < qsnr_db(fp_fmt, above)
+    assert model_qsnr_db(int_fmt, below) > model_qsnr_db(fp_fmt, below)
+    assert model_qsnr_db(int_fmt, above) < model_qsnr_db(fp_fmt, above)
 
 
 def test_int_model_is_the_uniform_noise_formula():
     fmt = theory_format(get_format("int8_tensor"))  # FP32 absmax scale: rho = 1, no block correction
     kappa = np.array([2.0, 4.0, 8.0])
     expected = 10 * np.log10(12) + 20 * 7 * math.log10(2) - 20 * np.log10(kappa)
-    np.testing.assert_allclose(qsnr_db(fmt, kappa), expected, rtol=1e-12)
-    assert qsnr_db(fmt, 2.0) - qsnr_db(fmt, 4.0) == pytest.approx(20 * math.log10(2))
+    np.testing.assert_allclose(model_qsnr_db(fmt, kappa), expected, rtol=1e-12)
+    assert model_qsnr_db(fmt, 2.0) - model_qsnr_db(fmt, 4.0) == pytest.approx(20 * math.log10(2))
 
 
 def test_fp_model_is_flat_where_subnormals_do_not_matter():
     fmt = theory_format(get_format("mxfp8_e4m3"))  # alpha_M = 1 / (24 * 4^3): 31.86 dB for small kappa
-    assert qsnr_db(fmt, 2.0) == pytest.approx(10 * math.log10(24 * 64), abs=0.01)
+    assert model_qsnr_db(fmt, 2.0) == pytest.approx(10 * math.log10(24 * 64), abs=0.01)
 
 
 def test_monte_carlo_follows_the_model_for_mx_int8():
@@ -57,9 +57,21 @@ def test_monte_carlo_follows_the_model_for_mx_int8():
         bins = [b for b in crest_binned_error(x, fake_quant(x, spec), 32) if b.blocks >= 400]
         assert len(bins) >= 4
         measured = np.array([10 * math.log10(b.signal / b.noise) for b in bins])
-        model = qsnr_db(theory_format(spec), np.array([b.crest_low + 0.125 for b in bins]))
+        model = model_qsnr_db(theory_format(spec), np.array([b.crest_low + 0.125 for b in bins]))
         np.testing.assert_allclose(measured, model, atol=0.6)
         assert np.polyfit(model, measured, 1)[0] == pytest.approx(1.0, abs=0.2)
+
+
+def test_one_qsnr_for_sums_powers_and_arrays():
+    signal, noise = np.array([4.0, 2.5, 1e-30, 7.0]), np.array([0.04, 2.5, 1e-33, 0.0])
+    db = qsnr_db(signal, noise)
+    assert [qsnr_db(s, n) for s, n in zip(signal, noise, strict=True)] == list(db)
+    np.testing.assert_array_equal(db[:3], -10 * np.log10(noise[:3] / signal[:3]))
+    assert db[1] == 0.0 and db[3] == math.inf and isinstance(qsnr_db(1.0, 0.5), float)
+    x = torch.randn(64, 32, generator=torch.Generator().manual_seed(0))
+    error = quantization_error(x, fake_quant(x, "mxfp4"))
+    assert error.qsnr_db == qsnr_db(1.0, error.relative_mse)  # the relative MSE in dB, bit for bit
+    assert error.qsnr_db == pytest.approx(-10 * math.log10(error.relative_mse), abs=1e-12) and error.qsnr_db > 10
 
 
 def test_crest_bins_partition_the_error():

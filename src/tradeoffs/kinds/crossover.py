@@ -10,7 +10,7 @@ import numpy as np
 from tradeoffs.errors import ConfigError, check_positive
 from tradeoffs.formats import FormatSpec
 from tradeoffs.kinds.base import ExperimentConfig, Job, Kind, require_cpu
-from tradeoffs.numerics.theory import crossover_crest, qsnr_db, theory_format
+from tradeoffs.numerics.theory import crossover_crest, model_qsnr_db, theory_format
 from tradeoffs.results import Metric, Outcome
 
 
@@ -43,7 +43,7 @@ def run(config: CrossoverConfig, job: Job) -> Outcome:
     metrics = [
         Metric("qsnr_theory_db", float(value), "dB", {"format": fmt.name, "crest": round(float(kappa), 4)})
         for fmt in (int_fmt, fp_fmt)
-        for kappa, value in zip(kappas, qsnr_db(fmt, kappas), strict=True)
+        for kappa, value in zip(kappas, model_qsnr_db(fmt, kappas), strict=True)
     ]
     metrics.append(Metric("crossover_crest", crossover_crest(int_fmt, fp_fmt)))
     return Outcome(metrics=metrics)

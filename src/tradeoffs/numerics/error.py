@@ -5,12 +5,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
 import torch
 
 
 @dataclass(frozen=True)
 class QuantError:
-    qsnr_db: float  # 10 log10(sum x^2 / sum (x - q)^2)
+    qsnr_db: float  # -10 log10(relative_mse), by qsnr_db
     relative_mse: float  # mean (x - q)^2 / mean x^2
     bias: float  # mean((q - x) sign(x)) / rms(x): < 0 when quantization shrinks magnitudes
     alignment: float  # cosine similarity of x and q
@@ -23,16 +25,19 @@ def quantization_error(x: torch.Tensor, q: torch.Tensor) -> QuantError:
     signal = x64.square().sum().item()
     noise = error.square().sum().item()
     relative = noise / signal if signal > 0 else float("nan")
-    qsnr = 10 * math.log10(1 / relative) if relative > 0 else float("inf")
+    qsnr = qsnr_db(signal, noise)
     rms = math.sqrt(signal / x64.numel())
     bias = (error * torch.sign(x64)).mean().item() / rms if rms > 0 else float("nan")
     alignment = torch.nn.functional.cosine_similarity(x64, q64, dim=0).item()
     return QuantError(qsnr, relative, bias, alignment)
 
 
-def qsnr_db(signal: float, noise: float) -> float:
-    """Quantization signal-to-noise ratio in dB from the summed squares of the signal and of the error."""
-    return 10 * math.log10(signal / noise) if noise > 0 else float("inf")
+def qsnr_db(signal: npt.ArrayLike, noise: npt.ArrayLike) -> float | np.ndarray:
+    """Quantization signal-to-noise ratio in dB, -10 log10(noise / signal), from the summed squares of the signal
+    and of the error (or powers, or arrays of them elementwise: a float for scalars); inf where the noise is 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        db = np.where(np.asarray(noise) > 0, -10 * np.log10(np.divide(noise, signal)), np.inf) + 0.0  # 0 dB: +0.0
+    return float(db) if db.ndim == 0 else db
 
 
 def crest_factor(x: torch.Tensor, block_size: int) -> torch.Tensor:

@@ -31,7 +31,8 @@ from scipy.optimize import brentq
 from scipy.special import ndtr
 
 from tradeoffs.errors import ConfigError
-from tradeoffs.formats.spec import FormatSpec
+from tradeoffs.formats.spec import FormatSpec, ScaleRule
+from tradeoffs.numerics.error import qsnr_db
 
 RHO_POWER_OF_TWO = 1.5  # the paper's scale overhead for E8M0 (power-of-two) block scales
 RHO_NARROW_SCALE = 1.05  # ... for E4M3-like block scales (NVFP4, NVINT4)
@@ -56,10 +57,10 @@ def theory_format(spec: FormatSpec) -> TheoryFormat:
     element = spec.element_format
     if spec.is_cast or element.asymmetric:
         raise ConfigError(f"format '{spec.name or spec.element}': the QSNR model covers scaled symmetric formats only")
-    if spec.scale_rule == "rms":
+    if spec.scale_rule == ScaleRule.rms:
         raise ConfigError(f"format '{spec.name}': the QSNR model assumes absmax scaling; scale_rule=rms clips")
     block = spec.block_size if spec.granularity == "block" else 0  # an exact scale maps a block's max exactly
-    if spec.scale_format == "e8m0" or spec.scale_rule in ("floor", "ceil", "quartet"):
+    if spec.scale_format == "e8m0" or spec.scale_rule in (ScaleRule.floor, ScaleRule.ceil, ScaleRule.quartet):
         rho, exact_block = RHO_POWER_OF_TWO, 0
     elif spec.scale_format == "fp32":
         rho, exact_block = 1.0, block
@@ -100,9 +101,9 @@ def relative_mse(fmt: TheoryFormat, kappa: np.ndarray | float) -> np.ndarray:
     return alpha * w_norm + beta * (fmt.rho * kappa) ** 2 * p_sub + w_zero
 
 
-def qsnr_db(fmt: TheoryFormat, kappa: np.ndarray | float) -> np.ndarray:
-    """The model's QSNR in dB at crest factor(s) kappa."""
-    return -10.0 * np.log10(relative_mse(fmt, kappa))
+def model_qsnr_db(fmt: TheoryFormat, kappa: np.ndarray | float) -> float | np.ndarray:
+    """The model's QSNR in dB at crest factor(s) kappa: qsnr_db of its relative MSE (signal power 1)."""
+    return qsnr_db(1.0, relative_mse(fmt, kappa))
 
 
 def crossover_crest(int_fmt: TheoryFormat, fp_fmt: TheoryFormat, low: float = 1.01, high: float = 64.0) -> float:
@@ -111,7 +112,7 @@ def crossover_crest(int_fmt: TheoryFormat, fp_fmt: TheoryFormat, low: float = 1.
         raise ConfigError(f"crossover needs an INT and an FP format, got {int_fmt.name} and {fp_fmt.name}")
 
     def gap(kappa: float) -> float:
-        return float(qsnr_db(int_fmt, kappa) - qsnr_db(fp_fmt, kappa))
+        return float(model_qsnr_db(int_fmt, kappa) - model_qsnr_db(fp_fmt, kappa))
 
     if gap(low) * gap(high) > 0:
         raise ConfigError(f"{int_fmt.name} vs {fp_fmt.name}: the model's QSNRs do not cross in [{low}, {high}]")

@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from tradeoffs.numerics import qsnr_db
+
 MIN_BLOCKS_PER_BIN = 64  # Monte-Carlo crest bins with fewer blocks are too noisy to show or judge
 
 
@@ -33,6 +35,6 @@ def crest_frame(rows: pd.DataFrame) -> pd.DataFrame:
         ["crest_bin_blocks", "crest_bin_signal", "crest_bin_noise"]
     ].sum()
     pooled = pooled[pooled["crest_bin_blocks"] >= MIN_BLOCKS_PER_BIN].reset_index()
-    pooled["qsnr_db"] = 10 * np.log10(pooled["crest_bin_signal"] / pooled["crest_bin_noise"])
+    pooled["qsnr_db"] = qsnr_db(pooled["crest_bin_signal"], pooled["crest_bin_noise"])
     pooled["crest"] = pooled["label.crest"].astype(float) + 0.125  # bin centre
     return pooled.rename(columns={"cfg.format.name": "format"})[["format", "crest", "crest_bin_blocks", "qsnr_db"]]
