@@ -21,7 +21,15 @@ import torch
 from torch import Tensor
 
 from tradeoffs.errors import ConfigError, check_choice
-from tradeoffs.formats import FormatSpec, Scales, compute_scales, get_format, parse_element, round_with_scales
+from tradeoffs.formats import (
+    FormatSpec,
+    ScaleRule,
+    Scales,
+    compute_scales,
+    get_format,
+    parse_element,
+    round_with_scales,
+)
 
 SEARCH_UNITS = ("layer", "channel")
 OBJECTIVES = ("weight", "output")
@@ -78,7 +86,12 @@ def check_search(fmt: FormatSpec | str, search: FormatSearch) -> list[str]:
     The format must have FP32 absmax scales of its own layout (tensor, channel or groups) and round to nearest."""
     fmt = get_format(fmt)
     label = fmt.name or fmt.element
-    if fmt.scale_format != "fp32" or fmt.tensor_scale or fmt.scale_rule != "absmax" or fmt.rounding != "nearest":
+    if (
+        fmt.scale_format != "fp32"
+        or fmt.tensor_scale
+        or fmt.scale_rule != ScaleRule.absmax
+        or fmt.rounding != "nearest"
+    ):
         raise ConfigError(
             f"search: weight format '{label}' has {fmt.scale_format} {fmt.scale_rule} scales"
             f"{' with a tensor scale' if fmt.tensor_scale else ''}, rounding {fmt.rounding}; the search clips FP32 "
