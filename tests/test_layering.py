@@ -231,12 +231,16 @@ def test_the_cycle_check_finds_a_cycle_through_several_units():
 
 
 def _loaded_after_import(layers: tuple[str, ...]) -> list[str]:
-    """The tradeoffs units and frameworks a fresh interpreter has loaded after importing every unit of `layers`."""
-    present = package_units()
-    names = [unit for layer in layers for unit in LAYERS[layer] if unit in present and unit != "__main__"]
+    """The modules a fresh interpreter has loaded after importing every module of the units of `layers`."""
+    units = {unit for layer in layers for unit in LAYERS[layer]}
+    names = [
+        _module_name(path, PACKAGE)
+        for path in _files()
+        if _unit_of_file(path, PACKAGE) in units and path.stem != "__main__"
+    ]
     code = (
         "import importlib, sys\n"
-        f"for name in {names!r}: importlib.import_module('tradeoffs' if name == '__init__' else 'tradeoffs.' + name)\n"
+        f"for name in {names!r}: importlib.import_module(name)\n"
         "print('\\n'.join(sorted(sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
