@@ -1,7 +1,7 @@
-"""The pipeline's configuration: composing experiment configs with Hydra (compose.py), the suites (suite.py) and
-the table of config groups (groups.py). Library configs live with their code (ModelConfig in tradeoffs.models,
-FormatSpec in tradeoffs.formats, ...), a kind's schema beside its run function (tradeoffs.kinds), and the
-identity hash in tradeoffs.identity."""
+"""The pipeline's configuration: composing experiment configs with Hydra and loading the suites
+(compose.py), the suites' schema (suite.py) and the table of config groups (groups.py). Library configs live
+with their code (ModelConfig in tradeoffs.models, FormatSpec in tradeoffs.formats, ...), a kind's schema beside
+its run function (tradeoffs.kinds), and the identity hash in tradeoffs.identity."""
 
 from tradeoffs.config.compose import (
     as_dict,
@@ -9,11 +9,12 @@ from tradeoffs.config.compose import (
     explain,
     hydra_session,
     load_experiment,
+    load_suite,
     register_schemas,
     shared_defaults,
     to_typed,
 )
-from tradeoffs.config.suite import SuiteConfig, SweepConfig, load_suite
+from tradeoffs.config.suite import SuiteConfig, SweepConfig
 from tradeoffs.identity import config_hash
 
 __all__ = [

@@ -5,7 +5,8 @@ Each experiment kind has a primary config conf/<kind>.yaml whose defaults list s
 (registered as "<kind>_schema"), so every group option is merged into a typed node: an unknown key, a wrong
 type or an unknown option fails at composition, and impossible values fail in the dataclasses'
 __post_init__ when the config is turned into objects. Hydra is imported on first compose, so a job, which only
-validates a resolved config, never loads it.
+validates a resolved config, never loads it. Suites (conf/suite/, their schema in suite.py) load here too, their
+errors rewritten the same way.
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ from collections.abc import Iterator, Sequence
 from dataclasses import fields, is_dataclass
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from tradeoffs.config.suite import PLANNED_KEYS, SuiteConfig
 from tradeoffs.errors import ConfigError, check_choice, check_finite, check_positive
 from tradeoffs.kinds import get_kind, kind_names
 from tradeoffs.kinds.base import ExperimentConfig
-from tradeoffs.paths import conf_dir
+from tradeoffs.paths import conf_dir, suite_file
 
 
 @functools.cache
@@ -209,3 +212,35 @@ def load_experiment(kind: str, overrides: Sequence[str] = ()) -> ExperimentConfi
 def as_dict(config: Any) -> dict[str, Any]:
     """A JSON-ready nested dict of a config dataclass."""
     return OmegaConf.to_container(OmegaConf.structured(config), resolve=True)
+
+
+def load_suite(name: str) -> SuiteConfig:
+    """Load and validate conf/suite/<name>.yaml."""
+    path = suite_file(name)
+    try:
+        suite = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SuiteConfig), OmegaConf.load(path)))
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        line = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(error, "problem", None) or error
+        raise ConfigError(f"suite '{name}': {path} is not valid YAML{line}: {problem}") from None
+    except OmegaConfBaseException as error:
+        raise explain(f"suite '{name}'", error) from None
+    if not suite.experiments:
+        raise ConfigError(f"suite '{name}': experiments: no studies in {path}; give at least one (<study>: {{...}})")
+    for study, sweep in suite.experiments.items():
+        sweep.kind = sweep.kind or study
+        check_choice(f"suite '{name}', study '{study}': experiment kind", sweep.kind, kind_names())
+        for key, value in {**sweep.fixed, **sweep.sweep, **sweep.zip}.items():
+            if key.split(".", 1)[0] in PLANNED_KEYS:
+                raise ConfigError(
+                    f"suite '{name}', study '{study}': {key} is set by the planner from the study's `source`, "
+                    f"not by a suite (got {key}: {value!r}); name the study to read with `source: <study>`; "
+                    f"valid studies: {', '.join(suite.experiments)}"
+                )
+        lengths = {len(values) for values in sweep.zip.values()}
+        if len(lengths) > 1:
+            raise ConfigError(
+                f"suite '{name}', study '{study}': zip axes need lists of one length, got {sorted(lengths)}"
+            )
+    return suite
