@@ -33,7 +33,7 @@ def test_environment_yml_pins_the_lock():
     assert "python=3.11" in environment["dependencies"]
 
 
-def test_lock_satisfies_pyproject_and_pins_the_issue_versions():
+def test_lock_satisfies_pyproject_and_pins_the_required_versions():
     pins = _lock()
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     requirements = project["dependencies"] + project["optional-dependencies"]["test"]

@@ -51,7 +51,7 @@ def test_data_parallel_training_asks_for_a_gpu_and_a_thread_per_process():
 def test_a_training_run_gets_wall_time_for_its_planned_flops():
     """Runtime = start-up + margin x counted FLOPs / effective throughput (+ compilation when the run compiles):
     checked by hand for the default run on 2 CPU threads, and a gpt-30m run at 20 tokens per parameter on an
-    H100 gets hours, not the hour every run used to get."""
+    H100 gets hours, not a fixed hour."""
     from tradeoffs.config import load_experiment
     from tradeoffs.kinds import train as kind
     from tradeoffs.models import flops_per_token

@@ -1,5 +1,5 @@
 """A warm worker for local runs: one server process imports torch and the experiment kinds once, and forks a
-child per job, so a sub-second experiment no longer pays a fresh interpreter and torch's import (seconds).
+child per job, so a sub-second experiment does not pay a fresh interpreter and torch's import (seconds).
 
 Each Snakemake job stays one experiment with its own rule, result.json and log: its shell runs the light
 client `python -m tradeoffs.worker job ...` (standard library only; collect, the report products and the

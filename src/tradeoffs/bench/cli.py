@@ -1,4 +1,4 @@
-"""`python -m tradeoffs bench gemm|qdq`: the side-by-side ratio benchmarks of issues #3 and #5.
+"""`python -m tradeoffs bench gemm|qdq`: side-by-side ratio benchmarks of GEMMs and of quantize-dequantize.
 
 Each repeat runs in a fresh Python process (the parent spawns `--repeats` children one after another, so
 they never compete for cores); every ratio is measured inside one process, side by side, and the parent
@@ -54,6 +54,8 @@ def load_bench_config(args: argparse.Namespace) -> BenchConfig:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from tradeoffs.bench.qdq import QDQ_FORMATS
+
     parser = argparse.ArgumentParser(
         prog="tradeoffs bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -73,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     gemm.add_argument("--dtypes", nargs="+", default=["fp32", "bf16", "int8"], choices=GEMM_DTYPES)
     qdq = sub.add_parser("qdq", parents=[common], help="fake_quant elements/s against a copy and torchao")
     qdq.add_argument("--log2-elements", type=int, default=26, help="input size 2^N fp32 values (default 26)")
-    qdq.add_argument("--formats", nargs="+", default=None, help="names in conf/format/ (default: issue #3's six)")
+    qdq.add_argument("--formats", nargs="+", default=None, help=f"named formats (default: {' '.join(QDQ_FORMATS)})")
     qdq.add_argument("--no-torchao", action="store_true", help="skip torchao's quantize-dequantize")
     qdq.add_argument("--no-compiled", action="store_true", help="skip fake_quant through torch.compile")
     return parser
