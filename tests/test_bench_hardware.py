@@ -1,4 +1,4 @@
-"""The hardware table of conf/hardware/ and the CPU peak estimate."""
+"""The hardware table of the hardware presets (tradeoffs.presets) and the CPU peak estimate."""
 
 from __future__ import annotations
 

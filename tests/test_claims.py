@@ -444,7 +444,7 @@ def test_bad_claim_entries_fail_naming_the_key(change, message):
         parse_claims({"claims": [{"id": "c", "papers": ["p"], "statement": "s", "parts": [entry]}]})
 
 
-def test_targets_come_from_the_claims_file():
+def test_targets_ship_with_the_package():
     targets = load_targets()
     assert {"qdq_of_copy", "qdq_vs_torchao", "train_loop_vs_minimal", "emulated_step_vs_fp32"} <= set(targets)
     assert targets["emulated_step_vs_fp32"].applies_to == ("fp8", "mxfp8")

@@ -1,9 +1,11 @@
-"""Configuration: every option in conf/ validates, and bad input fails early with an actionable message."""
+"""Configuration: every option in conf/ and the presets validates, and bad input fails early with an actionable
+message."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
@@ -14,11 +16,18 @@ from tradeoffs.config.groups import GROUP_SCHEMAS
 from tradeoffs.errors import ConfigError
 from tradeoffs.kinds import get_kind, kind_names
 from tradeoffs.kinds.numerics import NumericsConfig
+from tradeoffs.presets import preset_files, preset_groups
+
+
+def _options(group: str) -> list[Path]:
+    """The option files of a config group: conf/<group>/*.yaml, and the package's presets of a preset group."""
+    presets = [Path(str(file)) for file in preset_files(group).values()] if group in preset_groups() else []
+    return sorted((ROOT / "conf" / group).glob("*.yaml")) + presets
 
 
 @pytest.mark.parametrize(
     "group,path",
-    [(g, p) for g in GROUP_SCHEMAS for p in sorted((ROOT / "conf" / g).glob("*.yaml"))],
+    [(g, p) for g in GROUP_SCHEMAS for p in _options(g)],
     ids=lambda v: v if isinstance(v, str) else v.stem,
 )
 def test_every_group_option_validates_against_its_schema(group, path):
@@ -34,7 +43,7 @@ def test_every_group_option_validates_against_its_schema(group, path):
 
 def test_every_group_has_options():
     for group in GROUP_SCHEMAS:
-        assert list((ROOT / "conf" / group).glob("*.yaml")), f"conf/{group}/ is empty"
+        assert _options(group), f"conf/{group}/ is empty and {group} is no group of presets"
 
 
 @pytest.mark.parametrize("kind", kind_names())
@@ -80,7 +89,7 @@ def test_unknown_kind_and_suite_list_the_choices():
 
 def test_suite_with_an_unknown_key_or_kind_fails(tmp_path, monkeypatch):
     (tmp_path / "conf").mkdir()
-    for item in ("config.yaml", "numerics.yaml", "format", "distribution", "hardware"):
+    for item in ("config.yaml", "numerics.yaml", "distribution"):
         source = ROOT / "conf" / item
         target = tmp_path / "conf" / item
         target.symlink_to(source, target_is_directory=source.is_dir())

@@ -10,6 +10,7 @@ import pytest
 
 from tradeoffs.errors import ConfigError
 from tradeoffs.plan import build_plan, load_plan
+from tradeoffs.presets import preset_files
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +107,9 @@ def test_duplicate_points_are_reported(workflow_dir):
 def test_plan_cache_follows_conf_changes(workflow_dir):
     before = {e.id for e in load_plan("smoke").experiments}
     assert {e.id for e in load_plan("smoke").experiments} == before  # served from the cache
-    nvfp4 = workflow_dir / "conf" / "format" / "nvfp4.yaml"
-    nvfp4.write_text(nvfp4.read_text().replace("block_size: 16", "block_size: 32"))
+    nvfp4 = workflow_dir / "conf" / "format" / "nvfp4.yaml"  # replaces the preset of that name
+    nvfp4.parent.mkdir()
+    nvfp4.write_text(preset_files("format")["nvfp4"].read_text().replace("block_size: 16", "block_size: 32"))
     after = {e.id for e in load_plan("smoke").experiments}
     changed = before ^ after
     assert changed and all("nvfp4" in i for i in changed)

@@ -75,10 +75,14 @@ def test_smoke_suite_end_to_end_report_lint_then_rerun_only_what_changed(workflo
     # Nothing to do on a second run.
     assert "Nothing to be done" in snakemake("-n", cwd=workflow_dir).stdout
 
-    # Changing one format reruns exactly its experiments, then collect and the report products.
+    # Changing one format (a file in conf/format/ replaces the preset) reruns exactly its experiments, then
+    # collect and the report products.
+    from tradeoffs.presets import preset_files
+
     before = result_mtimes(workflow_dir)
     nvfp4 = workflow_dir / "conf" / "format" / "nvfp4.yaml"
-    nvfp4.write_text(nvfp4.read_text().replace("block_size: 16", "block_size: 32"))
+    nvfp4.parent.mkdir()
+    nvfp4.write_text(preset_files("format")["nvfp4"].read_text().replace("block_size: 16", "block_size: 32"))
     dry = snakemake("-n", cwd=workflow_dir).stdout
     planned = dict(re.findall(r"^(\w+)\s+(\d+)$", dry, flags=re.MULTILINE))
     assert planned["numerics"] == "2" and planned["collect"] == "1", dry[-2000:]

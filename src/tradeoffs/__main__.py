@@ -49,10 +49,11 @@ def _run_hydra_app(kind: str, argv: list[str]) -> None:
     from omegaconf import DictConfig
 
     from tradeoffs.config import config_hash, load_experiment, register_schemas, to_typed
-    from tradeoffs.paths import conf_dir, results_dir
+    from tradeoffs.paths import conf_dir, results_dir, use_project
     from tradeoffs.plan import check_id_length, make_id, resolve_threads
     from tradeoffs.runner import run_experiment
 
+    use_project()
     if not {"-m", "--multirun"} & set(argv):  # Hydra's own errors name no valid keys: validate first
         try:
             load_experiment(kind, [a for a in argv if "=" in a and not a.startswith("-")])
@@ -253,9 +254,11 @@ def main(argv: list[str] | None = None) -> None:
         elif args.command == "job":
             _check_threads(args.threads)
             from tradeoffs.config import to_typed
+            from tradeoffs.paths import use_project
             from tradeoffs.results import FAILED_STATUSES
             from tradeoffs.runner import run_experiment
 
+            use_project()
             config = to_typed(_job_config(args.config))
             record = run_experiment(args.id, config, args.out, job_threads=args.threads, inputs=tuple(args.inputs))
             summary = f"{args.id}: {record.status} {record.message}".rstrip()

@@ -1,5 +1,6 @@
-"""Where an experiment runs: the device, its threads and the peaks its throughput is compared with
-(conf/hardware/). The peak tables themselves and the CPU estimate are in tradeoffs.bench.hardware."""
+"""Where an experiment runs: the device, its threads and the peaks its throughput is compared with (the
+hardware presets, tradeoffs.presets). The peak tables themselves and the CPU estimate are in
+tradeoffs.bench.hardware."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ GEMM_DTYPES = (
 
 @dataclass
 class HardwareConfig:
-    """Where an experiment runs, and the peaks its throughput is compared with (conf/hardware/)."""
+    """Where an experiment runs, and the peaks its throughput is compared with (a hardware preset)."""
 
     name: str = descriptive("cpu")
     device: str = "cpu"

@@ -1,4 +1,6 @@
-"""Where the project's directories are: found from the working directory, so a copied workflow works too."""
+"""Where the project's directories are: found from the working directory, so a copied workflow works too. The
+pipeline's alone: the library (tradeoffs.formats, .bench, .data, ...) never looks for the project; use_project
+points it at the project's additions."""
 
 from __future__ import annotations
 
@@ -25,7 +27,17 @@ def project_root() -> Path:
 
 
 def conf_dir() -> Path:
+    """The project's conf/."""
     return project_root() / "conf"
+
+
+def use_project() -> None:
+    """Point the library at the project, for this process and those it starts: named formats are looked up in
+    its conf/format/ before the package's presets ($TRADEOFFS_FORMATS), and datasets are cached in its
+    data/cache/ unless $TRADEOFFS_DATA_CACHE is already set."""
+    root = project_root()
+    os.environ["TRADEOFFS_FORMATS"] = str(root / "conf" / "format")
+    os.environ.setdefault("TRADEOFFS_DATA_CACHE", str(root / "data" / "cache"))
 
 
 def results_dir() -> Path:

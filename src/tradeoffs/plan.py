@@ -3,7 +3,7 @@
 An id reads `<kind>/<axis values joined by _>-<hash8>`, e.g. `numerics/mxfp4_gaussian_none-1a2b3c4d`; the
 hash covers every resolved value that affects the result (tradeoffs.identity.config_hash). The Snakefile builds its
 DAG from the plan. Because Snakemake re-parses the Snakefile in every job (and every cluster job), a plan
-is cached under .snakemake/tradeoffs/, keyed on the contents of conf/ and of the package's sources.
+is cached under .snakemake/tradeoffs/, keyed on the contents of conf/ and of the package's sources and presets.
 """
 
 from __future__ import annotations
@@ -297,12 +297,12 @@ def _studies_before(suite: SuiteConfig, study: str) -> list[str]:
 
 
 def _inputs_digest() -> str:
-    """Hash of conf/ and the package sources: a plan cache is valid while neither changes."""
+    """Hash of conf/ and the package's sources and YAML files (the presets): a plan cache is valid while neither
+    changes."""
     digest = hashlib.sha256()
     package = Path(__file__).resolve().parent
-    for root in (conf_dir(), package):
-        pattern = "*.yaml" if root == conf_dir() else "*.py"
-        for path in sorted(root.rglob(pattern)):
+    for root, patterns in ((conf_dir(), ("*.yaml",)), (package, ("*.py", "*.yaml"))):
+        for path in sorted(p for pattern in patterns for p in root.rglob(pattern)):
             digest.update(str(path.relative_to(root)).encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()[:16]

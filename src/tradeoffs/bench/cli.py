@@ -3,7 +3,7 @@
 Each repeat runs in a fresh Python process (the parent spawns `--repeats` children one after another, so
 they never compete for cores); every ratio is measured inside one process, side by side, and the parent
 prints each figure's median across processes with its range [min, max]. Timing settings come from
-conf/bench/default.yaml, overridable by options.
+the bench preset `default` (tradeoffs.presets, bench/default.yaml), overridable by options.
 
 gemm  TFLOP/s and % of peak of fp32, bf16 and int8 GEMMs (and any --dtypes) at square sizes, the bf16 and
       int8 speedups over fp32, and the engine's bf16 median against torch.utils.benchmark's
@@ -27,19 +27,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tradeoffs.bench.targets import Target, target
 from tradeoffs.bench.timing import BenchConfig
 from tradeoffs.hardware import GEMM_DTYPES
-from tradeoffs.paths import conf_dir
+from tradeoffs.presets import load_preset
 
 AUTORANGE_TOLERANCE = 0.05
 
 
 def load_bench_config(args: argparse.Namespace) -> BenchConfig:
-    """conf/bench/default.yaml with the command line's overrides."""
-    raw = yaml.safe_load((conf_dir() / "bench" / "default.yaml").read_text()) or {}
+    """The bench preset `default` with the command line's overrides."""
+    raw = load_preset("bench", "default")
     overrides = {
         "warmup": args.warmup,
         "min_runs": args.min_runs,
@@ -236,7 +234,7 @@ def _report_qdq(runs: list[dict[str, Any]]) -> None:
         )
     of_copy_target, torchao_target = target("qdq_of_copy"), target("qdq_vs_torchao")
     print(
-        f"targets (conf/claims.yaml): {of_copy_target.bound}% of copy and {torchao_target.bound}x torchao eager. "
+        f"targets (bench/targets.yaml): {of_copy_target.bound}% of copy and {torchao_target.bound}x torchao eager. "
         "Like for like: 'compiled' writes into a preallocated output as the copy does; 'fake_quant' (eager) and "
         "'compiled_alloc' allocate theirs as the clone does (fresh pages: the clone runs at a fraction of the copy)"
     )

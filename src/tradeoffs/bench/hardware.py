@@ -1,6 +1,7 @@
-"""Hardware peaks that throughput is compared with: the datasheet table of conf/hardware/ (GPUs, with their
-sources) and, for a CPU, an estimate from the machine detected at run time: threads x clock x FLOP per
-cycle of its ISA (AVX-512, AVX512-BF16/FP16, VNNI, AMX), stated in every result.
+"""Hardware peaks that throughput is compared with: the datasheet table of the hardware presets
+(tradeoffs.presets, hardware/: GPUs, with their sources) and, for a CPU, an estimate from the machine detected
+at run time: threads x clock x FLOP per cycle of its ISA (AVX-512, AVX512-BF16/FP16, VNNI, AMX), stated in
+every result.
 
 The CPU's memory bandwidth has no datasheet here (a shared VM): the copy benchmark calibrates it.
 """
@@ -15,7 +16,7 @@ import yaml
 
 from tradeoffs.errors import ConfigError, InvalidResult, Unsupported
 from tradeoffs.hardware import HardwareConfig
-from tradeoffs.paths import conf_dir
+from tradeoffs.presets import preset_files
 
 # FLOP (int8: OP) per cycle per core by ISA, best first: (flag, FLOP/cycle, how). Every AVX-512 figure
 # assumes two 512-bit FMA-capable ports per core, as on Xeon Scalable Gold/Platinum parts (one-port parts
@@ -86,11 +87,9 @@ class Peaks:
 
 
 def hardware_table() -> dict[str, HardwareConfig]:
-    """Every conf/hardware/*.yaml, validated against HardwareConfig."""
-    table = {}
-    for path in sorted((conf_dir() / "hardware").glob("*.yaml")):
-        table[path.stem] = HardwareConfig(**(yaml.safe_load(path.read_text()) or {}))
-    return table
+    """Every hardware preset (tradeoffs.presets, hardware/*.yaml) by name, validated against HardwareConfig."""
+    presets = preset_files("hardware").items()
+    return {name: HardwareConfig(**(yaml.safe_load(file.read_text()) or {})) for name, file in presets}
 
 
 def cpu_peak_estimate(isa_flags: set[str] | list[str], threads: int, mhz: float) -> dict[str, tuple[float, str]]:
@@ -162,12 +161,12 @@ def peaks_for(hardware: HardwareConfig, threads: int, provenance: dict[str, Any]
 
 
 def _gpu_model(hardware_name: str) -> str:
-    """The model token a GPU's name must contain for a conf/hardware entry: h100_sxm -> H100."""
+    """The model token a GPU's name must contain for a hardware preset: h100_sxm -> H100."""
     return hardware_name.split("_")[0].upper()
 
 
 def hardware_for_device(device: str) -> HardwareConfig:
-    """The conf/hardware entry of this machine's `device`: cpu, or the GPU whose model names the CUDA device."""
+    """The hardware preset of this machine's `device`: cpu, or the GPU whose model names the CUDA device."""
     table = hardware_table()
     if device == "cpu":
         return table["cpu"]
@@ -177,7 +176,10 @@ def hardware_for_device(device: str) -> HardwareConfig:
     for hardware in table.values():
         if hardware.device == "cuda" and _gpu_model(hardware.name) in name:
             return hardware
-    raise ConfigError(f"no conf/hardware entry for the GPU '{torch.cuda.get_device_name()}'; add one with its peaks")
+    raise ConfigError(
+        f"no hardware preset for the GPU '{torch.cuda.get_device_name()}'; add one with its peaks to "
+        "tradeoffs/presets/hardware/"
+    )
 
 
 def check_device(hardware: HardwareConfig) -> str:
@@ -191,5 +193,5 @@ def check_device(hardware: HardwareConfig) -> str:
         raise Unsupported(f"hardware={hardware.name} needs a CUDA device and torch.cuda.is_available() is False")
     name = torch.cuda.get_device_name()
     if _gpu_model(hardware.name) not in name.upper().replace(" ", ""):
-        raise InvalidResult(f"hardware={hardware.name} but the device is '{name}': pick its conf/hardware entry")
+        raise InvalidResult(f"hardware={hardware.name} but the device is '{name}': pick its hardware preset")
     return "cuda"

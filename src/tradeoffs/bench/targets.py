@@ -1,15 +1,15 @@
-"""The benchmark CLIs' targets (bench qdq, bench train), read from the `targets:` section of
-conf/claims.yaml, the file that holds the claims' thresholds, so that every threshold lives in one place."""
+"""The benchmark CLIs' targets (bench qdq, bench train): the `targets:` of targets.yaml beside this module,
+package data that ships with the library and is their only source."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
 import yaml
 
 from tradeoffs.errors import ConfigError
-from tradeoffs.paths import conf_dir
 
 TARGET_KEYS = ("statement", "low", "high", "unit", "applies_to")
 
@@ -66,14 +66,14 @@ def parse_targets(section: object) -> dict[str, Target]:
 
 
 def load_targets(path: Path | None = None) -> dict[str, Target]:
-    """The targets of conf/claims.yaml (or `path`)."""
-    document = yaml.safe_load((path or conf_dir() / "claims.yaml").read_text())
+    """The targets of the package's targets.yaml (or of the `targets:` section of the YAML file `path`)."""
+    document = yaml.safe_load((path or files(__package__) / "targets.yaml").read_text())
     return parse_targets(document.get("targets", {}) if isinstance(document, dict) else None)
 
 
 def target(name: str) -> Target:
-    """One target of conf/claims.yaml by name."""
+    """One of the package's targets by name."""
     targets = load_targets()
     if name not in targets:
-        raise ConfigError(f"target {name!r} is not in conf/claims.yaml; valid choices: {', '.join(targets)}")
+        raise ConfigError(f"target {name!r} is not in bench/targets.yaml; valid choices: {', '.join(targets)}")
     return targets[name]

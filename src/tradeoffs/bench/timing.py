@@ -38,7 +38,7 @@ DEVICES = ("cpu", "cuda")
 
 @dataclass
 class BenchConfig:
-    """Timing rules of the benchmark engine (conf/bench/): warm-up, minimum count and time, a time cap."""
+    """Timing rules of the benchmark engine (the bench presets): warm-up, minimum count and time, a time cap."""
 
     name: str = descriptive("default")
     warmup: int = 3  # warm-up calls after the cold (first) call ...

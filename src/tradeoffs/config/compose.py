@@ -27,15 +27,33 @@ from tradeoffs.config.suite import PLANNED_KEYS, SuiteConfig
 from tradeoffs.errors import ConfigError, check_choice, check_finite, check_positive
 from tradeoffs.kinds import get_kind, kind_names
 from tradeoffs.kinds.base import ExperimentConfig
-from tradeoffs.paths import conf_dir, suite_file
+from tradeoffs.paths import conf_dir, suite_file, use_project
+from tradeoffs.presets import SEARCH_PATH, preset_groups
+
+
+def _register_presets_search_path() -> None:
+    """Add the package's presets (tradeoffs.presets) to every Hydra search path this process creates, after
+    conf/: its groups (format, hardware, bench) are options of conf/'s configs, and conf/<group>/<name>.yaml adds
+    an option or replaces the preset of its name (Hydra takes the first match on the search path)."""
+    from hydra.core.config_search_path import ConfigSearchPath
+    from hydra.core.plugins import Plugins
+    from hydra.plugins.search_path_plugin import SearchPathPlugin
+
+    class PresetsSearchPath(SearchPathPlugin):
+        def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
+            search_path.append(provider="tradeoffs-presets", path=SEARCH_PATH)
+
+    Plugins.instance().register(PresetsSearchPath)
 
 
 @functools.cache
 def register_schemas() -> None:
-    """Register every kind's schema in Hydra's ConfigStore as `<kind>_schema`, and the resolvers conf/ uses
-    (once per process: the store outlives Hydra sessions, and storing a schema costs a deep copy of it)."""
+    """Register every kind's schema in Hydra's ConfigStore as `<kind>_schema`, the resolvers conf/ uses, and the
+    presets' place on the search path (once per process: the store outlives Hydra sessions, and storing a schema
+    costs a deep copy of it)."""
     from hydra.core.config_store import ConfigStore
 
+    _register_presets_search_path()
     store = ConfigStore.instance()
     for kind in kind_names():
         store.store(name=f"{kind}_schema", node=get_kind(kind).schema)
@@ -97,7 +115,8 @@ def explain(context: str, error: BaseException, overrides: Sequence[str] = ()) -
 
 @contextlib.contextmanager
 def hydra_session() -> Iterator[None]:
-    """Initialise Hydra on conf/ once for many compose() calls (a no-op inside another session)."""
+    """Initialise Hydra on conf/ (then the presets) once for many compose() calls, pointing the library at the
+    project (paths.use_project); a no-op inside another session."""
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
@@ -105,6 +124,7 @@ def hydra_session() -> Iterator[None]:
     if GlobalHydra.instance().is_initialized():
         yield
         return
+    use_project()
     with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):
         yield
 
@@ -112,9 +132,9 @@ def hydra_session() -> Iterator[None]:
 def _selects_an_option(override: str) -> bool:
     """Whether an override chooses a config group's option (`format=mxfp4`, `format@int_format=mxint8`,
     `+recipe=x`, `~data`) rather than setting a value (`model.n_layer=2`): Hydra's own rule, a key that names a
-    config group (a directory of conf/)."""
+    config group (a directory of conf/ or a group of presets)."""
     key = re.split(r"[=@]", override.lstrip("+~"), maxsplit=1)[0]
-    return bool(key) and (conf_dir() / key).is_dir()
+    return bool(key) and (key in preset_groups() or (conf_dir() / key).is_dir())
 
 
 _shared_defaults: dict[tuple[str, tuple[str, ...]], DictConfig] | None = None

@@ -1,5 +1,5 @@
 """Corpora for training: the embedded standard-library corpus and verified downloads (sources.py),
-deterministic splits and byte or BPE tokens cached under data/cache/ (dataset.py, bpe.py), and seeded
+deterministic splits and byte or BPE tokens cached under default_cache_dir() (dataset.py, bpe.py), and seeded
 batches (batches.py). See docs/data.md."""
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 
 `load_dataset(config)` obtains the corpus bytes (embedded or a verified download), splits them, tokenizes
 (bytes, or a BPE trained on the train split only) and writes `<split>.bin` plus `meta.json` under
-`data/cache/prepared/<name>-<key>/`, where the key hashes the source's sha256 and every setting that
-changes the tokens. Later calls memory-map those files. Preparation writes to a temporary directory that is
-renamed into place, so concurrent jobs never see a half-written cache.
+`<cache>/prepared/<name>-<key>/` (the cache: default_cache_dir(), the project's data/cache/ in the pipeline),
+where the key hashes the source's sha256 and every setting that changes the tokens. Later calls memory-map
+those files. Preparation writes to a temporary directory that is renamed into place, so concurrent jobs never
+see a half-written cache.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from tradeoffs.data.batches import eval_batches, random_batch
 from tradeoffs.data.sources import DataError, fetch, read_member, stdlib_corpus
 from tradeoffs.errors import ConfigError, check_choice, check_positive
 from tradeoffs.identity import descriptive
-from tradeoffs.paths import project_root
 
 
 @dataclass
@@ -81,8 +81,11 @@ FORMAT_VERSION = 1
 
 
 def default_cache_dir() -> Path:
-    """data/cache/ of the project (ignored by git), or $TRADEOFFS_DATA_CACHE."""
-    return Path(os.environ.get("TRADEOFFS_DATA_CACHE") or project_root() / "data" / "cache")
+    """$TRADEOFFS_DATA_CACHE, else $XDG_CACHE_HOME/tradeoffs/data (~/.cache/tradeoffs/data). The pipeline sets
+    $TRADEOFFS_DATA_CACHE to the project's data/cache/ (tradeoffs.paths.use_project)."""
+    if cache := os.environ.get("TRADEOFFS_DATA_CACHE"):
+        return Path(cache)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tradeoffs" / "data"
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Format descriptions: plain dataclasses (no torch), used both as the Hydra schema of conf/format/ and
+"""Format descriptions: plain dataclasses (no torch), used both as the Hydra schema of the format presets and
 by the quantization arithmetic. Definitions follow the OCP MX v1.0 spec and the NVFP4 paper."""
 
 from __future__ import annotations

@@ -92,7 +92,7 @@ def compare(
 
 def main(configure: Configure, argv: list[str] | None = None) -> None:
     """`python -m tradeoffs bench train`: print the loop ratio of fp32 and bf16 and each recipe's step time
-    relative to fp32, each against its target in conf/claims.yaml."""
+    relative to fp32, each against its target (tradeoffs.bench.targets)."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="tradeoffs bench train", description=__doc__)
