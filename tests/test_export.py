@@ -14,8 +14,15 @@ from conftest import TRAIN_TINY
 from tradeoffs.config import load_experiment
 from tradeoffs.models import GPT, ModelConfig
 from tradeoffs.models.export import export_hf
-from tradeoffs.quant import GPTQConfig, LLMInt8Config, RotationConfig, RTNConfig, SmoothQuantConfig, quantize_
-from tradeoffs.quant.config import SearchConfig
+from tradeoffs.quant import (
+    GPTQConfig,
+    LLMInt8Config,
+    RotationConfig,
+    RTNConfig,
+    SearchConfig,
+    SmoothQuantConfig,
+    quantize_,
+)
 from tradeoffs.runner import run_experiment
 from tradeoffs.train.checkpoint import model_from_checkpoint
 

@@ -1,7 +1,7 @@
 """The quant kind on a real trained model: a gpt-tiny trained a few steps through the runner, then the kind through
 the runner for RTN, GPTQ and LLM.int8() with the train result as its planned input; its metrics are the
 library's on the same checkpoint and tokens, the report products draw from the collected table, the claims read
-the runs, and bad settings fail before any checkpoint is read."""
+the runs, every conf/method/ option is its library config, and bad settings fail before any checkpoint is read."""
 
 from __future__ import annotations
 
@@ -11,16 +11,16 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import QUANT_SMALL, TRAIN_ID, TRAIN_TINY, copy_workflow, train_tiny_source
-from tradeoffs.config import load_experiment
+from conftest import QUANT_SMALL, ROOT, TRAIN_ID, TRAIN_TINY, copy_workflow, train_tiny_source
+from tradeoffs.config import as_dict, config_hash, load_experiment, to_typed
 from tradeoffs.data import load_dataset
 from tradeoffs.errors import ConfigError
 from tradeoffs.evaluate import bits_per_weight, compare, get_protocol
 from tradeoffs.kinds import get_kind
 from tradeoffs.kinds.base import Job
-from tradeoffs.kinds.quant import check_source
+from tradeoffs.kinds.quant import build_method, check_source
 from tradeoffs.kinds.sources import load_trained_model
-from tradeoffs.quant import get_spec, method_config, quantize_
+from tradeoffs.quant import METHODS, get_spec, method_config, quantize_
 from tradeoffs.report import FIGURES, TABLES, write_figure, write_table_file
 from tradeoffs.report.claims import evaluate_claims, load_claims
 from tradeoffs.report.claims.verdicts import NOT_IN_SUITE
@@ -28,9 +28,9 @@ from tradeoffs.results import collect
 from tradeoffs.runner import run_experiment
 
 RUNS = {  # id -> study and overrides
-    "quant/rtn": ("gptq", ["method.name=rtn", "method.spec.weight_granularity=group", "method.spec.group_size=32"]),
-    "quant/gptq": ("gptq", ["method.name=gptq", "method.spec.weight_granularity=group", "method.spec.group_size=32"]),
-    "quant/llm_int8": ("outliers", ["method.name=llm_int8", "method.spec.name=W8A8", "outlier_scale=8"]),
+    "quant/rtn": ("gptq", ["method=rtn", "method.spec.weight_granularity=group", "method.spec.group_size=32"]),
+    "quant/gptq": ("gptq", ["method=gptq", "method.spec.weight_granularity=group", "method.spec.group_size=32"]),
+    "quant/llm_int8": ("outliers", ["method=llm_int8", "method.spec.name=W8A8", "outlier_scale=8"]),
     "quant/int8_tensor": (
         "outliers",
         ["method.spec.name=W8A8", "method.spec.weight=int8", "method.spec.activation=int8_tensor", "outlier_scale=8"],
@@ -144,12 +144,21 @@ def _bad(overrides: list[str], train=None):
 @pytest.mark.parametrize(
     ("overrides", "match"),
     [
-        (["method.name=gptq", "method.spec.name=W4A4"], r"W4A4 quantizes activations; GPTQ is a weight-only.*W4A16"),
-        (["method.name=awq"], r"method.name: invalid value 'awq'; valid choices: rtn, gptq, smoothquant"),
+        (["method=gptq", "method.spec.name=W4A4"], r"W4A4 quantizes activations; GPTQ is a weight-only.*W4A16"),
+        (["method=awq"], r"method=awq: .*Could not find 'method/awq' Available options in 'method':.* gptq .* rtn"),
+        (["method.name=gptq"], r"method.name: 'gptq' names another method .*\(rtn\).*method=<name>"),
+        (
+            ["method.gptq.act_order=true"],
+            r"method.gptq.act_order=true: .*Key 'gptq' not in 'RTNConfig'.*valid keys: name",
+        ),
+        (["method=gptq", "method.gptq.blocksize=3"], r"Key 'blocksize' not in 'GPTQ'.*valid keys: block_size, damp"),
         (["method.spec.name=W2A16"], r"method.spec: invalid value 'W2A16'; valid choices: W4A16, W3A16"),
         (["method.spec.weight=int4x"], r"method.spec.weight: unknown format 'int4x'"),
-        (["method.name=smoothquant", "method.spec.name=W4A16"], r"smoothquant.spec: .* Valid choices: W8A8"),
-        (["method.name=llm_int8"], r"method llm_int8 implies vector-wise INT8.*method.spec.name=W8A8"),
+        (["method=smoothquant", "method.spec.name=W4A16"], r"smoothquant.spec: .* Valid choices: W8A8"),
+        (
+            ["method=llm_int8", "method.spec.activation=int8_tensor"],
+            r"LLM.int8\(\) implies vector-wise INT8.*Valid choices: W8A8 with weight=int8, activation=int8",
+        ),
         (["protocol=strided"], r"protocol: invalid value 'strided'; valid choices: rolling, sliding"),
         (["outlier_scale=0.5"], r"outlier_scale: must be >= 1"),
     ],
@@ -164,7 +173,7 @@ def test_bad_settings_are_named_when_configured(overrides, match):
     [
         (["method.spec.weight_granularity=group", "method.spec.group_size=48"], r"group/block size 48.*dividing \[64"),
         (
-            ["method.name=smoothquant", "method.spec.name=W8A8", "method.smoothquant.layers=[blocks.0.attn.proj]"],
+            ["method=smoothquant", "method.spec.name=W8A8", "method.layers=[blocks.0.attn.proj]"],
             r"no preceding norm.*valid choices: blocks.0.attn.qkv",
         ),
         (["calibration_length=64"], r"calibration_length: 64 exceeds the source model's context length 32"),
@@ -182,8 +191,8 @@ def test_settings_the_source_cannot_take_fail_when_planned_and_before_any_checkp
 @pytest.mark.parametrize(
     ("overrides", "match"),
     [
-        (["method.name=gptq", "calibration_samples=1000000"], r"calibration: 1000000 samples of 32 tokens need"),
-        (["method.name=gptq", "calibration_split=validation", "eval_tokens=0"], r"overlap the evaluation tokens"),
+        (["method=gptq", "calibration_samples=1000000"], r"calibration: 1000000 samples of 32 tokens need"),
+        (["method=gptq", "calibration_split=validation", "eval_tokens=0"], r"overlap the evaluation tokens"),
         (["eval_tokens=100000000"], r"eval_tokens: 100000000 exceeds the .* tokens of split 'validation'"),
     ],
 )
@@ -197,3 +206,34 @@ def test_a_check_on_the_source_builds_no_weights():
     config = _bad([], load_experiment("train", TRAIN_TINY))
     assert check_source(config).spec.name == "W4A16"
     assert torch.get_default_device().type == "cpu"  # the weightless copy's meta device does not leak
+
+
+METHOD_OPTIONS = sorted((ROOT / "conf" / "method").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", METHOD_OPTIONS, ids=lambda p: p.stem)
+def test_every_method_option_is_its_library_config(path):
+    config = load_experiment("quant", [f"method={path.stem}"])
+    method = build_method(config.method)
+    assert type(method) is METHODS[config.method.name]
+    if path.stem in METHODS:  # a method's own file: the library config's defaults, spec included
+        assert config.method.name == path.stem
+        assert method == method_config(path.stem)
+    else:  # a preset over a method's file: its name and what it changes
+        assert path.stem.startswith(config.method.name) and method != method_config(config.method.name)
+    read_back = to_typed(as_dict(config))  # as a job reads its resolved config
+    assert read_back.method == config.method and config_hash(read_back) == config_hash(config)
+
+
+def test_every_registered_method_has_its_option():
+    assert set(METHODS) <= {path.stem for path in METHOD_OPTIONS}
+
+
+def test_a_resolved_config_read_back_names_a_bad_method_key():
+    resolved = as_dict(load_experiment("quant", ["method=gptq"]))
+    resolved["method"]["gptq"]["blocksize"] = 3
+    with pytest.raises(ConfigError, match=r"method.gptq.blocksize: .*valid keys: block_size"):
+        to_typed(resolved)
+    resolved["method"] = {"name": "awq"}
+    with pytest.raises(ConfigError, match=r"method.name: invalid value 'awq'; valid choices: rtn, gptq"):
+        to_typed(resolved)

@@ -160,16 +160,16 @@ INT4_G32 = ["method.spec.weight=int4_asym", "method.spec.weight_granularity=grou
 CHANNEL = ["method.spec.weight_granularity=channel"]
 KIND_RUNS = {  # name -> study, overrides
     "fp6_e3m2": ("fp6_weights", [*W6, "method.spec.weight=fp6_e3m2"]),
-    "fp6_e2m3_gptq": ("fp6_weights", [*W6, "method.name=gptq", "method.spec.weight=fp6_e2m3"]),
+    "fp6_e2m3_gptq": ("fp6_weights", [*W6, "method=gptq", "method.spec.weight=fp6_e2m3"]),
     "int6": ("fp6_weights", [*W6, "method.spec.weight=int6"]),
     "int4_g32": ("fp6_weights", INT4_G32),
     "e3m0": ("fp4_weights", ["method.spec.weight=fp4_e3m0", *CHANNEL]),
     "int4": ("fp4_weights", ["method.spec.weight=int4", *CHANNEL]),
-    "searched": ("fp4_weights", ["method.name=search", "method.spec.weight=fp4_e2m1", *CHANNEL]),
+    "searched": ("fp4_weights", ["method=search", "method.spec.weight=fp4_e2m1", *CHANNEL]),
     "searched_w4a8": (
         "fp4_weights",
         [
-            "method.name=search",
+            "method=search",
             "method.spec.name=W4A8",
             "method.spec.weight=fp4_e2m1",
             "method.spec.activation=fp8_e4m3",
@@ -217,7 +217,7 @@ def test_the_quant_kind_runs_each_new_spec(kind_runs):
     assert got["searched_w4a8"][("calibration_tokens", None)] == 4 * 32
     assert got["searched"][("calibration_tokens", None)] == 0
     with pytest.raises(ConfigError, match=r"method.search.clip_per"):
-        load_experiment("quant", ["method.name=search", "method.search.clip_per=row"])
+        load_experiment("quant", ["method=search", "method.search.clip_per=row"])
 
 
 def test_the_weight_format_products_draw_from_the_collected_table(kind_runs, tmp_path):

@@ -48,25 +48,32 @@ def _register_presets_search_path() -> None:
 
 @functools.cache
 def register_schemas() -> None:
-    """Register every kind's schema in Hydra's ConfigStore as `<kind>_schema`, the resolvers conf/ uses, and the
-    presets' place on the search path (once per process: the store outlives Hydra sessions, and storing a schema
-    costs a deep copy of it)."""
+    """Register every kind's schema in Hydra's ConfigStore as `<kind>_schema`, each option schema of a group as
+    `schema/<group>/<option>` (groups.option_schemas), the resolvers conf/ uses, and the presets' place on the
+    search path (once per process: the store outlives Hydra sessions, and storing a schema costs a deep copy of
+    it)."""
     from hydra.core.config_store import ConfigStore
+
+    from tradeoffs.config.groups import option_schemas
 
     _register_presets_search_path()
     store = ConfigStore.instance()
     for kind in kind_names():
         store.store(name=f"{kind}_schema", node=get_kind(kind).schema)
+    for group, schemas in option_schemas().items():
+        for option, schema in schemas.items():
+            store.store(group=f"schema/{group}", name=option, node=schema)
     if not OmegaConf.has_resolver("min"):  # ${min:20,${steps}} in conf/train.yaml: a default capped by another value
         OmegaConf.register_new_resolver("min", lambda *values: min(values))
 
 
 def _known_schemas() -> dict[str, type]:
-    from tradeoffs.config.groups import GROUP_SCHEMAS
+    from tradeoffs.config.groups import GROUP_SCHEMAS, option_schemas
     from tradeoffs.config.suite import SweepConfig
 
     kinds = [get_kind(kind).schema for kind in kind_names()]
-    return {cls.__name__: cls for cls in (*GROUP_SCHEMAS.values(), SweepConfig, *kinds)}
+    options = [schema for schemas in option_schemas().values() for schema in schemas.values()]
+    return {cls.__name__: cls for cls in (*GROUP_SCHEMAS.values(), SweepConfig, *kinds, *options)}
 
 
 def _valid_keys_hint(error: BaseException) -> str:

@@ -22,3 +22,12 @@ GROUP_SCHEMAS: dict[str, type] = {
     "bench": BenchConfig,
     "suite": SuiteConfig,
 }
+
+
+def option_schemas() -> dict[str, dict[str, type]]:
+    """Groups whose options each have a schema of their own, by group and option: the quant kind's `method`, one
+    schema per registered PTQ method. An option file names its schema first in its defaults list,
+    `/schema/<group>/<option>@_here_`."""
+    from tradeoffs.kinds.quant import method_schemas
+
+    return {"method": method_schemas()}

@@ -7,6 +7,9 @@ changing its function, a copy is kept as the full-precision reference, the model
 evaluation split under a named protocol. Calibration and evaluation tokens are checked to be disjoint in the
 corpus's coordinates (the splits are contiguous: train | validation | test).
 
+The method is an option of the conf/method/ group (`method=gptq`); each option's schema is the library config of
+its method, derived from it (method_schema), so the kind lists no method and mirrors none of their settings.
+
 Metrics (labelled by the protocol where they come from a score): `log_likelihood`, `tokens`, `bytes`, `loss`,
 `perplexity`, `bits_per_byte` and their `reference_*` twins; `kl` (KL(full precision || quantized) per token),
 `kl_sum`, `top1_agreement`, `loss_change` (nats); `bits_per_weight` (quantized layers, scales included),
@@ -18,8 +21,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import time
+import types
+import typing
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -42,10 +49,7 @@ from tradeoffs.kinds.sources import load_trained_model
 from tradeoffs.kinds.train import TrainExperimentConfig
 from tradeoffs.models import build_model, count_parameters
 from tradeoffs.quant import (
-    DEFAULT_CLIP_RATIOS,
-    GPTQ,
     METHODS,
-    MethodConfig,
     OutlierConfig,
     QuantSpec,
     check_config,
@@ -61,7 +65,6 @@ from tradeoffs.results import Metric, Outcome
 SPLITS = ("train", "validation", "test")  # the corpus's contiguous order
 PROTOCOLS = ("rolling", "sliding")
 OPERANDS = ("weight", "activation", "kv_cache")
-LLM_INT8_FORMAT = "int8"  # LLM.int8()'s implied vector-wise INT8, weights and activations
 
 
 @dataclass
@@ -96,92 +99,135 @@ class SpecOptions:
             lm_head=self.lm_head,
         )
 
-
-@dataclass
-class GPTQOptions:
-    """GPTQ's settings (tradeoffs.quant.GPTQ): method gptq, or the weights of smoothquant/rotation with
-    `method.gptq_weights`."""
-
-    block_size: int = 128
-    damp: float = 0.01
-    act_order: bool = False
-    group_scales: str = "auto"
-
-
-@dataclass
-class SmoothQuantOptions:
-    """SmoothQuant's migration strength and the Linears smoothed (empty: every Linear a norm feeds)."""
-
-    alpha: float = 0.5
-    layers: list[str] = field(default_factory=list)
+    @classmethod
+    def of(cls, spec: QuantSpec | str) -> SpecOptions:
+        """The pipeline form of a library spec: its name, and each operand that differs from the named spec's."""
+        if isinstance(spec, str):
+            return cls(name=spec)
+        named = get_spec(spec.name)
+        operands = {key: getattr(spec, key) or "none" for key in OPERANDS if getattr(spec, key) != getattr(named, key)}
+        if any(not isinstance(value, str) for value in operands.values()):
+            raise ValueError(f"spec {spec.label}: operands {operands} are not format names")
+        kept = {f.name: getattr(spec, f.name) for f in dataclasses.fields(cls) if f.name not in (*OPERANDS, "name")}
+        return cls(name=spec.name, **operands, **kept)
 
 
-@dataclass
-class RotationOptions:
-    """The QuaRot-style rotation's Hadamard block (0: the formats' block size, else the largest power of two
-    dividing d_model), online rotations, sign seed, per-head K/V rotations when the spec quantizes the KV cache."""
-
-    hadamard_size: int = 0
-    online: bool = True
-    signs_seed: int = 0
-    kv_rotation: bool = True
+# The `method` group (conf/method/<option>.yaml): each option's schema is the library's config of its method
+# (tradeoffs.quant.METHODS), made a Hydra schema: the same fields and defaults, with `name` (the method's) first and
+# the spec as SpecOptions; nested settings (GPTQ, FormatSearch) likewise, tuples as lists.
 
 
-@dataclass
-class LLMInt8Options:
-    """LLM.int8()'s outlier threshold, the 16-bit dtype of the outlier columns and which weights they use."""
-
-    threshold: float = 6.0
-    outlier_dtype: str = "fp16"
-    outlier_weights: str = "16bit"
-
-
-@dataclass
-class SearchOptions:
-    """The format search's candidates (empty: every exponent/mantissa split of the spec's weight width), clipping
-    ratios, choice units (`layer` or `channel`) and objective (`weight` or `output` MSE): tradeoffs.quant's
-    FormatSearch."""
-
-    elements: list[str] = field(default_factory=list)
-    clip_ratios: list[float] = field(default_factory=lambda: list(DEFAULT_CLIP_RATIOS))
-    element_per: str = "layer"
-    clip_per: str = "channel"
-    objective: str = "weight"
+@functools.cache
+def method_schema(name: str) -> type:
+    """The Hydra schema of method `name`, from its library config (ConfigError naming the valid methods)."""
+    check_choice("method", name, METHODS)
+    config_type = METHODS[name]
+    hints = typing.get_type_hints(config_type)
+    specs: list[tuple] = [("name", str, field(default=name))]
+    for f in dataclasses.fields(config_type):
+        if f.name == "spec":
+            specs.append(("spec", SpecOptions, _default(SpecOptions.of(_library_default(f)))))
+        else:
+            specs.append((f.name, _schema_type(hints[f.name]), _default(_schema_value(_library_default(f)))))
+    schema = dataclasses.make_dataclass(config_type.__name__, specs)
+    schema.__module__ = __name__
+    schema.__doc__ = f"The settings of method {name} ({config_type.__module__}.{config_type.__name__})."
+    return schema
 
 
-@dataclass
-class MethodOptions:
-    """A method of tradeoffs.quant by name with its spec and options; only the named method's section is read."""
-
-    name: str = "rtn"
-    spec: SpecOptions = field(default_factory=SpecOptions)
-    gptq_weights: bool = False  # smoothquant / rotation: GPTQ (method.gptq) instead of round-to-nearest
-    gptq: GPTQOptions = field(default_factory=GPTQOptions)
-    smoothquant: SmoothQuantOptions = field(default_factory=SmoothQuantOptions)
-    rotation: RotationOptions = field(default_factory=RotationOptions)
-    llm_int8: LLMInt8Options = field(default_factory=LLMInt8Options)
-    search: SearchOptions = field(default_factory=SearchOptions)
-
-    def build(self) -> MethodConfig:
-        """The library's method config, validated (ConfigError naming the key and the valid choices)."""
-        check_choice("method.name", self.name, METHODS)
-        if self.name == "llm_int8":
-            return _prefixed("method.", method_config, "llm_int8", **_values(self.llm_int8), lm_head=self.spec.lm_head)
-        gptq = GPTQ(**_values(self.gptq)) if self.name == "gptq" or self.gptq_weights else None
-        values: dict = {"spec": self.spec.build()}
-        if self.name == "gptq":
-            values["gptq"] = gptq
-        elif self.name == "smoothquant":
-            values.update(alpha=self.smoothquant.alpha, layers=tuple(self.smoothquant.layers), gptq=gptq)
-        elif self.name == "rotation":
-            values.update(**_values(self.rotation), gptq=gptq)
-        elif self.name == "search":
-            values["search"] = _values(self.search)
-        return _prefixed("method.", method_config, self.name, **values)
+def method_schemas() -> dict[str, type]:
+    """Every method's Hydra schema by method name."""
+    return {name: method_schema(name) for name in METHODS}
 
 
-def _values(options: object) -> dict:
-    return {f.name: getattr(options, f.name) for f in dataclasses.fields(options)}
+@functools.cache
+def _settings_schema(cls: type) -> type:
+    hints = typing.get_type_hints(cls)
+    specs = [
+        (f.name, _schema_type(hints[f.name]), _default(_schema_value(_library_default(f))))
+        for f in dataclasses.fields(cls)
+    ]
+    schema = dataclasses.make_dataclass(cls.__name__, specs)
+    schema.__module__ = __name__
+    return schema
+
+
+def _schema_type(hint: Any) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in args if a is not type(None)]
+        if len(options) != 1:
+            raise TypeError(f"a method config's field of type {hint}: only X | None is a Hydra schema type")
+        return typing.Optional[_schema_type(options[0])]  # noqa: UP045 (a runtime type for OmegaConf)
+    if origin in (tuple, list):
+        return list[_schema_type(args[0])] if args else list
+    if origin is dict:
+        return dict[args[0], _schema_type(args[1])]
+    return _settings_schema(hint) if dataclasses.is_dataclass(hint) else hint
+
+
+def _library_default(f: dataclasses.Field) -> Any:
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+def _schema_value(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return _settings_schema(type(value))(
+            **{f.name: _schema_value(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        )
+    if isinstance(value, (tuple, list)):
+        return [_schema_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _schema_value(v) for k, v in value.items()}
+    return value
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, (list, dict)) or dataclasses.is_dataclass(value):
+        return field(default_factory=lambda: copy.deepcopy(value))
+    return field(default=value)
+
+
+def method_settings(value: Any) -> Any:
+    """A QuantConfig's `method` as its schema's instance: a composed one checked to be the method its `name` says,
+    a plain dict (a resolved config read back) typed by its `name`, None the default (rtn)."""
+    if value is None:
+        return method_schema("rtn")()
+    if isinstance(value, dict):
+        from omegaconf import OmegaConf
+        from omegaconf.errors import OmegaConfBaseException
+
+        name = value.get("name", "")
+        check_choice("method.name", name, METHODS)
+        try:
+            return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(method_schema(name)), value))
+        except OmegaConfBaseException as error:
+            node = getattr(error, "object_type", None)
+            valid = f"; valid keys: {', '.join(f.name for f in dataclasses.fields(node))}" if node else ""
+            message = str(error).splitlines()[0]
+            raise ConfigError(f"method.{getattr(error, 'full_key', '')}: {message}{valid}") from None
+    chosen = next((name for name in METHODS if method_schema(name) is type(value)), None)
+    if chosen is None or value.name != chosen:
+        raise ConfigError(
+            f"method.name: '{value.name}' names another method than the settings chosen ({chosen}); choose the "
+            f"method with the group override method=<name> (conf/method/), valid choices: {', '.join(METHODS)}"
+        )
+    return value
+
+
+def build_method(settings: Any) -> Any:
+    """The library's method config from its settings, validated (ConfigError naming the key and the valid
+    choices)."""
+    values = {
+        f.name: _plain(getattr(settings, f.name))
+        for f in dataclasses.fields(settings)
+        if f.name not in ("name", "spec")
+    }
+    return _prefixed("method.", method_config, settings.name, spec=settings.spec.build(), **values)
+
+
+def _plain(value: Any) -> Any:
+    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
 
 
 def _prefixed(prefix: str, function, *args, **kwargs):
@@ -200,7 +246,8 @@ class QuantConfig(ExperimentConfig):
     kind: str = "quant"
     source: TrainExperimentConfig = field(default_factory=TrainExperimentConfig)
     source_id: str = descriptive()  # the train experiment whose checkpoint is read (its config is `source`)
-    method: MethodOptions = field(default_factory=MethodOptions)
+    # a conf/method/ option (method=<name>): the settings of a library method config (method_schema); None: rtn's
+    method: Any = None
     outlier_scale: float = 1.0  # k of the function-preserving outlier injection (1: none)
     outlier_channels: int = 4
     calibration_split: str = "train"
@@ -214,9 +261,8 @@ class QuantConfig(ExperimentConfig):
     batch_size: int = 8  # windows per forward (calibration and evaluation)
 
     def __post_init__(self) -> None:
-        if self.method.name == "llm_int8":
-            self._pin_llm_int8_spec()
-        method = self.method.build()
+        self.method = method_settings(self.method)
+        method = build_method(self.method)
         if self.outlier_scale < 1:
             raise ConfigError(f"outlier_scale: must be >= 1 (1: no injected outliers), got {self.outlier_scale}")
         OutlierConfig(self.outlier_scale, self.outlier_channels, self.seed)
@@ -229,18 +275,6 @@ class QuantConfig(ExperimentConfig):
         if needs_calibration(method):
             check_positive("calibration_samples", self.calibration_samples)
 
-    def _pin_llm_int8_spec(self) -> None:
-        """LLM.int8() implies its spec (vector-wise INT8): any other spec is refused, the implied one recorded."""
-        spec = self.method.spec
-        given = {key: getattr(spec, key) for key in ("weight", "activation") if getattr(spec, key)}
-        if spec.name != "W8A8" or set(given.values()) - {LLM_INT8_FORMAT} or spec.weight_granularity != "format":
-            raise ConfigError(
-                f"method.spec: method llm_int8 implies vector-wise INT8 weights and activations; got spec "
-                f"{spec.name} {given or ''} weight_granularity={spec.weight_granularity}. Valid choices: "
-                f"method.spec.name=W8A8 with weight/activation '' or {LLM_INT8_FORMAT}, weight_granularity=format"
-            )
-        spec.weight = spec.activation = LLM_INT8_FORMAT
-
     @property
     def context_length(self) -> int:
         return self.source.model.context_length
@@ -250,11 +284,11 @@ class QuantConfig(ExperimentConfig):
         return self.calibration_length or self.context_length
 
 
-def check_source(config: QuantConfig) -> MethodConfig:
+def check_source(config: QuantConfig) -> Any:
     """Check the method against the source's architecture (group sizes dividing the input features, SmoothQuant's
     layers fed by a norm, rotation's Hadamard size) on a weightless copy of it, before any checkpoint is read;
     the planner's sizer runs it too, once the source is known."""
-    method = config.method.build()
+    method = build_method(config.method)
     if config.sample_length > config.context_length:
         raise ConfigError(
             f"calibration_length: {config.calibration_length} exceeds the source model's context length "
@@ -274,7 +308,7 @@ def _offsets(dataset: Dataset) -> dict[str, int]:
     return offsets
 
 
-def _data(config: QuantConfig, method: MethodConfig, dataset: Dataset) -> tuple[torch.Tensor | None, torch.Tensor]:
+def _data(config: QuantConfig, method: Any, dataset: Dataset) -> tuple[torch.Tensor | None, torch.Tensor]:
     """Calibration windows (or None) and evaluation tokens, checked to lie in their splits and to be disjoint."""
     evaluation = dataset.splits[config.eval_split]
     n_eval = config.eval_tokens or len(evaluation)

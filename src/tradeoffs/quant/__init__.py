@@ -5,35 +5,44 @@ outlier injection.
     from tradeoffs.quant import GPTQ, GPTQConfig, get_spec, quantize_
     quantize_(model, GPTQConfig(get_spec("W4A16", weight="int4_asym")), calibration=tokens)
 
-See docs/quantization.md.
+Each method is a module of this package (rtn, gptq, smoothquant, rotation, llm_int8, search) holding its config
+and the handler it registers for that config type; importing the package imports every module, so METHODS lists
+them all. See docs/quantization.md.
 """
 
-from tradeoffs.quant.api import QuantizeResult, check_config, quantize_
-from tradeoffs.quant.config import (
-    GPTQ,
+import importlib
+import pkgutil
+
+from tradeoffs.quant.api import (
     METHODS,
-    GPTQConfig,
-    LLMInt8Config,
-    MethodConfig,
-    RotationConfig,
-    RTNConfig,
-    SearchConfig,
-    SmoothQuantConfig,
+    QuantizeResult,
+    check_config,
     method_config,
     needs_calibration,
+    quantize_,
+    register_quantize_handler,
 )
-from tradeoffs.quant.gptq import HessianAccumulator, gptq_quantize_weight, hessian
+from tradeoffs.quant.gptq import GPTQ, GPTQConfig, gptq_quantize_weight
 from tradeoffs.quant.layers import LLMInt8Linear, QuantizedLinear
+from tradeoffs.quant.llm_int8 import LLMInt8Config
+from tradeoffs.quant.rotation import RotationConfig
+from tradeoffs.quant.rtn import RTNConfig
 from tradeoffs.quant.search import (
     DEFAULT_CLIP_RATIOS,
     FormatSearch,
+    SearchConfig,
     SearchResult,
     candidate_elements,
     check_search,
     search_quantize,
 )
+from tradeoffs.quant.sequential import HessianAccumulator, hessian
+from tradeoffs.quant.smoothquant import SmoothQuantConfig
 from tradeoffs.quant.spec import SPECS, QuantSpec, get_spec, spec_names
 from tradeoffs.quant.transforms import OutlierConfig, inject_outliers, smooth
+
+for _module in pkgutil.iter_modules(__path__):  # every method module registers its handler on import
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
     "DEFAULT_CLIP_RATIOS",
@@ -45,7 +54,6 @@ __all__ = [
     "HessianAccumulator",
     "LLMInt8Config",
     "LLMInt8Linear",
-    "MethodConfig",
     "OutlierConfig",
     "QuantSpec",
     "QuantizeResult",
@@ -65,6 +73,7 @@ __all__ = [
     "method_config",
     "needs_calibration",
     "quantize_",
+    "register_quantize_handler",
     "search_quantize",
     "smooth",
     "spec_names",

@@ -1,33 +1,30 @@
-"""The public verb: quantize_(model, config, calibration) quantizes a model in place, torchao-style."""
+"""The public verb: quantize_(model, config, calibration) quantizes a model in place, torchao-style.
+
+Each PTQ method is one module of tradeoffs.quant holding its config dataclass and its handler, registered by
+config type with `register_quantize_handler`; quantize_ looks the handler up by the config's type. A method's
+name is its module's (rtn, gptq, ...); `METHODS` maps the names to the config types, filled by registration.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import types
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
-from tradeoffs.errors import ConfigError
-from tradeoffs.formats import FormatSpec, fake_quant
-from tradeoffs.quant.config import (
-    GPTQConfig,
-    LLMInt8Config,
-    MethodConfig,
-    RotationConfig,
-    RTNConfig,
-    SearchConfig,
-    SmoothQuantConfig,
-    needs_calibration,
-)
-from tradeoffs.quant.layers import head_dims, kv_cache_hooks, make_llm_int8, make_quantized
-from tradeoffs.quant.rotation import hadamard_size, is_gpt, kv_head_dim, rotate_gpt
-from tradeoffs.quant.search import SearchResult, search_quantize
-from tradeoffs.quant.sequential import calibrated_model, gptq_model
+from tradeoffs.errors import ConfigError, check_choice
+from tradeoffs.formats import FormatSpec
+from tradeoffs.quant.layers import head_dims, kv_cache_hooks
 from tradeoffs.quant.spec import QuantSpec
 from tradeoffs.quant.structure import as_linears, target_linears
-from tradeoffs.quant.transforms import norm_readers, smooth
 
-METHOD_TYPES = (RTNConfig, GPTQConfig, SmoothQuantConfig, RotationConfig, LLMInt8Config, SearchConfig)
+if TYPE_CHECKING:  # the method modules import this one to register
+    from tradeoffs.quant.search import SearchResult
 
 
 @dataclass
@@ -42,6 +39,83 @@ class QuantizeResult:
     hooks: list = field(default_factory=list, repr=False)  # KV cache hooks (remove() to undo)
 
 
+# (model, config, target Linears by name, calibration batches, the result to record into): quantizes in place
+Handler = Callable[[nn.Module, Any, dict[str, nn.Linear], list[Tensor], QuantizeResult], None]
+Check = Callable[[nn.Module, Any], None]  # (model, config): ConfigError for what the model cannot take
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered PTQ method: its name, config type, handler, and the check of a model before any work."""
+
+    name: str
+    config_type: type
+    handler: Handler
+    check: Check | None = None
+
+
+_HANDLERS: dict[type, Method] = {}
+METHODS: dict[str, type] = {}  # method name -> config type, in registration order
+
+
+def register_quantize_handler(config_type: type, *, check: Check | None = None) -> Callable[[Handler], Handler]:
+    """Register the decorated function as the handler of `config_type` (a frozen dataclass with a `spec`), under
+    its module's name; `check(model, config)` runs before any work. A config that reads calibration data says
+    so with a `needs_calibration` property."""
+
+    def register(handler: Handler) -> Handler:
+        name = handler.__module__.rpartition(".")[2]
+        if METHODS.get(name, config_type) is not config_type:
+            raise ValueError(f"quantize_: method '{name}' is registered for {METHODS[name].__name__} already")
+        _HANDLERS[config_type] = Method(name, config_type, handler, check)
+        METHODS[name] = config_type
+        return handler
+
+    return register
+
+
+def registered_method(config: object) -> Method:
+    """The registered method of a config (ConfigError naming the valid config types)."""
+    method = _HANDLERS.get(type(config))
+    if method is None:
+        raise ConfigError(
+            f"quantize_: config of type {type(config).__name__}; valid choices: "
+            f"{', '.join(t.__name__ for t in METHODS.values())}"
+        )
+    return method
+
+
+def method_config(name: str, **values) -> Any:
+    """The config of method `name` (a key of METHODS) from plain values: `spec` a spec name or QuantSpec, nested
+    settings (`gptq`, `search`) as dicts, tuples as lists."""
+    check_choice("method", name, METHODS)
+    return _build(METHODS[name], values, f"method {name}", "")
+
+
+def _build(cls: type, values: dict, where: str, key: str) -> Any:
+    valid = [f.name for f in dataclasses.fields(cls)]
+    unknown = set(values) - set(valid)
+    if unknown:
+        raise ConfigError(f"{where}: unknown {key + ' ' if key else ''}keys {sorted(unknown)}; valid keys: {valid}")
+    hints = typing.get_type_hints(cls)
+    return cls(**{name: _value(hints[name], value, where, name) for name, value in values.items()})
+
+
+def _value(hint: Any, value: Any, where: str, key: str) -> Any:
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    nested = [o for o in options if dataclasses.is_dataclass(o)]
+    if isinstance(value, dict) and len(nested) == 1:
+        return _build(nested[0], value, where, key)
+    if isinstance(value, list) and any(typing.get_origin(o) is tuple for o in options):
+        return tuple(value)
+    return value
+
+
+def needs_calibration(config: object) -> bool:
+    """Whether the method reads calibration data: its config's `needs_calibration`, False where it has none."""
+    return bool(getattr(config, "needs_calibration", False))
+
+
 def _check_divides(key: str, fmt: FormatSpec | None, targets: dict[str, nn.Linear]) -> None:
     if fmt is None or fmt.granularity != "block":
         return
@@ -53,113 +127,68 @@ def _check_divides(key: str, fmt: FormatSpec | None, targets: dict[str, nn.Linea
         )
 
 
-def check_config(model: nn.Module, config: MethodConfig, calibration: Tensor | None) -> dict[str, nn.Linear]:
+def _check_calibration(model: nn.Module, config: object, calibration: Tensor | None) -> None:
+    if not needs_calibration(config):
+        return
+    if any(isinstance(m, nn.Embedding) for m in model.modules()):
+        if calibration is None or calibration.ndim != 2 or calibration.dtype != torch.long:
+            raise ConfigError(
+                f"calibration: {type(config).__name__} needs calibration token ids, an int64 tensor (samples, "
+                f"tokens); got {None if calibration is None else (calibration.dtype, tuple(calibration.shape))}"
+            )
+    elif calibration is None or not calibration.is_floating_point():
+        raise ConfigError(
+            f"calibration: {type(config).__name__} needs calibration inputs, a floating tensor of what "
+            f"{type(model).__name__} takes (samples first); got "
+            f"{None if calibration is None else (calibration.dtype, tuple(calibration.shape))}"
+        )
+
+
+def check_config(model: nn.Module, config: Any, calibration: Tensor | None) -> dict[str, nn.Linear]:
     """Validate config against the model and the calibration data before any work: ConfigError naming the
     key and the valid choices. Returns the Linears the spec quantizes."""
-    if not isinstance(config, METHOD_TYPES):
-        raise ConfigError(
-            f"quantize_: config of type {type(config).__name__}; valid choices: "
-            f"{', '.join(t.__name__ for t in METHOD_TYPES)}"
-        )
+    method = registered_method(config)
     spec = config.spec
     targets = target_linears(model, spec.lm_head)
     if not targets:
-        raise ConfigError(f"quantize_: {type(model).__name__} has no nn.Linear inside its decoder blocks")
+        raise ConfigError(f"quantize_: {type(model).__name__} has no nn.Linear to quantize")
     _check_divides("spec.weight", spec.weight_format, targets)
     _check_divides("spec.activation", spec.activation_format, targets)
     kv = spec.kv_cache_format
+    if kv is not None and not head_dims(model):
+        raise ConfigError(
+            f"spec.kv_cache: {type(model).__name__} has no attention layout whose keys and values a hook can "
+            "quantize (tradeoffs.models.GPT's `qkv`, Hugging Face's `k_proj`/`v_proj`); valid: kv_cache=''"
+        )
     if kv is not None and kv.granularity == "block" and any(d % kv.block_size for d in head_dims(model)):
         raise ConfigError(
             f"spec.kv_cache: block size {kv.block_size} of '{kv.name or kv.element}' does not divide the head "
             f"dimension {sorted(head_dims(model))}; choose a per-token (channel) format or a smaller block"
         )
-    if needs_calibration(config) and (calibration is None or calibration.ndim != 2 or calibration.dtype != torch.long):
-        raise ConfigError(
-            f"calibration: {type(config).__name__} needs calibration token ids, an int64 tensor (samples, "
-            f"tokens); got {None if calibration is None else (calibration.dtype, tuple(calibration.shape))}"
-        )
-    if isinstance(config, SmoothQuantConfig):
-        norm_readers(model, config.layers)
-    if isinstance(config, RotationConfig):
-        if not is_gpt(model):
-            raise ConfigError(
-                f"rotation: supported for tradeoffs.models.GPT (wte, wpe, blocks, ln_f, lm_head); got "
-                f"{type(model).__name__}. Valid methods for it: rtn, gptq, smoothquant, llm_int8"
-            )
-        formats = [f for f in (spec.weight_format, spec.activation_format) if f is not None]
-        hadamard_size(model.wte.weight.shape[1], config.hadamard_size, formats)
-        if config.kv_rotation and kv is not None:
-            kv_head_dim(model)
+    _check_calibration(model, config, calibration)
+    if method.check is not None:
+        method.check(model, config)
     return targets
 
 
-def _rtn(targets: dict[str, nn.Linear], fmt: FormatSpec) -> None:
-    with torch.no_grad():
-        for linear in targets.values():
-            linear.weight.copy_(fake_quant(linear.weight.float(), fmt, axis=-1).to(linear.weight.dtype))
-
-
-def _search(
-    model: nn.Module, targets: dict[str, nn.Linear], config: SearchConfig, batches: list[Tensor]
-) -> dict[str, SearchResult]:
-    """Searched weights for every target (output objective: each layer's Hessian as GPTQ's driver collects it)."""
-    fmt, names, found = config.spec.weight_format, {id(m): n for n, m in targets.items()}, {}
-
-    def quantize(linear: nn.Linear, h: Tensor | None) -> Tensor:
-        found[names[id(linear)]] = result = search_quantize(linear.weight, fmt, config.search, h)
-        linear.selector_bits = result.selector_bits / linear.in_features
-        return result.weight
-
-    if config.search.objective == "output":
-        calibrated_model(model, targets, batches, quantize)
-    else:
-        for linear in targets.values():
-            linear.weight.copy_(quantize(linear, None).to(linear.weight.dtype))
-    return {name: found[name] for name in targets}
-
-
 def quantize_(
-    model: nn.Module, config: MethodConfig, calibration: Tensor | None = None, *, batch_size: int = 8
+    model: nn.Module, config: Any, calibration: Tensor | None = None, *, batch_size: int = 8
 ) -> QuantizeResult:
-    """Quantize `model` in place by `config` (RTNConfig, GPTQConfig, SmoothQuantConfig, RotationConfig,
-    LLMInt8Config, SearchConfig); `calibration` (samples, tokens) int64 token ids for the methods that calibrate, run in
-    batches of `batch_size` samples. Works on tradeoffs.models.GPT and Hugging Face causal LMs (rotation:
-    GPT only). Returns what was quantized, with bits per weight including scales."""
+    """Quantize `model` in place by `config`, a registered method's config (RTNConfig, GPTQConfig, SmoothQuantConfig,
+    RotationConfig, LLMInt8Config, SearchConfig: METHODS); `calibration` for the methods that calibrate, run in
+    batches of `batch_size` samples: int64 token ids (samples, tokens) for a language model, else the module's
+    inputs. Returns what was quantized, with bits per weight including scales."""
+    method = registered_method(config)
     as_linears(model)
     targets = check_config(model, config, calibration)
     model.eval()
-    spec = config.spec
     batches = list(calibration.split(batch_size)) if calibration is not None else []
-    method = type(config).__name__.removesuffix("Config").lower()
-    result = QuantizeResult(method, spec)
-    if isinstance(config, LLMInt8Config):
-        for name, linear in targets.items():
-            make_llm_int8(linear, config.threshold, config.outlier_dtype, config.outlier_weights)
-            result.bits[name] = linear.bits_per_weight()
-        return result
+    result = QuantizeResult(method.name, config.spec)
     with torch.no_grad():
-        if isinstance(config, SmoothQuantConfig):
-            smooth(model, config.alpha, batches, config.layers)
-        rotations: dict[str, Tensor] = {}
-        if isinstance(config, RotationConfig):
-            formats = [f for f in (spec.weight_format, spec.activation_format) if f is not None]
-            size = hadamard_size(
-                model.wte.weight.shape[1] if hasattr(model, "wte") else 0, config.hadamard_size, formats
-            )
-            kv_rotation = config.kv_rotation and spec.kv_cache_format is not None
-            rotations = rotate_gpt(model, size, config.signs_seed, config.online, formats, kv_rotation)
-        for name, linear in targets.items():
-            make_quantized(linear, spec.activation_format, spec.weight_format, rotations.get(name))
-        gptq = config.gptq if isinstance(config, GPTQConfig) else getattr(config, "gptq", None)
-        if isinstance(config, SearchConfig):
-            result.searched = _search(model, targets, config, batches)
-        elif gptq is None:
-            _rtn(targets, spec.weight_format)
-        else:
-            gptq_model(model, targets, spec.weight_format, gptq, batches)
-    if spec.kv_cache_format is not None:
+        method.handler(model, config, targets, batches, result)
+    if config.spec.kv_cache_format is not None:
         try:
-            result.hooks = kv_cache_hooks(model, spec.kv_cache_format)
+            result.hooks = kv_cache_hooks(model, config.spec.kv_cache_format)
         except ValueError as error:
             raise ConfigError(f"spec.kv_cache: {error}") from None
     result.bits = {name: linear.bits_per_weight() for name, linear in targets.items()}

@@ -16,8 +16,9 @@ from collections.abc import Callable
 import torch
 
 from tradeoffs.formats import FormatSpec, compute_scales, fake_quant
-from tradeoffs.quant.config import GPTQ, GPTQConfig, RTNConfig
-from tradeoffs.quant.gptq import gptq_quantize_weight, hessian
+from tradeoffs.quant.gptq import GPTQ, GPTQConfig, gptq_quantize_weight
+from tradeoffs.quant.rtn import RTNConfig
+from tradeoffs.quant.sequential import hessian
 from tradeoffs.quant.spec import get_spec
 
 LAYER_FORMATS = {

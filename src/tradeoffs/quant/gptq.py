@@ -1,4 +1,5 @@
-"""GPTQ on one weight matrix (Frantar et al. 2023, as the IST-DASLab reference implements it).
+"""GPTQ (Frantar et al. 2023, as the IST-DASLab reference implements it): the method (GPTQConfig and its handler,
+which runs it over a decoder layer by layer with tradeoffs.quant.sequential) and the algorithm on one weight matrix.
 
 With the Hessian H = 2/n X^T X of the layer's inputs X (n rows), GPTQ rounds the weight's input columns one
 at a time and spreads each column's rounding error over the columns not yet rounded, weighted by the
@@ -14,45 +15,89 @@ inverse Hessian, which minimises ||W X^T - Q X^T||^2 column by column:
   FP32 scales, found from the group's current columns when its first column is reached (the reference
   takes them from the weight as it stands at the start of the lazy block, so do we).
 
-The working copy is held transposed (input columns as contiguous rows), which makes the per-column updates
+The algorithm knows no number grid: the format's scale-then-round API decides every rounded value. The working
+copy is held transposed (input columns as contiguous rows), which makes the per-column updates
 contiguous; the arithmetic per element is the reference's (a product, then a subtraction), so the result is
 bit-identical to an implementation computing the same operations in the other layout.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from tradeoffs.errors import ConfigError
+from tradeoffs.errors import ConfigError, check_choice, check_positive
 from tradeoffs.formats import FormatSpec, Scales, compute_scales, get_format, round_with_scales
-from tradeoffs.quant.config import GPTQ
+from tradeoffs.quant.api import QuantizeResult, register_quantize_handler
+from tradeoffs.quant.layers import make_quantized
+from tradeoffs.quant.rtn import round_weights
+from tradeoffs.quant.sequential import calibrated_model
+from tradeoffs.quant.spec import QuantSpec, get_spec, resolve_spec, spec_names
+from tradeoffs.quant.structure import require_blocks
+
+GROUP_SCALES = ("auto", "upfront", "reached")
 
 
-class HessianAccumulator:
-    """Running H = 2/n X^T X over batches of a layer's inputs (rows of X are tokens), in FP32."""
+@dataclass(frozen=True)
+class GPTQ:
+    """GPTQ's settings (Frantar et al. 2023, the IST-DASLab reference).
 
-    def __init__(self, features: int, device: torch.device | str = "cpu"):
-        self.sum = torch.zeros(features, features, device=device)
-        self.rows = 0
+    block_size: columns per lazy batch update; damp: added to the Hessian's diagonal as a fraction of its mean;
+    act_order: columns in order of decreasing Hessian diagonal; group_scales: `upfront` fixes every group's
+    scales from the original weight before any column is rounded, `reached` finds a group's scales when its
+    first column is reached (the reference's default), `auto` is `reached` for groups with FP32 scales and
+    `upfront` otherwise (MX and NV block formats, NVFP4's tensor scale included, and channel/tensor scales).
+    """
 
-    def add(self, x: Tensor) -> None:
-        flat = x.detach().reshape(-1, x.shape[-1]).float()
-        self.sum.addmm_(flat.T, flat)
-        self.rows += flat.shape[0]
+    block_size: int = 128
+    damp: float = 0.01
+    act_order: bool = False
+    group_scales: str = "auto"
+
+    def __post_init__(self) -> None:
+        check_positive("gptq.block_size", self.block_size)
+        check_positive("gptq.damp", self.damp, allow_zero=True)
+        check_choice("gptq.group_scales", self.group_scales, GROUP_SCALES)
+
+
+def check_grid(spec: QuantSpec, gptq: GPTQ) -> None:
+    """ConfigError unless GPTQ can round the spec's weight format under these settings."""
+    fmt = spec.weight_format
+    if gptq.group_scales == "reached" and (fmt.granularity != "block" or fmt.scale_format != "fp32"):
+        raise ConfigError(
+            f"gptq.group_scales=reached needs groups with FP32 scales; weight format "
+            f"'{fmt.name or fmt.element}' ({fmt.granularity}, {fmt.scale_format} scales) fixes its scales up "
+            "front. Valid choices: auto, upfront"
+        )
+    if fmt.rounding != "nearest":
+        raise ConfigError(f"gptq: weight format '{fmt.name}' rounds {fmt.rounding}; GPTQ needs rounding=nearest")
+
+
+@dataclass(frozen=True)
+class GPTQConfig:
+    """GPTQ on the weights, layer by layer, each layer calibrated on the outputs of the already-quantized
+    layers before it. A weight-only method: activations stay in full precision (for W4A4 combine with
+    RotationConfig(gptq=GPTQ(...)), as QuaRot does)."""
+
+    spec: QuantSpec | str = "W4A16"
+    gptq: GPTQ = field(default_factory=GPTQ)
+
+    def __post_init__(self) -> None:
+        resolve_spec(self)
+        if not self.spec.weight_only:
+            weight_only = [name for name in spec_names() if get_spec(name).weight_only]
+            raise ConfigError(
+                f"gptq.spec: {self.spec.label} quantizes activations; GPTQ is a weight-only method. Valid "
+                f"choices: {', '.join(weight_only)} (or a spec with activation=''); for quantized "
+                "activations use RotationConfig or SmoothQuantConfig with gptq=GPTQ(...)"
+            )
+        check_grid(self.spec, self.gptq)
 
     @property
-    def hessian(self) -> Tensor:
-        if not self.rows:
-            raise ValueError("HessianAccumulator: no inputs were added")
-        return self.sum * (2.0 / self.rows)
-
-
-def hessian(x: Tensor) -> Tensor:
-    """H = 2/n X^T X of inputs x (..., features), n the number of rows."""
-    accumulator = HessianAccumulator(x.shape[-1], x.device)
-    accumulator.add(x)
-    return accumulator.hessian
+    def needs_calibration(self) -> bool:
+        return True
 
 
 def resolve_group_scales(fmt: FormatSpec, group_scales: str) -> str:
@@ -146,3 +191,37 @@ def gptq_quantize_weight(weight: Tensor, h: Tensor, fmt: FormatSpec | str, setti
     if perm is not None:
         w_t = w_t[torch.argsort(perm)]
     return w_t.T.contiguous()
+
+
+@torch.no_grad()
+def gptq_model(
+    model: nn.Module, targets: dict[str, nn.Linear], fmt: FormatSpec, settings: GPTQ, batches: list[Tensor]
+) -> None:
+    """Quantize the target Linears of `model` with GPTQ in order (tradeoffs.quant.sequential), in place."""
+    calibrated_model(model, targets, batches, lambda linear, h: gptq_quantize_weight(linear.weight, h, fmt, settings))
+
+
+def quantize_weights(
+    model: nn.Module, targets: dict[str, nn.Linear], fmt: FormatSpec, gptq: GPTQ | None, batches: list[Tensor]
+) -> None:
+    """The weights of methods that transform the model first (SmoothQuant, rotation): GPTQ with `gptq`, else
+    round-to-nearest."""
+    if gptq is None:
+        round_weights(targets, fmt)
+    else:
+        gptq_model(model, targets, fmt, gptq, batches)
+
+
+def check_blocks(model: nn.Module, key: str) -> None:
+    """ConfigError naming `key` unless the model has the decoder blocks GPTQ calibrates through."""
+    require_blocks(model, key, "GPTQ calibrates each layer on the outputs of the quantized layers before it")
+
+
+@register_quantize_handler(GPTQConfig, check=lambda model, config: check_blocks(model, "gptq"))
+def _quantize(
+    model: nn.Module, config: GPTQConfig, targets: dict[str, nn.Linear], batches: list[Tensor], result: QuantizeResult
+) -> None:
+    spec = config.spec
+    for linear in targets.values():
+        make_quantized(linear, spec.activation_format, spec.weight_format)
+    gptq_model(model, targets, spec.weight_format, config.gptq, batches)

@@ -1,4 +1,6 @@
-"""QuaRot-style Hadamard rotation of a GPT's residual stream, folded into the weights.
+"""QuaRot-style Hadamard rotation of a GPT's residual stream, folded into the weights: the method (RotationConfig and
+its handler: rotate, then the spec's weights by round-to-nearest or GPTQ and its activations per forward) and the
+transform.
 
 1. Every norm's gain (and bias) is folded into the Linears reading it, leaving unit norms.
 2. LayerNorm models get a mean-free residual: the embeddings and the residual writers (attention and MLP
@@ -21,11 +23,50 @@ Supported: tradeoffs.models.GPT (untied head, or a tied head under a unit final-
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 
-from tradeoffs.errors import ConfigError
+from tradeoffs.errors import ConfigError, check_positive
 from tradeoffs.formats import FormatSpec, hadamard_matrix, is_power_of_two
+from tradeoffs.quant.api import QuantizeResult, register_quantize_handler
+from tradeoffs.quant.gptq import GPTQ, check_grid, quantize_weights
+from tradeoffs.quant.layers import make_quantized
+from tradeoffs.quant.spec import QuantSpec, resolve_spec
+
+GPT_LAYOUT = ("wte", "wpe", "blocks", "ln_f", "lm_head")  # tradeoffs.models.GPT's modules the folds reach
+
+
+@dataclass(frozen=True)
+class RotationConfig:
+    """QuaRot-style Hadamard rotation: the residual stream rotated by an orthogonal (randomized) Hadamard
+    matrix folded into the weights (norm gains folded into the next Linears, LayerNorm turned into RMSNorm on
+    a mean-free residual), and an online rotation of the inputs of the Linears whose inputs no fold reaches
+    (attention output and MLP down projections). `hadamard_size` 0: the format's block size for MX/NV
+    formats (block-wise Hadamard), else the largest power of two dividing the dimension. `kv_rotation`, when
+    the spec quantizes the KV cache: queries, keys and values rotated per head by a Hadamard matrix of the
+    head dimension (folded into the qkv projection, its inverse into the attention output), so the cached
+    K and V are quantized rotated. `gptq`: GPTQ weights (QuaRot-GPTQ) instead of round-to-nearest."""
+
+    spec: QuantSpec | str = "W4A4"
+    hadamard_size: int = 0
+    online: bool = True
+    signs_seed: int | None = 0
+    gptq: GPTQ | None = None
+    kv_rotation: bool = True
+
+    def __post_init__(self) -> None:
+        resolve_spec(self)
+        check_positive("rotation.hadamard_size", self.hadamard_size, allow_zero=True)
+        if self.hadamard_size and not is_power_of_two(self.hadamard_size):
+            raise ConfigError(f"rotation.hadamard_size must be 0 or a power of two, got {self.hadamard_size}")
+        if self.gptq is not None:
+            check_grid(self.spec, self.gptq)
+
+    @property
+    def needs_calibration(self) -> bool:
+        return self.gptq is not None
 
 
 def hadamard_size(dimension: int, requested: int, formats: list[FormatSpec]) -> int:
@@ -65,7 +106,7 @@ def _repeat(block: Tensor, count: int) -> Tensor:
 
 def is_gpt(model: nn.Module) -> bool:
     """Whether the model has the layout of tradeoffs.models.GPT."""
-    return all(hasattr(model, name) for name in ("wte", "wpe", "blocks", "ln_f", "lm_head"))
+    return all(hasattr(model, name) for name in GPT_LAYOUT)
 
 
 def _fold_norm(norm: nn.Module, readers: list[nn.Linear]) -> None:
@@ -165,3 +206,37 @@ def rotate_gpt(
             _transform_columns(writer, _repeat(h, writer.in_features // len(h)))
             rotations[names[id(writer)]] = h.to(writer.weight.dtype)
     return rotations
+
+
+def _formats(spec: QuantSpec) -> list[FormatSpec]:
+    return [f for f in (spec.weight_format, spec.activation_format) if f is not None]
+
+
+def _check(model: nn.Module, config: RotationConfig) -> None:
+    if not is_gpt(model):
+        missing = [name for name in GPT_LAYOUT if not hasattr(model, name)]
+        raise ConfigError(
+            f"rotation: folds the rotation into the layout of tradeoffs.models.GPT ({', '.join(GPT_LAYOUT)}: "
+            f"embeddings, decoder blocks, final norm, output head); {type(model).__name__} has no "
+            f"{', '.join(missing)}. Methods that round each Linear on its own (rtn, llm_int8) need no layout"
+        )
+    hadamard_size(model.wte.weight.shape[1], config.hadamard_size, _formats(config.spec))
+    if config.kv_rotation and config.spec.kv_cache_format is not None:
+        kv_head_dim(model)
+
+
+@register_quantize_handler(RotationConfig, check=_check)
+def _quantize(
+    model: nn.Module,
+    config: RotationConfig,
+    targets: dict[str, nn.Linear],
+    batches: list[Tensor],
+    result: QuantizeResult,
+) -> None:
+    spec, formats = config.spec, _formats(config.spec)
+    size = hadamard_size(model.wte.weight.shape[1], config.hadamard_size, formats)
+    kv_rotation = config.kv_rotation and spec.kv_cache_format is not None
+    rotations = rotate_gpt(model, size, config.signs_seed, config.online, formats, kv_rotation)
+    for name, linear in targets.items():
+        make_quantized(linear, spec.activation_format, spec.weight_format, rotations.get(name))
+    quantize_weights(model, targets, spec.weight_format, config.gptq, batches)

@@ -8,17 +8,17 @@ is the squared weight error sum_j (q_j - w_j)^2 (objective `weight`), or the lay
 calibration inputs, d H d^T with d = q - w and H = 2/n X^T X (objective `output`). The element is then chosen
 per layer (the sum over rows) or per row, and the ratio per layer or per row given the element. The ratio
 folds into the stored FP32 scale (no extra bits); a per-row element choice costs ceil(log2(candidates)) bits
-per row.
+per row. SearchConfig and its handler make the search a method of quantize_.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from tradeoffs.errors import ConfigError, check_choice
 from tradeoffs.formats import (
@@ -30,6 +30,11 @@ from tradeoffs.formats import (
     parse_element,
     round_with_scales,
 )
+from tradeoffs.quant.api import QuantizeResult, register_quantize_handler
+from tradeoffs.quant.layers import make_quantized
+from tradeoffs.quant.sequential import calibrated_model
+from tradeoffs.quant.spec import QuantSpec, resolve_spec
+from tradeoffs.quant.structure import require_blocks
 
 SEARCH_UNITS = ("layer", "channel")
 OBJECTIVES = ("weight", "output")
@@ -198,3 +203,53 @@ def search_quantize(
             out[chosen] = round_with_scales(w, _clipped(base, clip_ratio))[chosen]
     error = float(_row_error(out - w, h).sum())
     return SearchResult(out.to(weight.dtype), names, element_index, clip_ratio, error, search.element_per == "channel")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Searched minifloat weights (the method): per layer or channel, the exponent/mantissa split of the spec's
+    weight width and the clipping ratio with the lowest weight (or layer output) error, in the spec's scale
+    layout; activations and KV cache as the spec says (round-to-nearest)."""
+
+    spec: QuantSpec | str = "W4A16"
+    search: FormatSearch = field(default_factory=FormatSearch)
+
+    def __post_init__(self) -> None:
+        resolve_spec(self)
+        check_search(self.spec.weight_format, self.search)
+
+    @property
+    def needs_calibration(self) -> bool:
+        return self.search.objective == "output"
+
+
+def _check(model: nn.Module, config: SearchConfig) -> None:
+    if config.search.objective == "output":
+        require_blocks(
+            model,
+            "search.objective=output",
+            "each layer's output error is measured on its inputs as the layers quantized before it produce them",
+        )
+
+
+@register_quantize_handler(SearchConfig, check=_check)
+def _quantize(
+    model: nn.Module, config: SearchConfig, targets: dict[str, nn.Linear], batches: list[Tensor], result: QuantizeResult
+) -> None:
+    """Searched weights for every target (output objective: each layer's Hessian as GPTQ's driver collects it)."""
+    spec = config.spec
+    for linear in targets.values():
+        make_quantized(linear, spec.activation_format, spec.weight_format)
+    fmt, names, found = spec.weight_format, {id(m): n for n, m in targets.items()}, {}
+
+    def quantize(linear: nn.Linear, h: Tensor | None) -> Tensor:
+        found[names[id(linear)]] = chosen = search_quantize(linear.weight, fmt, config.search, h)
+        linear.selector_bits = chosen.selector_bits / linear.in_features
+        return chosen.weight
+
+    if config.search.objective == "output":
+        calibrated_model(model, targets, batches, quantize)
+    else:
+        for linear in targets.values():
+            linear.weight.copy_(quantize(linear, None).to(linear.weight.dtype))
+    result.searched = {name: found[name] for name in targets}

@@ -16,10 +16,33 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from tradeoffs.formats import FormatSpec
-from tradeoffs.quant.config import GPTQ
-from tradeoffs.quant.gptq import HessianAccumulator, gptq_quantize_weight
 from tradeoffs.quant.structure import _Stop, block_inputs, block_output, decoder_blocks, output_head, with_hidden
+
+
+class HessianAccumulator:
+    """Running H = 2/n X^T X over batches of a layer's inputs (rows of X are tokens), in FP32."""
+
+    def __init__(self, features: int, device: torch.device | str = "cpu"):
+        self.sum = torch.zeros(features, features, device=device)
+        self.rows = 0
+
+    def add(self, x: Tensor) -> None:
+        flat = x.detach().reshape(-1, x.shape[-1]).float()
+        self.sum.addmm_(flat.T, flat)
+        self.rows += flat.shape[0]
+
+    @property
+    def hessian(self) -> Tensor:
+        if not self.rows:
+            raise ValueError("HessianAccumulator: no inputs were added")
+        return self.sum * (2.0 / self.rows)
+
+
+def hessian(x: Tensor) -> Tensor:
+    """H = 2/n X^T X of inputs x (..., features), n the number of rows."""
+    accumulator = HessianAccumulator(x.shape[-1], x.device)
+    accumulator.add(x)
+    return accumulator.hessian
 
 
 def _weight_input(module: nn.Module, x: Tensor) -> Tensor:
@@ -90,14 +113,6 @@ WeightQuantizer = Callable[[nn.Linear, Tensor], Tensor]  # (layer, input Hessian
 def _quantize_stage(stage: list[nn.Linear], h: Tensor, quantize: WeightQuantizer) -> None:
     for linear in stage:
         linear.weight.copy_(quantize(linear, h).to(linear.weight.dtype))
-
-
-@torch.no_grad()
-def gptq_model(
-    model: nn.Module, targets: dict[str, nn.Linear], fmt: FormatSpec, settings: GPTQ, batches: list[Tensor]
-) -> None:
-    """Quantize the target Linears of `model` with GPTQ in order (module docstring), in place."""
-    calibrated_model(model, targets, batches, lambda linear, h: gptq_quantize_weight(linear.weight, h, fmt, settings))
 
 
 @torch.no_grad()

@@ -104,6 +104,11 @@ def spec_names() -> list[str]:
     return list(SPECS)
 
 
+def resolve_spec(config: object) -> None:
+    """Replace the spec name of a frozen method config by its QuantSpec (for the configs' __post_init__)."""
+    object.__setattr__(config, "spec", get_spec(config.spec))
+
+
 def get_spec(name_or_spec: str | QuantSpec, **overrides) -> QuantSpec:
     """A QuantSpec from a named spec (SPECS) with per-operand overrides, or a QuantSpec itself."""
     if isinstance(name_or_spec, QuantSpec):

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from tradeoffs.errors import ConfigError
+
 NORM_TYPES = (nn.LayerNorm, nn.RMSNorm)
 
 
@@ -57,16 +59,30 @@ def output_head(model: nn.Module) -> nn.Linear | None:
     return head if isinstance(head, nn.Linear) else None
 
 
+def has_blocks(model: nn.Module) -> bool:
+    """Whether the model has decoder blocks (an nn.ModuleList) for the methods that run it block by block."""
+    return any(isinstance(m, nn.ModuleList) and len(m) for m in model.modules())
+
+
+def require_blocks(model: nn.Module, key: str, what: str) -> None:
+    """ConfigError naming `key` unless the model has decoder blocks; `what` says why the method needs them."""
+    if not has_blocks(model):
+        raise ConfigError(
+            f"{key}: {what}, which needs a language model's decoder blocks (an nn.ModuleList of blocks the hidden "
+            f"states run through, fed by token ids); {type(model).__name__} has no nn.ModuleList. Methods that round "
+            "each Linear on its own (rtn, llm_int8) need none"
+        )
+
+
 def target_linears(model: nn.Module, lm_head: bool) -> dict[str, nn.Linear]:
-    """The Linears a spec quantizes, by name in model order: every nn.Linear inside the decoder blocks, and
-    the output head when `lm_head`."""
-    blocks = decoder_blocks(model)
-    inside = {id(m) for m in blocks.modules()}
-    head = output_head(model) if lm_head else None
+    """The Linears a spec quantizes, by name in model order: every nn.Linear inside the decoder blocks (in a model
+    without blocks, every nn.Linear but an `lm_head`), and the output head when `lm_head`."""
+    head = output_head(model)
+    inside = {id(m) for m in (decoder_blocks(model) if has_blocks(model) else model).modules()} - {id(head)}
     return {
         name: module
         for name, module in model.named_modules()
-        if isinstance(module, nn.Linear) and (id(module) in inside or module is head)
+        if isinstance(module, nn.Linear) and (id(module) in inside or (lm_head and module is head))
     }
 
 

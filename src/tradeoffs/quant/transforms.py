@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from tradeoffs.errors import ConfigError, check_positive
-from tradeoffs.quant.structure import Trace, decoder_blocks, trace
+from tradeoffs.quant.structure import Trace, decoder_blocks, is_norm, trace
 
 
 def probe_input(model: nn.Module) -> Tensor:
@@ -36,6 +36,25 @@ def norm_readers(model: nn.Module, layers: tuple[str, ...] = ()) -> dict[str, li
             f"{', '.join(sorted(fed))}"
         )
     return {norm: names for norm, names in readers.items() if set(names) & set(layers)}
+
+
+def check_pairs(model: nn.Module, pairs: dict[str, tuple[str, ...]]) -> dict[str, list[str]]:
+    """Given norm -> reader pairs checked against the model: each norm a norm module, each reader an nn.Linear
+    taking the norm's width (ConfigError naming `smoothquant.pairs` and the valid choices)."""
+    modules = dict(model.named_modules())
+    norms = [name for name, m in modules.items() if name and is_norm(m)]
+    linears = [name for name, m in modules.items() if isinstance(m, nn.Linear)]
+    for norm, readers in pairs.items():
+        if norm not in norms:
+            raise ConfigError(f"smoothquant.pairs: '{norm}' is not a norm of the model; valid choices: {norms}")
+        width = modules[norm].weight.shape[0]
+        bad = [r for r in readers if r not in linears or modules[r].in_features != width]
+        if bad or not readers:
+            raise ConfigError(
+                f"smoothquant.pairs: {norm} ({width} channels) needs the nn.Linears reading its output, got "
+                f"{bad or 'none'}; valid choices: {[n for n in linears if modules[n].in_features == width]}"
+            )
+    return {norm: list(readers) for norm, readers in pairs.items()}
 
 
 @torch.no_grad()
@@ -80,10 +99,17 @@ def smoothing_factors(activation_amax: Tensor, weight_amax: Tensor, alpha: float
 
 
 @torch.no_grad()
-def smooth(model: nn.Module, alpha: float, batches: list[Tensor], layers: tuple[str, ...] = ()) -> dict[str, Tensor]:
-    """Apply SmoothQuant to the norm-fed Linears (or those reading the same norm as one of `layers`): X / s
-    folded into the norm, W * s into its readers. Returns the factors per norm."""
-    readers = norm_readers(model, layers)
+def smooth(
+    model: nn.Module,
+    alpha: float,
+    batches: list[Tensor],
+    layers: tuple[str, ...] = (),
+    pairs: dict[str, tuple[str, ...]] | None = None,
+) -> dict[str, Tensor]:
+    """Apply SmoothQuant to the norm-fed Linears (or those reading the same norm as one of `layers`; or, given
+    `pairs` of norm -> the Linears reading it, to those, in any module): X / s folded into the norm, W * s into
+    its readers. Returns the factors per norm."""
+    readers = check_pairs(model, pairs) if pairs else norm_readers(model, layers)
     amax = input_channel_amax(model, list(readers), batches)
     factors = {}
     for norm, names in readers.items():
