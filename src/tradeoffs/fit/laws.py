@@ -269,6 +269,11 @@ def _bootstrap_quality(optimum: Optimum, samples: np.ndarray, failed: int, exclu
     }
 
 
+def _at_bound_reason(optimum: Optimum, prefix: str = "") -> str:
+    """The parameters an optimum pinned to a bound, as a fit's reason ('' when none)."""
+    return f"{prefix}{optimum.message}" if optimum.at_bound else ""
+
+
 def _bootstrap_reason(samples: np.ndarray, failed: int) -> str:
     if failed and failed >= len(samples):
         return f"{failed} of {failed + len(samples)} bootstrap replicates could not be fitted: intervals unreliable"
@@ -321,7 +326,7 @@ def fit_chinchilla(
     return FitResult(
         fit="chinchilla",
         status=OK,
-        reason=_bootstrap_reason(samples, failed),
+        reason="; ".join(r for r in (_at_bound_reason(optimum), _bootstrap_reason(samples, failed)) if r),
         estimates=tuple(identify(estimates, bounds, EXPONENTS, CHINCHILLA_TERMS, coverage)),
         quality={
             **fit_quality(runs.log_loss, log_prediction),
@@ -430,7 +435,7 @@ def fit_quartet(
     for i, p in enumerate(fitted):
         own = per_precision[p]
         status = OK if own.converged else NOT_CONVERGED
-        reason = "" if own.converged else f"did not converge: {own.message}"
+        reason = _at_bound_reason(own) if own.converged else f"did not converge: {own.message}"
         columns = samples[:, 6 + 2 * i : 8 + 2 * i]
         own_estimates = _estimates(
             ("eff_n", "eff_d"), np.exp(own.theta), columns, options.level, {"precision": p}, status, reason
@@ -452,7 +457,9 @@ def fit_quartet(
         log_prediction[rows] = _efficiency_model(shared.theta).predict(per_precision[p].theta, runs.columns(rows))
     used = np.isfinite(log_prediction)
     used_ids = tuple(run for run, flag in zip(runs.run_ids, used, strict=True) if flag)
-    reasons = [_bootstrap_reason(samples, failed)] + [f"precision {p}: too few runs" for p in starved]
+    reasons = [_at_bound_reason(shared), _bootstrap_reason(samples, failed)]
+    reasons += [_at_bound_reason(per_precision[p], f"precision {p}: ") for p in fitted]
+    reasons += [f"precision {p}: too few runs" for p in starved]
     quality = {
         **fit_quality(runs.log_loss[used], log_prediction[used]),
         "r2_reference": fit_quality(runs.log_loss[reference_rows], log_prediction[reference_rows])["r2"],
