@@ -71,7 +71,7 @@ def config_label(row: pd.Series) -> str:
         label += f", {granularity_label(row)}"
     if kv_cache := _given(row.get("cfg.method.spec.kv_cache")):
         label += f", KV {kv_cache}"
-    if method in ("smoothquant", "rotation") and bool(row.get("cfg.method.gptq_weights")):
+    if method in ("smoothquant", "rotation") and pd.notna(row.get("cfg.method.gptq.block_size")):
         label += " + GPTQ"
     return label
 
