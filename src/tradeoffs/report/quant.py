@@ -5,6 +5,8 @@ measured GEMM speed-up and against bits per weight (study `ptq`, with the `gemm`
 
 from __future__ import annotations
 
+import itertools
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -93,7 +95,7 @@ def _symlog(axis) -> None:
 def weight_only_frame(gptq: pd.DataFrame) -> pd.DataFrame:
     """The weight-only study's runs: method, spec, scale layout, bits per weight, perplexity, loss change, KL."""
     frame = runs(gptq).assign(layout=lambda f: [granularity_label(r) for _, r in f.iterrows()])
-    frame["method"] = frame["cfg.method.name"].map(METHOD_LABELS)
+    frame["method"] = [METHOD_LABELS.get(m, m) for m in frame["cfg.method.name"]]
     frame = frame.rename(columns={"cfg.method.spec.name": "spec"})
     columns = ["method", "spec", "layout", "bits_per_weight", "perplexity", "reference_perplexity", "loss_change", "kl"]
     return frame[columns].sort_values(["method", "layout", "bits_per_weight"])
@@ -268,9 +270,9 @@ def pareto_figure(ptq: pd.DataFrame, gemm: pd.DataFrame) -> plt.Figure:
     frame["speedup"] = frame["kernel"].map(speed)
     frame = frame.sort_values(["bits_per_weight", "loss_change"]).reset_index(drop=True)
     frame["number"] = frame.index + 1
-    methods = list(METHOD_LABELS)
+    methods = [*METHOD_LABELS, *sorted(set(frame["cfg.method.name"]) - set(METHOD_LABELS))]
     palette = dict(zip(methods, sns.color_palette("colorblind", len(methods)), strict=True))
-    markers = dict(zip(methods, "osD^P", strict=True))
+    markers = dict(zip(methods, itertools.cycle("osD^PXv<>"), strict=False))
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, 5.0), sharey=True)
     for axis, x, better_high in ((left, "speedup", True), (right, "bits_per_weight", False)):
         points = frame.dropna(subset=[x])
