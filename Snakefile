@@ -8,8 +8,8 @@ from glob import glob
 
 from snakemake.logging import logger
 
-from tradeoffs.failures import collect_inputs, finishable, recorded_since
-from tradeoffs.plan import check_workflow_config, default_suite, workflow_plan
+from tradeoffs.pipeline.failures import collect_inputs, finishable, recorded_since
+from tradeoffs.pipeline.plan import check_workflow_config, default_suite, workflow_plan
 from tradeoffs.report import FIGURES, TABLES, planned_products
 
 
@@ -18,7 +18,7 @@ report: "workflow/report/workflow.rst" if os.path.isfile("reports/claims_summary
 
 
 check_workflow_config(config)  # a misspelt --config key is an error, not the default suite
-# A cluster job reads the plan its run submitted it with (tradeoffs.plan.workflow_plan).
+# A cluster job reads the plan its run submitted it with (tradeoffs.pipeline.plan.workflow_plan).
 PLAN = workflow_plan(config.get("suite", default_suite()), cluster_job=workflow.remote_exec)
 PY = sys.executable  # the interpreter running Snakemake: the project venv
 ENVIRONMENT = "../../environment.yml"  # for --use-conda; paths are relative to workflow/rules/
@@ -47,7 +47,7 @@ rule all:
 
 
 # A job that could not write its result (a read-only or full results/<kind>/) leaves its error row in
-# results/failed/<kind>/<name>/ (tradeoffs.failures), or is recorded here when its folder cannot be written.
+# results/failed/<kind>/<name>/ (tradeoffs.pipeline.failures), or is recorded here when its folder cannot be written.
 # Snakemake still counts the job failed and so never runs collect: once every experiment has a result or such
 # a row, one more pass writes the table, the report and the claims (Snakemake then still exits 1).
 onerror:

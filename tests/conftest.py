@@ -18,8 +18,8 @@ QUANT_SMALL = ["eval_tokens=1024", "calibration_samples=4", f"source_id={TRAIN_I
 def train_tiny_source(root: Path):
     """Train the tiny model (6 steps) into `root`'s results as TRAIN_ID, as a quant study's source: its config
     and the path of its result.json. Run with `root` as the working directory."""
-    from tradeoffs.config import load_experiment
-    from tradeoffs.runner import run_experiment
+    from tradeoffs.pipeline.config import load_experiment
+    from tradeoffs.pipeline.runner import run_experiment
 
     train = load_experiment("train", [*TRAIN_TINY, "study=train", "steps=6", "eval_interval=6"])
     source = root / f"results/{TRAIN_ID}/result.json"

@@ -297,7 +297,7 @@ def test_an_id_may_use_every_byte_the_file_system_allows_and_no_more(tmp_path):
     import os
 
     from tradeoffs.errors import ConfigError
-    from tradeoffs.plan import check_id_length, name_max
+    from tradeoffs.pipeline.plan import check_id_length, name_max
 
     limit = os.pathconf(tmp_path, "PC_NAME_MAX")
     assert name_max(tmp_path / "results/not/made/yet") == limit

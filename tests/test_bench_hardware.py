@@ -99,7 +99,7 @@ def test_roofline_attainable_throughput():
 def test_a_benchmark_job_has_the_machine_to_itself():
     import os
 
-    from tradeoffs.plan import job_resources
+    from tradeoffs.pipeline.plan import job_resources
 
     gemm = job_resources("gemm", {"shapes": [[4096, 4096, 4096]], "hardware": {"threads": 0}})
     assert gemm.threads == os.cpu_count() and gemm.group is None and gemm.gpus == 0

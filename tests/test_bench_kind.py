@@ -13,12 +13,12 @@ import torch
 from tradeoffs.bench.gemm import ACCURACY_GATE, build_case, check_supported
 from tradeoffs.bench.hardware import cpu_units_missing
 from tradeoffs.bench.qdq import torchao_qdq
-from tradeoffs.config import load_experiment
 from tradeoffs.errors import ConfigError, Unsupported
 from tradeoffs.formats import fake_quant, get_format
 from tradeoffs.hardware import GEMM_DTYPES
+from tradeoffs.pipeline.config import load_experiment
+from tradeoffs.pipeline.runner import run_experiment
 from tradeoffs.results import collect
-from tradeoffs.runner import run_experiment
 
 FAST = ["bench.min_runs=3", "bench.min_time_s=0.005", "bench.warmup=1", "bench.warmup_time_s=0"]
 

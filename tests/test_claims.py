@@ -459,9 +459,9 @@ def test_targets_ship_with_the_package():
 def real_table(tmp_path_factory):
     """A results table of real experiments: the L-Mul study, an INT/FP crossover pair with the numerics runs
     its Monte-Carlo bins come from, and MXFP4 quantizers."""
-    from tradeoffs.config import load_experiment
+    from tradeoffs.pipeline.config import load_experiment
+    from tradeoffs.pipeline.runner import run_experiment
     from tradeoffs.results import collect
-    from tradeoffs.runner import run_experiment
 
     root = tmp_path_factory.mktemp("claims")
     small = ["n_values=65536", "row_size=1024"]

@@ -206,9 +206,9 @@ def test_against_lists_each_part_whose_verdict_moved_with_the_read_and_its_band(
 
 
 def test_collect_records_the_suite(tmp_path):
-    from tradeoffs.config import load_experiment
+    from tradeoffs.pipeline.config import load_experiment
+    from tradeoffs.pipeline.runner import run_experiment
     from tradeoffs.results import collect
-    from tradeoffs.runner import run_experiment
 
     path = tmp_path / "lmul" / "result.json"
     run_experiment("lmul/t-00000000", load_experiment("lmul", ["study=lmul", "n_values=4096"]), path, job_threads=1)

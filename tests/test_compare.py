@@ -39,9 +39,9 @@ def make_run(root: Path, table: pd.DataFrame) -> Path:
 @pytest.fixture(scope="module")
 def table(tmp_path_factory) -> pd.DataFrame:
     """The tidy table of the three real runs."""
-    from tradeoffs.config import load_experiment
+    from tradeoffs.pipeline.config import load_experiment
+    from tradeoffs.pipeline.runner import run_experiment
     from tradeoffs.results import collect
-    from tradeoffs.runner import run_experiment
 
     root = tmp_path_factory.mktemp("runs")
     paths = []

@@ -11,11 +11,11 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import ROOT
-from tradeoffs.config import config_hash, load_experiment, load_suite, to_typed
-from tradeoffs.config.groups import GROUP_SCHEMAS
 from tradeoffs.errors import ConfigError
 from tradeoffs.kinds import get_kind, kind_names
 from tradeoffs.kinds.numerics import NumericsConfig
+from tradeoffs.pipeline.config import config_hash, load_experiment, load_suite, to_typed
+from tradeoffs.pipeline.config.groups import GROUP_SCHEMAS
 from tradeoffs.presets import preset_files, preset_groups
 
 
@@ -112,7 +112,7 @@ def test_suite_with_an_unknown_key_or_kind_fails(tmp_path, monkeypatch):
 
 def test_json_round_trip_keeps_the_config_and_its_hash():
     config = load_experiment("numerics", ["format=nvfp4", "distribution=spikes"])
-    from tradeoffs.config import as_dict
+    from tradeoffs.pipeline.config import as_dict
 
     again = to_typed(as_dict(config))
     assert again == config and config_hash(again) == config_hash(config)

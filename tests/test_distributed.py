@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import TRAIN_TINY as TINY
-from tradeoffs.config import load_experiment
+from tradeoffs.pipeline.config import load_experiment
 from tradeoffs.train import train
 from tradeoffs.train.distributed import launch
 

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 import torch
 
-from tradeoffs.config import load_experiment
 from tradeoffs.errors import ConfigError
 from tradeoffs.models.gpt import ModelConfig
+from tradeoffs.pipeline.config import load_experiment
 from tradeoffs.train.collectives import sent_bytes
 from tradeoffs.train.data_parallel import DataParallelConfig, ideal_compressed_step_bytes, run_data_parallel
 from tradeoffs.train.onebit_adam import compress, pack_signs, unpack_signs
@@ -168,7 +168,7 @@ def test_bad_strategy_and_process_counts_fail_naming_the_key():
 
 
 def test_a_machine_without_the_gpus_gives_an_unsupported_row(tmp_path):
-    from tradeoffs.runner import run_experiment
+    from tradeoffs.pipeline.runner import run_experiment
 
     config = load_experiment("distributed", ["hardware=h100_sxm", "processes=2", "launcher=torchrun"])
     record = run_experiment("distributed/gpu", config, tmp_path / "gpu" / "result.json")
@@ -180,7 +180,7 @@ def test_a_machine_without_the_gpus_gives_an_unsupported_row(tmp_path):
 
 def test_too_little_memory_for_the_processes_is_an_unsupported_row_before_any_starts(tmp_path, monkeypatch):
     from tradeoffs.kinds import distributed
-    from tradeoffs.runner import run_experiment
+    from tradeoffs.pipeline.runner import run_experiment
 
     meminfo = tmp_path / "meminfo"
     meminfo.write_text("MemTotal: 4000000 kB\nMemAvailable: 1024000 kB\n")  # 1000 MB: room for 2 processes
@@ -232,8 +232,8 @@ KIND_OVERRIDES = [
 def distributed_table(tmp_path_factory) -> pd.DataFrame:
     """The zero_memory study (4 stages x 1, 2 processes) and comm_compression (Adam, 1-bit Adam x 2 seeds) at
     toy size, run through the runner and collected."""
+    from tradeoffs.pipeline.runner import run_experiment
     from tradeoffs.results import collect
-    from tradeoffs.runner import run_experiment
 
     root, paths = tmp_path_factory.mktemp("distributed"), []
     zero = load_experiment("distributed", [*KIND_OVERRIDES, "study=zero_memory", "steps=3"])

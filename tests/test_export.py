@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from conftest import TRAIN_TINY
-from tradeoffs.config import load_experiment
 from tradeoffs.models import GPT, ModelConfig
 from tradeoffs.models.export import export_hf
+from tradeoffs.pipeline.config import load_experiment
+from tradeoffs.pipeline.runner import run_experiment
 from tradeoffs.quant import (
     GPTQConfig,
     LLMInt8Config,
@@ -23,7 +24,6 @@ from tradeoffs.quant import (
     SmoothQuantConfig,
     quantize_,
 )
-from tradeoffs.runner import run_experiment
 from tradeoffs.train.checkpoint import model_from_checkpoint
 
 

@@ -17,13 +17,13 @@ import torch
 
 from conftest import copy_workflow
 from tradeoffs.__main__ import main
-from tradeoffs.config import load_experiment
+from tradeoffs.pipeline.config import load_experiment
+from tradeoffs.pipeline.runner import run_experiment
 from tradeoffs.report import FIGURES, TABLES, planned_products, write_figure, write_table_file
 from tradeoffs.report.claims import decide_part, parse_claims, write_claims
 from tradeoffs.report.claims.verdicts import HARDWARE_ABSENT, INCONCLUSIVE, RUNS_FAILED
 from tradeoffs.report.common import no_successful_runs, without_success
 from tradeoffs.results import ResultRecord, write_result
-from tradeoffs.runner import run_experiment
 
 UNSUCCESSFUL = ("unsupported", "error", "invalid", "diverged")
 

@@ -177,7 +177,7 @@ def test_a_scale_rule_is_the_enum_from_its_yaml_spelling_and_an_unknown_one_name
 
 
 def test_a_scale_rule_set_by_a_hydra_override_is_the_enum_and_a_plain_string_in_the_record():
-    from tradeoffs.config import as_dict, config_hash, load_experiment
+    from tradeoffs.pipeline.config import as_dict, config_hash, load_experiment
 
     config = load_experiment("numerics", ["format=mxfp4", "format.scale_rule=ceil"])
     assert config.format.scale_rule is ScaleRule.ceil

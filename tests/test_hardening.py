@@ -21,10 +21,10 @@ import torch
 from conftest import ROOT
 from conftest import TRAIN_TINY as TINY
 from tradeoffs.__main__ import main
-from tradeoffs.config import as_dict, load_experiment
-from tradeoffs.plan import build_plan
+from tradeoffs.pipeline.config import as_dict, load_experiment
+from tradeoffs.pipeline.plan import build_plan
+from tradeoffs.pipeline.runner import run_experiment
 from tradeoffs.results import Metric, ResultRecord, read_result, write_json_atomic, write_result
-from tradeoffs.runner import run_experiment
 from tradeoffs.train import train
 
 

@@ -2,7 +2,8 @@
 one layer, and imports only from the layers its layer may import (itself included): the library (formats,
 models, training, quantization, benchmarks, fits) calls nothing above it, so an outside user runs it from plain
 Python; the experiment kinds build on it; the report reads results; the pipeline (configs, planner, runner,
-workflow) drives them all. Anything not allowed fails, and units import each other without a cycle.
+workflow) drives them all; the command line calls on any of them. Anything not allowed fails, and units import
+each other without a cycle.
 
 An import is any `import` or `from ... import` (lazy ones inside functions, relative ones), an
 `importlib.import_module` of a literal or f-string name, or a module named in a string constant (what a table
@@ -42,7 +43,9 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "records": ("results", "resources"),
     "kinds": ("kinds",),
     "report": ("report",),
-    "pipeline": ("config", "plan", "runner", "worker", "clean", "suite_benchmark", "failures", "__main__"),
+    "pipeline": ("pipeline",),
+    # `python -m tradeoffs` and its warm worker (`python -m tradeoffs.worker`), which runs that command line
+    "command line": ("__main__", "worker"),
 }
 # The layers whose units each layer's units may import, its own included.
 MAY_IMPORT: dict[str, tuple[str, ...]] = {
@@ -52,6 +55,7 @@ MAY_IMPORT: dict[str, tuple[str, ...]] = {
     "kinds": ("base", "library", "records", "kinds"),
     "report": ("base", "library", "records", "kinds", "report"),
     "pipeline": ("base", "library", "records", "kinds", "report", "pipeline"),
+    "command line": ("base", "library", "records", "kinds", "report", "pipeline", "command line"),
 }
 # The pipeline's frameworks, which these layers never import.
 FRAMEWORKS = ("hydra", "omegaconf", "snakemake")

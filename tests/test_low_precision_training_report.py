@@ -12,12 +12,12 @@ import pandas as pd
 import pytest
 
 from conftest import TRAIN_TINY
-from tradeoffs.config import load_experiment
 from tradeoffs.fit import FitOptions
+from tradeoffs.pipeline.config import load_experiment
+from tradeoffs.pipeline.runner import run_experiment
 from tradeoffs.report import FIGURES, TABLES
 from tradeoffs.report import low_precision_training as report
 from tradeoffs.results import collect
-from tradeoffs.runner import run_experiment
 
 
 def _run(study: str, run_id: str, status: str, config: dict, metrics: dict) -> list[dict]:

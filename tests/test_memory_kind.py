@@ -21,13 +21,13 @@ from tradeoffs.bench.attention import (
 )
 from tradeoffs.bench.saved import count_saved, in_fork
 from tradeoffs.bench.timing import BenchConfig
-from tradeoffs.config import load_experiment
 from tradeoffs.errors import ConfigError, Unsupported
 from tradeoffs.models.gpt import GPT, ModelConfig
+from tradeoffs.pipeline.config import load_experiment
+from tradeoffs.pipeline.runner import run_experiment
 from tradeoffs.report import FIGURES, TABLES
 from tradeoffs.report.claims import evaluate_claims, load_claims
 from tradeoffs.results import collect
-from tradeoffs.runner import run_experiment
 from tradeoffs.train.fp8_activations import dequantize_fp8, quantize_fp8, store_activations
 from tradeoffs.train.recompute import hardware_flops_per_token, model_flops_per_token, recompute_blocks
 

@@ -10,18 +10,18 @@ import pandas as pd
 import pytest
 
 from conftest import TRAIN_TINY, copy_workflow
-from tradeoffs.config import load_experiment
 from tradeoffs.data import load_dataset
 from tradeoffs.errors import ConfigError
 from tradeoffs.kinds import get_kind
 from tradeoffs.kinds.base import Job
 from tradeoffs.kinds.sources import load_trained_model
 from tradeoffs.nondeterminism import prompt_windows, run_study
+from tradeoffs.pipeline.config import load_experiment
+from tradeoffs.pipeline.runner import run_experiment
 from tradeoffs.report import TABLES, write_figure, write_table_file
 from tradeoffs.report.claims import evaluate_claims, load_claims
 from tradeoffs.report.claims.verdicts import NOT_IN_SUITE
 from tradeoffs.results import collect
-from tradeoffs.runner import run_experiment
 
 PRECISIONS = ["fp32", "fp16", "bf16", "layercast"]
 PERTURBATIONS = ["batch=1", "shuffle=1", "split_k=3", "split_k=3,partials=rounded", "attention=native", "blas=cublaslt"]

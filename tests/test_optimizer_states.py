@@ -9,13 +9,13 @@ import math
 import pytest
 
 from conftest import TRAIN_TINY, copy_workflow
-from tradeoffs.config import load_experiment
 from tradeoffs.formats import get_format
 from tradeoffs.numerics import quantization_error
+from tradeoffs.pipeline.config import load_experiment
+from tradeoffs.pipeline.runner import run_experiment
 from tradeoffs.report.claims import decide_part, load_claims
 from tradeoffs.report.claims.verdicts import CONFIRMED, REFUTED
 from tradeoffs.results import collect
-from tradeoffs.runner import run_experiment
 from tradeoffs.train.checkpoint import load_checkpoint
 from tradeoffs.train.optim import quantize_state
 from tradeoffs.train.state_error import checkpoint_state_error
@@ -90,8 +90,8 @@ def test_the_kind_records_both_moments_and_the_claim_reads_them(trained):
 def test_a_gpu_hardware_entry_plans_and_runs_as_an_unsupported_row(tmp_path):
     """The kind computes on the CPU: under a GPU's entry it plans (no traceback) and its run says why it is
     unsupported."""
-    from tradeoffs.config import load_experiment
-    from tradeoffs.runner import run_experiment
+    from tradeoffs.pipeline.config import load_experiment
+    from tradeoffs.pipeline.runner import run_experiment
 
     config = load_experiment("optimizer_states", ["hardware=h100_sxm"])
     record = run_experiment("optimizer_states/gpu", config, tmp_path / "result.json", job_threads=1)

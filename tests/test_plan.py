@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tradeoffs.errors import ConfigError
-from tradeoffs.plan import build_plan, load_plan
+from tradeoffs.pipeline.plan import build_plan, load_plan
 from tradeoffs.presets import preset_files
 
 
@@ -49,7 +49,10 @@ def test_zip_axes_vary_together_and_studies_reuse_a_kind(quick_plan):
 
 
 def test_ids_are_stable_across_processes():
-    code = "from tradeoffs.plan import build_plan; print('\\n'.join(e.id for e in build_plan('smoke').experiments))"
+    code = (
+        "from tradeoffs.pipeline.plan import build_plan; "
+        "print('\\n'.join(e.id for e in build_plan('smoke').experiments))"
+    )
     first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     second = [e.id for e in build_plan("smoke").experiments]
     assert first.split() == second

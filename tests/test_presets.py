@@ -8,12 +8,12 @@ import shutil
 
 import pytest
 
-import tradeoffs.plan
+import tradeoffs.pipeline.plan
 from conftest import ROOT
-from tradeoffs.config import load_experiment
 from tradeoffs.errors import ConfigError
 from tradeoffs.formats import format_names, get_format
 from tradeoffs.paths import use_project
+from tradeoffs.pipeline.config import load_experiment
 from tradeoffs.presets import load_preset, preset_files, preset_groups
 
 
@@ -63,9 +63,9 @@ def test_an_unknown_format_names_the_presets(workflow_dir, project_env):
 def test_the_plan_cache_key_follows_a_preset(tmp_path, monkeypatch):
     package = tmp_path / "tradeoffs"
     shutil.copytree(ROOT / "src" / "tradeoffs", package, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(tradeoffs.plan, "__file__", str(package / "plan.py"))
-    before = tradeoffs.plan._inputs_digest()
-    assert tradeoffs.plan._inputs_digest() == before
+    monkeypatch.setattr(tradeoffs.pipeline.plan, "__file__", str(package / "pipeline" / "plan.py"))
+    before = tradeoffs.pipeline.plan._inputs_digest()
+    assert tradeoffs.pipeline.plan._inputs_digest() == before
     preset = package / "presets" / "format" / "nvfp4.yaml"
     preset.write_text(preset.read_text().replace("block_size: 16", "block_size: 32"))
-    assert tradeoffs.plan._inputs_digest() != before
+    assert tradeoffs.pipeline.plan._inputs_digest() != before

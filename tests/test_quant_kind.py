@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from conftest import QUANT_SMALL, ROOT, TRAIN_ID, TRAIN_TINY, copy_workflow, train_tiny_source
-from tradeoffs.config import as_dict, config_hash, load_experiment, to_typed
 from tradeoffs.data import load_dataset
 from tradeoffs.errors import ConfigError
 from tradeoffs.evaluate import bits_per_weight, compare, get_protocol
@@ -20,12 +19,13 @@ from tradeoffs.kinds import get_kind
 from tradeoffs.kinds.base import Job
 from tradeoffs.kinds.quant import build_method, check_source
 from tradeoffs.kinds.sources import load_trained_model
+from tradeoffs.pipeline.config import as_dict, config_hash, load_experiment, to_typed
+from tradeoffs.pipeline.runner import run_experiment
 from tradeoffs.quant import METHODS, get_spec, method_config, quantize_
 from tradeoffs.report import FIGURES, TABLES, write_figure, write_table_file
 from tradeoffs.report.claims import evaluate_claims, load_claims
 from tradeoffs.report.claims.verdicts import NOT_IN_SUITE
 from tradeoffs.results import collect
-from tradeoffs.runner import run_experiment
 
 RUNS = {  # id -> study and overrides
     "quant/rtn": ("gptq", ["method=rtn", "method.spec.weight_granularity=group", "method.spec.group_size=32"]),

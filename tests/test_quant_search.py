@@ -11,19 +11,19 @@ import pytest
 import torch
 
 from conftest import QUANT_SMALL, copy_workflow, train_tiny_source
-from tradeoffs.config import load_experiment
 from tradeoffs.errors import ConfigError
 from tradeoffs.evaluate import bits_per_weight
 from tradeoffs.formats import FormatSpec, fake_quant, get_format
 from tradeoffs.formats.codes import decode
 from tradeoffs.models import GPT, ModelConfig
+from tradeoffs.pipeline.config import load_experiment
+from tradeoffs.pipeline.runner import run_experiment
 from tradeoffs.quant import FormatSearch, candidate_elements, get_spec, method_config, quantize_, search_quantize
 from tradeoffs.report import write_figure, write_table_file
 from tradeoffs.report.claims import evaluate_claims, load_claims
 from tradeoffs.report.claims.advice import advice
 from tradeoffs.report.claims.verdicts import HARDWARE_ABSENT, INCONCLUSIVE, NOT_IN_SUITE
 from tradeoffs.results import collect
-from tradeoffs.runner import run_experiment
 
 FP4_CHANNEL = FormatSpec(name="fp4_channel", element="fp4_e2m1", granularity="channel")
 E3M0_POSITIVE = [0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0]

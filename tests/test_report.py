@@ -7,7 +7,7 @@ import inspect
 import pytest
 
 from conftest import ROOT
-from tradeoffs.config import load_suite
+from tradeoffs.pipeline.config import load_suite
 from tradeoffs.report import FIGURES, TABLES, _resolve
 
 

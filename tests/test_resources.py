@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from tradeoffs.plan import PLAN_ENV, job_resources, load_plan, plan_cache_path, workflow_plan
+from tradeoffs.pipeline.plan import PLAN_ENV, job_resources, load_plan, plan_cache_path, workflow_plan
 from tradeoffs.resources import GROUP_BELOW_S, JobResources
 
 
@@ -52,9 +52,9 @@ def test_a_training_run_gets_wall_time_for_its_planned_flops():
     """Runtime = start-up + margin x counted FLOPs / effective throughput (+ compilation when the run compiles):
     checked by hand for the default run on 2 CPU threads, and a gpt-30m run at 20 tokens per parameter on an
     H100 gets hours, not a fixed hour."""
-    from tradeoffs.config import load_experiment
     from tradeoffs.kinds import train as kind
     from tradeoffs.models import flops_per_token
+    from tradeoffs.pipeline.config import load_experiment
 
     on_cpu = {"devices": 2, "hardware": {"device": "cpu", "threads": 0}}
     config = load_experiment("train", ["devices=2"])  # gpt-200k, 200 steps of 16 x 256 tokens, 5 evaluations
@@ -117,7 +117,7 @@ def test_a_cluster_job_reads_the_plan_its_run_pinned(workflow_dir, monkeypatch):
 def test_reading_a_cached_plan_imports_neither_torch_nor_hydra(workflow_dir):
     load_plan("smoke")  # builds the cache
     code = (
-        "import sys; from tradeoffs.plan import load_plan, default_suite; import tradeoffs.report; "
+        "import sys; from tradeoffs.pipeline.plan import load_plan, default_suite; import tradeoffs.report; "
         "plan = load_plan('smoke'); plan.experiments[0].resources(); "
         "print(sorted(m for m in ('torch', 'hydra', 'omegaconf', 'pandas') if m in sys.modules))"
     )

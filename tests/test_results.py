@@ -13,11 +13,11 @@ import textwrap
 import pandas as pd
 import pytest
 
-from tradeoffs.config import load_experiment
 from tradeoffs.errors import Unsupported
+from tradeoffs.pipeline.config import load_experiment
+from tradeoffs.pipeline.runner import run_experiment
 from tradeoffs.provenance import collect_provenance
 from tradeoffs.results import Metric, Outcome, collect, read_result, write_json_atomic, write_table
-from tradeoffs.runner import run_experiment
 
 
 def test_failed_write_keeps_the_previous_file(tmp_path):

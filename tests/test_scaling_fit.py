@@ -16,10 +16,11 @@ import pandas as pd
 import pytest
 
 from conftest import TRAIN_TINY
-from tradeoffs.config import load_experiment, to_typed
 from tradeoffs.errors import ConfigError
 from tradeoffs.fit import FitOptions, ladder_fits, quartet_loss
-from tradeoffs.plan import build_plan
+from tradeoffs.pipeline.config import load_experiment, to_typed
+from tradeoffs.pipeline.plan import build_plan
+from tradeoffs.pipeline.runner import run_experiment
 from tradeoffs.report.claims import evaluate_claims, load_claims
 from tradeoffs.report.claims.criteria import Arm, identified_fit
 from tradeoffs.report.claims.verdicts import (
@@ -32,7 +33,6 @@ from tradeoffs.report.claims.verdicts import (
     WITHIN_NOISE,
 )
 from tradeoffs.results import Metric, ResultRecord, collect, write_result
-from tradeoffs.runner import run_experiment
 
 LAW = {"A": 300.0, "alpha": 0.589, "B": 900.0, "beta": 0.544, "gamma": 0.274, "E": 1.2}
 EFFICIENCY = {"fp32": (1.0, 1.0), "fp8": (1.0, 1.0), "mxfp8": (0.98, 1.0), "mxfp4": (0.6, 0.9), "nvfp4": (0.7, 0.9)}

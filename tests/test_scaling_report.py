@@ -14,14 +14,14 @@ import yaml
 from test_scaling_fit import EFFICIENCY, LAW, fit_ladder, write_ladder
 
 from conftest import TRAIN_TINY
-from tradeoffs.config import load_experiment
 from tradeoffs.fit import quartet_loss
 from tradeoffs.models import ModelConfig, count_parameters
-from tradeoffs.plan import build_plan
+from tradeoffs.pipeline.config import load_experiment
+from tradeoffs.pipeline.plan import build_plan
+from tradeoffs.pipeline.runner import run_experiment
 from tradeoffs.report import FIGURES, TABLES, write_figure, write_table_file
 from tradeoffs.report.scaling import iso_flop_slices, lower_envelope
 from tradeoffs.results import Metric, ResultRecord, collect, write_result
-from tradeoffs.runner import run_experiment
 
 
 def test_ladder_products_from_the_fit_studys_rows(workflow_dir):

@@ -30,7 +30,7 @@ import pytest
 import yaml
 
 from conftest import copy_workflow
-from tradeoffs.plan import job_resources
+from tradeoffs.pipeline.plan import job_resources
 from tradeoffs.results import Metric, read_result
 
 pytestmark = pytest.mark.slow
@@ -275,7 +275,8 @@ def smoke_runs(slurm, tmp_path_factory):
     compared (a benchmark's are all measurements), each in its own copy of the workflow."""
     local, cluster = (copy_workflow(tmp_path_factory.mktemp(name)) for name in ("local", "cluster"))
     code = (
-        "import json, tradeoffs.plan as p; print(json.dumps({e.id: e.kind for e in p.load_plan('smoke').experiments}))"
+        "import json, tradeoffs.pipeline.plan as p; "
+        "print(json.dumps({e.id: e.kind for e in p.load_plan('smoke').experiments}))"
     )
     kinds = json.loads(_run(sys.executable, "-c", code, cwd=local, timeout=300, check=True).stdout)
     shutil.copytree(local / ".snakemake", cluster / ".snakemake")  # planned once: both runs read that cache

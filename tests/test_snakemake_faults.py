@@ -17,12 +17,12 @@ import pandas as pd
 import pytest
 
 from tradeoffs.__main__ import main
-from tradeoffs.config import as_dict, load_experiment
-from tradeoffs.failures import collect_inputs, fallback_path, finishable, recorded_failure
-from tradeoffs.failures import main as failures_main
-from tradeoffs.plan import PlannedExperiment, load_plan
+from tradeoffs.pipeline.config import as_dict, load_experiment
+from tradeoffs.pipeline.failures import collect_inputs, fallback_path, finishable, recorded_failure
+from tradeoffs.pipeline.failures import main as failures_main
+from tradeoffs.pipeline.plan import PlannedExperiment, load_plan
+from tradeoffs.pipeline.runner import run_experiment
 from tradeoffs.results import read_result
-from tradeoffs.runner import run_experiment
 
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 UNWRITABLE = r"cannot write results/numerics/\S+: (Read-only file system|Permission denied)"

@@ -9,13 +9,13 @@ from dataclasses import replace
 import pandas as pd
 import pytest
 
-from tradeoffs.config import load_experiment
 from tradeoffs.errors import ConfigError
 from tradeoffs.models.scaling import scale
+from tradeoffs.pipeline.config import load_experiment
+from tradeoffs.pipeline.runner import run_experiment
 from tradeoffs.report import FIGURES, TABLES
 from tradeoffs.report.claims import evaluate_claims, load_claims
 from tradeoffs.results import collect
-from tradeoffs.runner import run_experiment
 
 TINY = [
     "model.d_model=32",

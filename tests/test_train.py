@@ -13,11 +13,11 @@ import torch
 from torch import nn
 
 from conftest import TRAIN_TINY as TINY
-from tradeoffs.config import load_experiment
 from tradeoffs.data import Dataset
 from tradeoffs.errors import ConfigError, Diverged
 from tradeoffs.formats import fake_quant, get_format
-from tradeoffs.runner import run_experiment
+from tradeoffs.pipeline.config import load_experiment
+from tradeoffs.pipeline.runner import run_experiment
 from tradeoffs.train import (
     LinearQuantizer,
     QuantLinear,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tradeoffs.config import as_dict, load_experiment
+from tradeoffs.pipeline.config import as_dict, load_experiment
 from tradeoffs.worker import socket_path
 
 

@@ -38,7 +38,7 @@ def test_smoke_suite_end_to_end_report_lint_then_rerun_only_what_changed(workflo
     snakemake("--cores", "2", cwd=workflow_dir)
     table = pd.read_parquet(workflow_dir / "results" / "results.parquet")
     assert set(table["status"]) == {"ok"}, table.loc[table["status"] != "ok", ["id", "message"]]
-    from tradeoffs.plan import load_plan
+    from tradeoffs.pipeline.plan import load_plan
 
     n_planned = len(load_plan("smoke").experiments)
     assert table["id"].nunique() == n_planned

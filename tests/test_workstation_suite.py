@@ -13,7 +13,7 @@ import yaml
 from conftest import ROOT, copy_workflow
 from tradeoffs.fit.isoflop import compute_groups
 from tradeoffs.models import ModelConfig, count_parameters
-from tradeoffs.plan import build_plan
+from tradeoffs.pipeline.plan import build_plan
 
 COMPUTE_OPTIMAL_RATIO = 20  # Hoffmann et al.: about 20 training tokens per parameter at the compute optimum
 ISO_FLOP_TOLERANCE = 1.25  # the scaling_fit kind's default grouping of runs by compute

@@ -51,8 +51,8 @@ PRELOADED = (
     "pandas",
     "seaborn",
     "tradeoffs.__main__",
-    "tradeoffs.config",
-    "tradeoffs.runner",
+    "tradeoffs.pipeline.config",
+    "tradeoffs.pipeline.runner",
     "tradeoffs.results",
     "tradeoffs.report.claims",
     "torch._dynamo",  # AdamW imports it on construction: 1.5 s a training job otherwise pays in its fork

@@ -37,16 +37,16 @@ def planned_resources(kind):
 
 
 def collected_results(wildcards):
-    """Every planned result.json, or the error row recorded in its place (tradeoffs.failures): in a real run,
+    """Every planned result.json, or the error row recorded in its place (tradeoffs.pipeline.failures): in a real run,
     an experiment whose folder cannot be written is recorded here, before the run, and not run."""
     real_run = workflow.executor_plugin is not None and not (workflow.dryrun or workflow.touch)
     return collect_inputs(PLAN.experiments, probe=real_run and workflow.is_main_process, warn=logger.warning)
 
 
 # A job that fails (exits non-zero) without an error row, because its folder cannot be written (a full disk took
-# its log), gets one in results/failed/ from tradeoffs.failures, which then exits with the job's status.
+# its log), gets one in results/failed/ from tradeoffs.pipeline.failures, which then exits with the job's status.
 JOB_COMMAND = (
     "{params.py} -m tradeoffs.worker job --id {params.id} --config {params.config:q} --out {output.result} "
     "--threads {threads} --inputs {input} --exit-zero-on-failure > {log} 2>&1 "
-    "|| {params.py} -m tradeoffs.failures {params.id} {output.result} {params.config:q} $?"
+    "|| {params.py} -m tradeoffs.pipeline.failures {params.id} {output.result} {params.config:q} $?"
 )

@@ -1,5 +1,5 @@
 """Suites (conf/suite/<name>.yaml): the schema of the studies one `snakemake` run plans (loaded and validated by
-tradeoffs.config.compose.load_suite)."""
+tradeoffs.pipeline.config.compose.load_suite)."""
 
 from __future__ import annotations
 

@@ -23,11 +23,11 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from tradeoffs.config.suite import PLANNED_KEYS, SuiteConfig
 from tradeoffs.errors import ConfigError, check_choice, check_finite, check_positive
 from tradeoffs.kinds import get_kind, kind_names
 from tradeoffs.kinds.base import ExperimentConfig
 from tradeoffs.paths import conf_dir, suite_file, use_project
+from tradeoffs.pipeline.config.suite import PLANNED_KEYS, SuiteConfig
 from tradeoffs.presets import SEARCH_PATH, preset_groups
 
 
@@ -54,7 +54,7 @@ def register_schemas() -> None:
     it)."""
     from hydra.core.config_store import ConfigStore
 
-    from tradeoffs.config.groups import option_schemas
+    from tradeoffs.pipeline.config.groups import option_schemas
 
     _register_presets_search_path()
     store = ConfigStore.instance()
@@ -68,8 +68,8 @@ def register_schemas() -> None:
 
 
 def _known_schemas() -> dict[str, type]:
-    from tradeoffs.config.groups import GROUP_SCHEMAS, option_schemas
-    from tradeoffs.config.suite import SweepConfig
+    from tradeoffs.pipeline.config.groups import GROUP_SCHEMAS, option_schemas
+    from tradeoffs.pipeline.config.suite import SweepConfig
 
     kinds = [get_kind(kind).schema for kind in kind_names()]
     options = [schema for schemas in option_schemas().values() for schema in schemas.values()]

@@ -21,8 +21,8 @@ from tradeoffs.errors import ConfigError
 from tradeoffs.paths import conf_dir, project_root, suite_file
 from tradeoffs.resources import JobResources
 
-if TYPE_CHECKING:  # tradeoffs.config imports Hydra and torch: only planning needs it, not a cached plan
-    from tradeoffs.config import SuiteConfig, SweepConfig
+if TYPE_CHECKING:  # tradeoffs.pipeline.config imports Hydra and torch: only planning needs it, not a cached plan
+    from tradeoffs.pipeline.config import SuiteConfig, SweepConfig
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9.+-]+")
 NAME_MAX_DEFAULT = 255  # bytes per path component on the usual file systems (ext4, XFS, tmpfs, APFS)
@@ -128,7 +128,7 @@ def _excluded(point: dict[str, Any], exclude: list[dict[str, Any]]) -> bool:
 def build_plan(suite_name: str) -> Plan:
     """Compose and validate every experiment of a suite (no cache). Fails on the first bad config,
     naming the experiment, before any job runs."""
-    from tradeoffs.config import hydra_session, load_suite
+    from tradeoffs.pipeline.config import hydra_session, load_suite
 
     suite = load_suite(suite_name)
     with hydra_session():
@@ -148,8 +148,8 @@ def job_resources(kind: str, config: Any, attempt: int = 1) -> JobResources:
     first."""
     from omegaconf import OmegaConf
 
-    from tradeoffs.config import compose, to_typed
     from tradeoffs.kinds import get_kind
+    from tradeoffs.pipeline.config import compose, to_typed
 
     if isinstance(config, dict):
         primary = compose(kind)
@@ -208,7 +208,7 @@ def _set_sources(config: Any, batch: list[PlannedExperiment | None], studies_bef
     """Fill the planner's keys of a config from the source experiments it reads: `source_ids` with all of them,
     or `source` (the resolved config) and `source_id` of the one; a kind that reads sources but got none is an
     error."""
-    from tradeoffs.config import to_typed
+    from tradeoffs.pipeline.config import to_typed
 
     if batch == [None]:
         if hasattr(config, "source_id") or hasattr(config, "source_ids"):
@@ -225,15 +225,15 @@ def _set_sources(config: Any, batch: list[PlannedExperiment | None], studies_bef
 
 
 def _plan_experiments(suite_name: str, suite: SuiteConfig) -> list[PlannedExperiment]:
-    from tradeoffs.config import shared_defaults
+    from tradeoffs.pipeline.config import shared_defaults
 
     with shared_defaults():
         return _plan_studies(suite_name, suite)
 
 
 def _plan_studies(suite_name: str, suite: SuiteConfig) -> list[PlannedExperiment]:
-    from tradeoffs.config import as_dict, config_hash, load_experiment
     from tradeoffs.kinds import get_kind
+    from tradeoffs.pipeline.config import as_dict, config_hash, load_experiment
 
     experiments: list[PlannedExperiment] = []
     seen: dict[str, tuple[str, ...]] = {}
@@ -298,9 +298,9 @@ def _studies_before(suite: SuiteConfig, study: str) -> list[str]:
 
 def _inputs_digest() -> str:
     """Hash of conf/ and the package's sources and YAML files (the presets): a plan cache is valid while neither
-    changes."""
+    changes. The package is all of tradeoffs, not only the pipeline: the kinds and the library decide plans too."""
     digest = hashlib.sha256()
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]
     for root, patterns in ((conf_dir(), ("*.yaml",)), (package, ("*.py", "*.yaml"))):
         for path in sorted(p for pattern in patterns for p in root.rglob(pattern)):
             digest.update(str(path.relative_to(root)).encode())

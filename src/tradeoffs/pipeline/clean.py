@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tradeoffs.errors import ConfigError, check_choice
-from tradeoffs.failures import recorded_failure
 from tradeoffs.paths import project_root
+from tradeoffs.pipeline.failures import recorded_failure
 from tradeoffs.results import STATUSES, UnreadableResult, read_result
 
 TABLES = ("results/results.parquet", "results/results.csv")
@@ -31,7 +31,7 @@ def _status(path: Path) -> str | None:
 
 
 def _located(result: Path) -> tuple[Path, str | None]:
-    """A planned result file, or the error row recorded in its place (results/failed/, tradeoffs.failures), and
+    """A planned result file, or the error row recorded in its place (results/failed/, tradeoffs.pipeline.failures), and
     its status."""
     path = recorded_failure(result) or result
     return path, _status(path)
@@ -42,7 +42,7 @@ def clean(suite: str, statuses: Sequence[str], dry_run: bool = False, remove_ok:
     the tidy table when any was removed; returns what was removed, or with `dry_run` what would be (removing
     nothing). Finished (`ok`) results are removed only with `remove_ok` (the command line's --yes): without it,
     ConfigError says how many would go, before anything is removed."""
-    from tradeoffs.plan import load_plan
+    from tradeoffs.pipeline.plan import load_plan
 
     if not statuses:
         raise ConfigError(f"--status: give at least one; valid choices: {', '.join(STATUSES)}")

@@ -3,7 +3,8 @@
 with their code (ModelConfig in tradeoffs.models, FormatSpec in tradeoffs.formats, ...), a kind's schema beside
 its run function (tradeoffs.kinds), and the identity hash in tradeoffs.identity."""
 
-from tradeoffs.config.compose import (
+from tradeoffs.identity import config_hash
+from tradeoffs.pipeline.config.compose import (
     as_dict,
     compose,
     explain,
@@ -14,8 +15,7 @@ from tradeoffs.config.compose import (
     shared_defaults,
     to_typed,
 )
-from tradeoffs.config.suite import SuiteConfig, SweepConfig
-from tradeoffs.identity import config_hash
+from tradeoffs.pipeline.config.suite import SuiteConfig, SweepConfig
 
 __all__ = [
     "SuiteConfig",

@@ -3,7 +3,7 @@
 A failure inside the experiment is a result with status error (and the traceback in the log), never a
 crash that loses the record; a result.json is only written once the run has ended. A run that cannot create
 its folder or write its result there (read-only, a full disk) leaves its error row in results/failed/<id>/
-(tradeoffs.failures) and raises FileWriteError naming both places.
+(tradeoffs.pipeline.failures) and raises FileWriteError naming both places.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ import numpy as np
 import torch
 
 from tradeoffs.atomic import FileWriteError, named_write_error
-from tradeoffs.config import as_dict
 from tradeoffs.errors import Diverged, InvalidResult, Unsupported
-from tradeoffs.failures import discard_failure, record_failure
 from tradeoffs.kinds import get_kind
 from tradeoffs.kinds.base import ExperimentConfig, Job
+from tradeoffs.pipeline.config import as_dict
+from tradeoffs.pipeline.failures import discard_failure, record_failure
 from tradeoffs.provenance import collect_provenance
 from tradeoffs.results import Outcome, ResultRecord, write_result
 

@@ -7,8 +7,8 @@ planned result:
 
 - before a run, the workflow probes the folder of every experiment it is about to run (`collect_inputs`); one
   that cannot be written is recorded without running, and so is every experiment that reads its result;
-- during a run, a job that cannot write its result records it itself (tradeoffs.runner), and a job that failed
-  otherwise is recorded by `python -m tradeoffs.failures` (the workflow runs it after a non-zero exit) when its
+- during a run, a job that cannot write its result records it itself (tradeoffs.pipeline.runner), and a job that failed
+  otherwise is recorded by `python -m tradeoffs.pipeline.failures` (the workflow runs it after a non-zero exit) when its
   folder cannot be written then: a full disk that took its log;
 - after a run with failed jobs, `finishable` says whether every experiment now has a result or a recorded
   error (and collect has not run), so that one more Snakemake pass can write the table, the report products
@@ -35,7 +35,7 @@ from tradeoffs.atomic import FileWriteError, named_write_error, write_bytes_atom
 from tradeoffs.results import ResultRecord, UnreadableResult, read_result, write_result
 
 if TYPE_CHECKING:
-    from tradeoffs.plan import PlannedExperiment as PlannedRun
+    from tradeoffs.pipeline.plan import PlannedExperiment as PlannedRun
 
 FAILED_DIR = "failed"  # results/failed/<kind>/<name>/: error rows of runs that could not write their own folder
 log = logging.getLogger(__name__)
@@ -208,7 +208,8 @@ def record_failed_job(experiment_id: str, result_path: Path | str, config: dict[
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m tradeoffs.failures ID RESULT CONFIG_JSON STATUS`: record_failed_job, then exit with STATUS."""
+    """`python -m tradeoffs.pipeline.failures ID RESULT CONFIG_JSON STATUS`: record_failed_job, then exit with
+    STATUS."""
     experiment_id, result_path, config, status = argv if argv is not None else sys.argv[1:]
     try:
         recorded = record_failed_job(experiment_id, result_path, json.loads(config), int(status))

@@ -4,12 +4,12 @@ Each schema lives with the code it configures; this table only names them."""
 from __future__ import annotations
 
 from tradeoffs.bench.timing import BenchConfig
-from tradeoffs.config.suite import SuiteConfig
 from tradeoffs.data import DataConfig
 from tradeoffs.formats import FormatSpec
 from tradeoffs.hardware import HardwareConfig
 from tradeoffs.models import ModelConfig
 from tradeoffs.numerics.distributions import DistributionConfig
+from tradeoffs.pipeline.config.suite import SuiteConfig
 from tradeoffs.train.config import RecipeConfig
 
 GROUP_SCHEMAS: dict[str, type] = {
