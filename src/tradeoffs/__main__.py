@@ -42,16 +42,23 @@ BENCH_COMMANDS = ("gemm", "qdq", "train")  # `bench gemm|qdq|train`: side-by-sid
 HYDRA_QUIET = ("hydra.output_subdir=null", "hydra.run.dir=.", "hydra/job_logging=none", "hydra/hydra_logging=none")
 
 
+def _overrides_first(argv: list[str]) -> list[str]:
+    """`argv` with its overrides (key=value, ~key) ahead of Hydra's options, in their order: Hydra's parser takes
+    the overrides as one run of positionals, so one after an option (`--cfg job key=value`) would be refused."""
+    overrides = [a for a in argv if not a.startswith("-") and ("=" in a or a.startswith("~"))]
+    return [*overrides, *(a for a in argv if a not in overrides)]
+
+
 def _run_hydra_app(kind: str, argv: list[str]) -> None:
     import hydra
     import torch
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import DictConfig
 
+    from tradeoffs.config import config_hash, load_experiment, register_schemas, to_typed
     from tradeoffs.paths import conf_dir, results_dir, use_project
-    from tradeoffs.pipeline.config import config_hash, load_experiment, register_schemas, to_typed
-    from tradeoffs.pipeline.plan import check_id_length, make_id, resolve_threads
-    from tradeoffs.pipeline.runner import run_experiment
+    from tradeoffs.plan import check_id_length, make_id, resolve_threads
+    from tradeoffs.runner import run_experiment
 
     use_project()
     if not {"-m", "--multirun"} & set(argv):  # Hydra's own errors name no valid keys: validate first
@@ -80,7 +87,7 @@ def _run_hydra_app(kind: str, argv: list[str]) -> None:
             print(f"  {metric.name}{labels_text} = {metric.value:.6g} {metric.unit}".rstrip())
 
     register_schemas()
-    sys.argv = [f"tradeoffs {kind}", *argv, *HYDRA_QUIET]
+    sys.argv = [f"tradeoffs {kind}", *_overrides_first([*HYDRA_QUIET, *argv])]
     hydra.main(config_path=str(conf_dir()), config_name=kind, version_base=None)(task)()
 
 
@@ -215,12 +222,12 @@ def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if argv[:2] == ["bench", "suite"]:
-        from tradeoffs.pipeline.suite_timing import main as suite_timing
+        from tradeoffs.suite_benchmark import main as suite_benchmark
 
-        suite_timing(argv[2:])
+        suite_benchmark(argv[2:])
         return
     if argv[:2] == ["bench", "train"]:
-        from tradeoffs.pipeline.config import load_experiment
+        from tradeoffs.config import load_experiment
         from tradeoffs.train.benchmark import main as train_benchmark
 
         train_benchmark(lambda overrides: load_experiment("train", overrides), argv[2:])
@@ -245,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
     args = _commands().parse_args(argv)
     try:
         if args.command == "plan":
-            from tradeoffs.pipeline.plan import build_plan, default_suite
+            from tradeoffs.plan import build_plan, default_suite
 
             plan = build_plan(args.suite or default_suite())
             for experiment in plan.experiments:
@@ -253,10 +260,10 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{len(plan.experiments)} experiments in suite '{plan.suite}'", file=sys.stderr)
         elif args.command == "job":
             _check_threads(args.threads)
+            from tradeoffs.config import to_typed
             from tradeoffs.paths import use_project
-            from tradeoffs.pipeline.config import to_typed
-            from tradeoffs.pipeline.runner import run_experiment
             from tradeoffs.results import FAILED_STATUSES
+            from tradeoffs.runner import run_experiment
 
             use_project()
             config = to_typed(_job_config(args.config))
@@ -266,8 +273,8 @@ def main(argv: list[str] | None = None) -> None:
                 sys.exit(f"error: {summary}")
             print(summary)
         elif args.command == "clean":
-            from tradeoffs.pipeline.clean import clean
-            from tradeoffs.pipeline.plan import default_suite
+            from tradeoffs.clean import clean
+            from tradeoffs.plan import default_suite
 
             removed = clean(args.suite or default_suite(), args.status, dry_run=args.dry_run, remove_ok=args.yes)
             verb = "would remove" if args.dry_run else "removed"
