@@ -154,6 +154,15 @@ def job_resources(kind: str, config: Any, attempt: int = 1) -> JobResources:
     if isinstance(config, dict):
         primary = compose(kind)
         OmegaConf.set_struct(primary, False)  # the dict may fill open mappings (hardware.unsupported, ...)
+        for key, value in config.items():
+            default = primary.get(key)
+            if (
+                isinstance(value, dict)
+                and "name" in value
+                and OmegaConf.is_dict(default)
+                and default.get("name") != value["name"]
+            ):
+                del primary[key]  # another option of the group (another PTQ method's config): not merged into this one
         config = to_typed(OmegaConf.merge(primary, config), kind)
     return get_kind(kind).resources(config).for_attempt(attempt)
 
