@@ -55,10 +55,10 @@ def _run_hydra_app(kind: str, argv: list[str]) -> None:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import DictConfig
 
-    from tradeoffs.config import config_hash, load_experiment, register_schemas, to_typed
     from tradeoffs.paths import conf_dir, results_dir, use_project
-    from tradeoffs.plan import check_id_length, make_id, resolve_threads
-    from tradeoffs.runner import run_experiment
+    from tradeoffs.pipeline.config import config_hash, load_experiment, register_schemas, to_typed
+    from tradeoffs.pipeline.plan import check_id_length, make_id, resolve_threads
+    from tradeoffs.pipeline.runner import run_experiment
 
     use_project()
     if not {"-m", "--multirun"} & set(argv):  # Hydra's own errors name no valid keys: validate first
@@ -222,12 +222,12 @@ def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if argv[:2] == ["bench", "suite"]:
-        from tradeoffs.suite_benchmark import main as suite_benchmark
+        from tradeoffs.pipeline.suite_timing import main as suite_timing
 
-        suite_benchmark(argv[2:])
+        suite_timing(argv[2:])
         return
     if argv[:2] == ["bench", "train"]:
-        from tradeoffs.config import load_experiment
+        from tradeoffs.pipeline.config import load_experiment
         from tradeoffs.train.benchmark import main as train_benchmark
 
         train_benchmark(lambda overrides: load_experiment("train", overrides), argv[2:])
@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
     args = _commands().parse_args(argv)
     try:
         if args.command == "plan":
-            from tradeoffs.plan import build_plan, default_suite
+            from tradeoffs.pipeline.plan import build_plan, default_suite
 
             plan = build_plan(args.suite or default_suite())
             for experiment in plan.experiments:
@@ -260,10 +260,10 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{len(plan.experiments)} experiments in suite '{plan.suite}'", file=sys.stderr)
         elif args.command == "job":
             _check_threads(args.threads)
-            from tradeoffs.config import to_typed
             from tradeoffs.paths import use_project
+            from tradeoffs.pipeline.config import to_typed
+            from tradeoffs.pipeline.runner import run_experiment
             from tradeoffs.results import FAILED_STATUSES
-            from tradeoffs.runner import run_experiment
 
             use_project()
             config = to_typed(_job_config(args.config))
@@ -273,8 +273,8 @@ def main(argv: list[str] | None = None) -> None:
                 sys.exit(f"error: {summary}")
             print(summary)
         elif args.command == "clean":
-            from tradeoffs.clean import clean
-            from tradeoffs.plan import default_suite
+            from tradeoffs.pipeline.clean import clean
+            from tradeoffs.pipeline.plan import default_suite
 
             removed = clean(args.suite or default_suite(), args.status, dry_run=args.dry_run, remove_ok=args.yes)
             verb = "would remove" if args.dry_run else "removed"
