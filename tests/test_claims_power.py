@@ -1,17 +1,12 @@
 """Stated power and stable verdicts: what would decide an undecided part (computed from its runs), timing
-parts marked unstable, `claims A --against B`, the suite each part was decided by, and two real runs of the
-smoke suite that agree on every part that does not read a timing."""
+parts marked unstable, `claims A --against B` and the suite each part was decided by. Two real runs of the smoke
+suite that agree on every part that does not read a timing: tests/test_workflow.py."""
 
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 from scipy import stats
 from test_claims import A_BEATS_B, decide, gemm_run, qsnr_runs, run, table
@@ -20,7 +15,7 @@ from tradeoffs.report.claims import claims_markdown, claims_table, compare_claim
 from tradeoffs.report.claims.against import compare_tables
 from tradeoffs.report.claims.power import project
 from tradeoffs.report.claims.stability import TIMING_METRICS
-from tradeoffs.report.claims.verdicts import CONFIRMED, INCONCLUSIVE, REFUTED, TOO_FEW_RUNS, UNSTABLE, WITHIN_NOISE
+from tradeoffs.report.claims.verdicts import CONFIRMED, INCONCLUSIVE, TOO_FEW_RUNS, UNSTABLE, WITHIN_NOISE
 
 PAIRED = {"low": 0.0, "paired_by": "cfg.seed", "min_runs": 2}
 
@@ -214,41 +209,3 @@ def test_collect_records_the_suite(tmp_path):
     run_experiment("lmul/t-00000000", load_experiment("lmul", ["study=lmul", "n_values=4096"]), path, job_threads=1)
     assert set(collect([path], suite="quick")["suite"]) == {"quick"}
     assert "suite" not in collect([path])
-
-
-# ----------------------------------------------------------------------- two real runs of the smoke suite
-SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(1800)  # two smoke runs: about 2 min each on a quiet 2-core machine, 5 on a loaded one
-def test_two_runs_of_the_smoke_suite_agree_on_every_part_that_reads_no_timing(tmp_path):
-    """The smoke suite run twice from scratch (two temporary copies, real Snakemake, fresh processes): every part
-    that reads no timing gets the same verdict, reason and test; `--against` lists no such part."""
-    from conftest import copy_workflow
-
-    tables, claims = [], []
-    for name in ("first", "second"):
-        (tmp_path / name).mkdir()
-        root = copy_workflow(tmp_path / name)
-        done = subprocess.run(
-            [SNAKEMAKE, "reports/claims.md", "--cores", "2", "--config", "suite=smoke"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            env={**{k: v for k, v in os.environ.items() if k != "TRADEOFFS_ROOT"}, "PYTHONUNBUFFERED": "1"},
-        )
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-        tables.append(root / "results" / "results.parquet")
-        claims.append(pd.read_csv(root / "reports" / "tables" / "claims.csv", keep_default_na=False))
-    assert set(pd.read_parquet(tables[0])["suite"]) == {"smoke"}
-    assert (claims[0]["suite"].isin(["smoke", ""])).all() and (claims[0]["suite"] == "smoke").any()
-    first, second = (c.set_index(["claim", "part"]) for c in claims)
-    steady = first.index[first["timing"] == ""]
-    assert len(steady) > len(first) / 2
-    decided = first.loc[steady, "verdict"].isin([CONFIRMED, REFUTED]).sum()
-    assert decided > 0  # the comparison covers decided parts, not only absent ones
-    for column in ("verdict", "reason", "test"):
-        assert first.loc[steady, column].equals(second.loc[steady, column]), column
-    report = compare_claims(tables[0], tables[1])
-    assert report.endswith(" 0 do not)"), report

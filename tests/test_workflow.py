@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,25 +18,41 @@ pytestmark = pytest.mark.slow
 
 def snakemake(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     result = subprocess.run(
-        [SNAKEMAKE, "--config", "suite=smoke", *args],
+        [SNAKEMAKE, *args, "--config", "suite=smoke"],
         cwd=cwd,
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**{k: v for k, v in os.environ.items() if k != "TRADEOFFS_ROOT"}, "PYTHONUNBUFFERED": "1"},
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory) -> tuple[Path, Path]:
+    """One real run of the smoke suite (every experiment, report product and verdict) in a copy of the workflow,
+    and a copy of its table and claims taken before a test changes the workflow."""
+    from conftest import copy_workflow
+
+    root = copy_workflow(tmp_path_factory.mktemp("smoke"))
+    snakemake("--cores", "2", cwd=root)
+    first = tmp_path_factory.mktemp("first")
+    shutil.copy2(root / "results" / "results.parquet", first)
+    shutil.copy2(root / "reports" / "tables" / "claims.csv", first)
+    return root, first
 
 
 def result_mtimes(root: Path) -> dict[str, int]:
     return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in (root / "results").rglob("result.json")}
 
 
-def test_smoke_suite_end_to_end_report_lint_then_rerun_only_what_changed(workflow_dir):
+def test_smoke_suite_end_to_end_report_lint_then_rerun_only_what_changed(smoke_run, monkeypatch):
     """One real run of the smoke suite (every study, every report product, the claims' verdicts), its HTML
     report and lint, then a one-value change in conf/ that reruns exactly the affected experiments (each
     experiment is its own job, run through the warm worker), collect, the products and the claims."""
-    snakemake("--cores", "2", cwd=workflow_dir)
+    workflow_dir, _ = smoke_run
+    monkeypatch.chdir(workflow_dir)
+    monkeypatch.delenv("TRADEOFFS_ROOT", raising=False)
     table = pd.read_parquet(workflow_dir / "results" / "results.parquet")
     assert set(table["status"]) == {"ok"}, table.loc[table["status"] != "ok", ["id", "message"]]
     from tradeoffs.pipeline.plan import load_plan
@@ -95,3 +112,33 @@ def test_smoke_suite_end_to_end_report_lint_then_rerun_only_what_changed(workflo
     assert table["id"].nunique() == n_planned and set(
         table.loc[table["cfg.format.name"] == "nvfp4", "cfg.format.block_size"]
     ) == {32}
+
+
+@pytest.mark.timeout(1800)
+def test_a_second_run_of_the_smoke_suite_agrees_on_every_part_that_reads_no_timing(smoke_run, tmp_path):
+    """The smoke suite run a second time from scratch (another copy, real Snakemake, fresh processes): every part
+    that reads no timing gets the same verdict, reason and test as in the first run; `--against` lists no such
+    part."""
+    from conftest import copy_workflow
+    from tradeoffs.report.claims import compare_claims
+    from tradeoffs.report.claims.verdicts import CONFIRMED, REFUTED
+
+    _, first_run = smoke_run
+    root = copy_workflow(tmp_path)
+    snakemake("reports/claims.md", "--cores", "2", cwd=root)
+    tables = [first_run / "results.parquet", root / "results" / "results.parquet"]
+    claims = [
+        pd.read_csv(path, keep_default_na=False)
+        for path in (first_run / "claims.csv", root / "reports" / "tables" / "claims.csv")
+    ]
+    assert set(pd.read_parquet(tables[0])["suite"]) == {"smoke"}
+    assert (claims[0]["suite"].isin(["smoke", ""])).all() and (claims[0]["suite"] == "smoke").any()
+    first, second = (c.set_index(["claim", "part"]) for c in claims)
+    steady = first.index[first["timing"] == ""]
+    assert len(steady) > len(first) / 2
+    decided = first.loc[steady, "verdict"].isin([CONFIRMED, REFUTED]).sum()
+    assert decided > 0  # the comparison covers decided parts, not only absent ones
+    for column in ("verdict", "reason", "test"):
+        assert first.loc[steady, column].equals(second.loc[steady, column]), column
+    report = compare_claims(tables[0], tables[1])
+    assert report.endswith(" 0 do not)"), report
