@@ -73,9 +73,17 @@ def config_label(row: pd.Series) -> str:
         label += f", {granularity_label(row)}"
     if kv_cache := _given(row.get("cfg.method.spec.kv_cache")):
         label += f", KV {kv_cache}"
-    if method in ("smoothquant", "rotation") and pd.notna(row.get("cfg.method.gptq.block_size")):
+    if method in ("smoothquant", "rotation") and _gptq_weights(row):
         label += " + GPTQ"
     return label
+
+
+def _gptq_weights(row: pd.Series) -> bool:
+    """Whether a smoothed or rotated run's weights were quantized with GPTQ: its method config holds GPTQ
+    settings (tables written before the methods were registered units say so in `gptq_weights`, and carry GPTQ
+    settings on every row)."""
+    flag = row.get("cfg.method.gptq_weights")
+    return bool(flag) if pd.notna(flag) else pd.notna(row.get("cfg.method.gptq.block_size"))
 
 
 def _source(frame: pd.DataFrame) -> str:
