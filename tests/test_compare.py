@@ -21,7 +21,11 @@ PRODUCTS = ("numerics_lmul", "bench_gemm")  # each a figure and a table
 EXPERIMENTS = [
     ("lmul", "lmul/loguniform-1a2b3c4d", ["study=lmul", "operands=loguniform", "n_values=16384"]),
     ("lmul", "lmul/gaussian-5e6f7a8b", ["study=lmul", "operands=gaussian", "n_values=16384"]),
-    ("gemm", "gemm/64-9c0d1e2f", ["study=gemm", "shapes=[[64,64,64]]", "bench.min_time_s=0.01", "hardware.threads=1"]),
+    (
+        "gemm",
+        "gemm/64-9c0d1e2f",
+        ["study=gemm", "shapes=[[64,64,64],[32,32,32]]", "bench.min_time_s=0.01", "hardware.threads=1"],
+    ),
 ]
 
 
@@ -70,11 +74,17 @@ def test_a_rerun_that_changes_only_timings_hashes_and_provenance_compares_equal(
     second.loc[second["label.noise"].notna(), "label.noise"] = "suspect"
     second["wall_s"] *= 3
     second["prov.host"] = "another-host"
+    second.loc[second["id"].str.startswith("gemm/"), "status"] = "invalid"  # a timed benchmark's validity
+    skipped = second["label.shape"] == "32x32x32"  # a case a timed benchmark had no time for
+    second = second[~skipped]
     comparison = compare_runs(first, make_run(tmp_path / "second", second))
 
     assert not comparison.differs, comparison.text()
     sections = {section.title: section for section in comparison.sections}
-    assert sections["results"].compared.startswith(f"{int((~timing).sum())} metric rows of 3 runs ok in both")
+    assert sections["results"].compared.startswith(f"{int((~timing & ~skipped).sum())} metric rows of 3 runs ok")
+    assert "gemm/64: status ok -> invalid (a timed benchmark's)" in sections["results"].left_out
+    cases = f"{int((skipped & ~timing).sum())} row(s) of timed benchmarks in one table only"
+    assert any(line.startswith(cases) for line in sections["results"].left_out)
     assert sections["figures"].compared == "2 figures' plotted data"
     assert sections["tables"].compared == "2 tables"
     assert any(line.startswith("figure bench_gemm: ") for line in sections["figures"].left_out)
@@ -115,6 +125,18 @@ def test_a_changed_metric_fails_in_the_results_the_claims_the_figure_and_the_tab
     )
 
 
+def test_a_metric_named_with_ignore_is_left_out_everywhere(table, first, tmp_path):
+    second = table.copy()
+    second.loc[(second["metric"] == "mean_relative_error") & (second["label.multiplier"] == "lmul_m3"), "value"] *= 10
+    comparison = compare_runs(first, make_run(tmp_path / "second", second), ignore=["mean_relative_error"])
+
+    assert not comparison.differs, comparison.text()
+    sections = {section.title: section for section in comparison.sections}
+    assert any(line.startswith("reads mean_relative_error (--ignore): lmul/") for line in sections["claims"].left_out)
+    assert any(line.startswith("figure numerics_lmul: ") for line in sections["figures"].left_out)
+    assert any(line.startswith("table numerics_lmul: ") for line in sections["tables"].left_out)
+
+
 def test_runs_in_one_table_only_and_a_figure_without_saved_data(table, first, tmp_path):
     second = table[~table["id"].str.startswith("lmul/gaussian")]
     make_run(tmp_path / "second", second)
@@ -126,8 +148,22 @@ def test_runs_in_one_table_only_and_a_figure_without_saved_data(table, first, tm
     sections = {section.title: section for section in comparison.sections}
     assert "run in the first table only: lmul/gaussian (ok)" in sections["results"].differences
     assert any(line.startswith("table numerics_lmul: ") for line in sections["tables"].differences)
-    assert any(f"{older} saved no plotted data; made again from its table" in n for n in sections["figures"].notes)
+    made = f"{older} saved no plotted data of 1 figure(s) (bench_gemm): made again from its table by this code"
+    assert made in sections["figures"].notes
     assert not any(line.startswith("figure bench_gemm: ") for line in sections["figures"].differences)
+
+
+def test_a_row_whose_labels_changed_is_paired_with_its_counterpart(table, first, tmp_path):
+    second = table.copy()
+    row = second.index[(second["metric"] == "mean_relative_error") & (second["label.multiplier"] == "lmul_m3")][0]
+    second.loc[row, "label.multiplier"] = "lmul_m3_renamed"
+    comparison = compare_runs(first, make_run(tmp_path / "second", second))
+
+    results = {section.title: section for section in comparison.sections}["results"].differences
+    assert len(results) == 1 and results[0].startswith(
+        f"{run_name(second.at[row, 'id'])} mean_relative_error: labels ["
+    )
+    assert "multiplier=lmul_m3] -> [multiplier=lmul_m3_renamed]" in results[0]
 
 
 def test_the_figure_data_beside_a_figure_holds_the_values_it_plots(table, first):

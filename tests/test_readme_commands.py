@@ -21,8 +21,7 @@ from conftest import ROOT, copy_workflow
 
 BIN = Path(sys.executable).parent
 SKIPPED = {
-    "snakemake --cores 2 --config suite=smoke": "runs the whole smoke suite (minutes); tests/test_workflow.py and "
-    "tests/test_claims_power.py run it",
+    "snakemake --cores 2 --config suite=smoke": "runs the whole smoke suite (minutes); tests/test_workflow.py runs it",
     "snakemake --cores 2 --forcerun collect": "reruns collect and every report product of the default suite, so "
     "in a fresh copy the whole quick suite; tests/test_workflow.py runs collect and the products of a suite",
     "snakemake --report reports/report.html": "needs a finished run of a whole suite; tests/test_workflow.py builds "

@@ -21,9 +21,9 @@ reference NAME [...]     keep this run's GEMM/inference benchmarks as reports/re
 claims TABLE [--md M] [--csv C] [--against B]   decide the papers' claims (conf/claims.yaml) from the tidy
                          table; print the verdict counts, and with --against every part whose verdict
                          differs between TABLE and B, and why (tradeoffs.report.claims)
-compare RUN_A RUN_B [--ignore M ...]   compare two runs' outputs (project directories): every non-timing metric,
-                         claim verdict, figure's plotted data and table; exit 1 on any difference
-                         (tradeoffs.report.compare)
+compare RUN_A RUN_B [--ignore M ...] [--show N]   compare two runs' outputs (project directories): every
+                         non-timing metric, claim verdict, figure's plotted data and table; exit 1 on any
+                         difference (tradeoffs.report.compare)
 """
 
 from __future__ import annotations
@@ -196,6 +196,7 @@ def _commands() -> argparse.ArgumentParser:
     compare.add_argument(
         "--ignore", nargs="+", default=[], metavar="METRIC", help="metrics left out like timings (listed in the output)"
     )
+    compare.add_argument("--show", type=int, default=8, help="differences listed per section (0: all)")
     return parser
 
 
@@ -300,7 +301,7 @@ def main(argv: list[str] | None = None) -> None:
             from tradeoffs.report.compare import compare_runs
 
             comparison = compare_runs(args.first, args.second, args.ignore)
-            print(comparison.text())
+            print(comparison.text(args.show or None))
             if comparison.differs:
                 sys.exit(1)
         elif args.command == "export":

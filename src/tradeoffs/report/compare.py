@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ from tradeoffs.report.claims.stability import TIMING_METRICS
 HASHED_ID = re.compile(r"\b([a-z][a-z0-9_]*/[A-Za-z0-9.+_-]+?)-[0-9a-f]{8}\b")
 SHOWN = 8  # differences listed per section or product before "and N more"
 NOISE_ROTATION = {"ok": "warn", "warn": "suspect", "suspect": "ok"}
+VALIDITY_SWAP = {"ok": "invalid", "invalid": "ok"}
 PRODUCT_DIRS = {"figure": ("reports", "figures"), "table": ("reports", "tables")}
 CLAIMS_TABLE = "claims"
 
@@ -90,11 +92,12 @@ class Section:
     left_out: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
 
-    def lines(self, shown: int = SHOWN) -> list[str]:
-        """The section as printed: a headline, the first `shown` differences, what was left out, then notes."""
+    def lines(self, shown: int | None = SHOWN) -> list[str]:
+        """The section as printed: a headline, the first `shown` differences (None: all), what was left out, then
+        notes."""
         head = f"{self.title}: {self.compared}; {len(self.differences)} difference(s)"
         listed = [f"  {d}" for d in self.differences[:shown]]
-        if len(self.differences) > shown:
+        if shown is not None and len(self.differences) > shown:
             listed.append(f"  ... and {len(self.differences) - shown} more")
         return [head, *listed, *(f"  not compared: {n}" for n in self.left_out), *(f"  note: {n}" for n in self.notes)]
 
@@ -111,7 +114,7 @@ class Comparison:
     def differs(self) -> bool:
         return any(section.differences for section in self.sections)
 
-    def text(self, shown: int = SHOWN) -> str:
+    def text(self, shown: int | None = SHOWN) -> str:
         """The printed report: each section, then the verdict line."""
         lines = [line for section in self.sections for line in section.lines(shown)]
         count = sum(len(section.differences) for section in self.sections)
@@ -132,7 +135,8 @@ def timing_rows(results: pd.DataFrame, ignore: Iterable[str] = ()) -> pd.Series:
 
 def with_other_timings(results: pd.DataFrame, ignore: Iterable[str] = ()) -> pd.DataFrame:
     """`results` with every timing row changed: its value scaled by a factor that differs from row to row (a zero
-    made non-zero), its noise flag rotated, and every run's wall_s scaled."""
+    made non-zero), its noise flag rotated; every run's wall_s scaled, and each timed benchmark's status swapped
+    between ok and invalid."""
     changed = results.copy()
     timing = timing_rows(results, ignore).to_numpy()
     factors = np.random.default_rng(0).uniform(1.5, 3.0, len(results))
@@ -144,6 +148,9 @@ def with_other_timings(results: pd.DataFrame, ignore: Iterable[str] = ()) -> pd.
         changed["label.noise"] = noise.where(~timing, noise.map(lambda flag: NOISE_ROTATION.get(flag, flag)))
     if "wall_s" in changed:
         changed["wall_s"] = pd.to_numeric(changed["wall_s"], errors="coerce") * factors
+    timed = changed["id"].astype(str).map(run_name).isin(timed_runs(results))
+    swapped = changed["status"].map(lambda status: VALIDITY_SWAP.get(status, status))
+    changed["status"] = changed["status"].where(~timed, swapped)
     return changed
 
 
@@ -201,9 +208,44 @@ def _runs(results: pd.DataFrame) -> tuple[dict[str, str], list[str]]:
     return dict(zip(names, runs["status"].astype(str), strict=True)), shared
 
 
+def timed_runs(results: pd.DataFrame) -> set[str]:
+    """The names of the runs the timing engine measured (rows with its noise flag): benchmarks whose status (ok,
+    or invalid below a minimum count or time) and whose cases (a time budget skips some) follow their timings."""
+    if "label.noise" not in results:
+        return set()
+    flagged = results["label.noise"].notna() & (results["label.noise"].astype(object).astype(str) != "")
+    return set(results.loc[flagged, "id"].astype(str).map(run_name))
+
+
+def _value_text(row: pd.Series) -> str:
+    return f"{float(row['value'])!r}" + (f" {row['unit']}" if row["unit"] else "")
+
+
+def _unmatched(a: pd.DataFrame, b: pd.DataFrame, timed: set[str]) -> tuple[list[str], list[str]]:
+    """The rows of `a` and `b` (keyed frames) without an equal key in the other: left out for a timed benchmark
+    (the cases it measured, and why it skipped one, follow its timings); otherwise, within a run and metric with
+    as many on each side, paired in order as rows whose labels differ, else rows in one table only."""
+    groups = [dict(list(frame.groupby(level=["run", "metric"]))) for frame in (a, b)]
+    differences, left = [], 0
+    for run, metric in sorted(groups[0].keys() | groups[1].keys()):
+        rows_a, rows_b = (group.get((run, metric), frame[:0]) for group, frame in zip(groups, (a, b), strict=True))
+        if run in timed:
+            left += len(rows_a) + len(rows_b)
+        elif len(rows_a) == len(rows_b):
+            for (key_a, x), (key_b, y) in zip(rows_a.iterrows(), rows_b.iterrows(), strict=True):
+                values = f", value {_value_text(x)} -> {_value_text(y)}" if _value_text(x) != _value_text(y) else ""
+                differences.append(f"{run} {metric}: labels [{key_a[2]}] -> [{key_b[2]}]{values}")
+        else:
+            differences += [f"row in the first table only: {_row_name(key)}" for key in rows_a.index]
+            differences += [f"row in the second table only: {_row_name(key)}" for key in rows_b.index]
+    cases = f"{left} row(s) of timed benchmarks in one table only (cases measured in one run: a time budget)"
+    return differences, [cases] if left else []
+
+
 def compare_results(first: pd.DataFrame, second: pd.DataFrame, ignore: Sequence[str] = ()) -> Section:
-    """Every non-timing metric row of the runs that ended ok in both tidy tables, matched by run name, metric and
-    labels (module docstring); runs in one table only and changed statuses are differences too."""
+    """Every non-timing metric row of the runs that ended ok in both tidy tables (a timed benchmark: ok or
+    invalid), matched by run name, metric and labels (module docstring); runs in one table only and changed
+    statuses are differences too."""
     (status_a, shared_a), (status_b, shared_b) = _runs(first), _runs(second)
     differences = [
         f"run in the first table only: {n} ({status_a[n]})" for n in sorted(status_a.keys() - status_b.keys())
@@ -211,45 +253,64 @@ def compare_results(first: pd.DataFrame, second: pd.DataFrame, ignore: Sequence[
     differences += [
         f"run in the second table only: {n} ({status_b[n]})" for n in sorted(status_b.keys() - status_a.keys())
     ]
-    both = sorted(status_a.keys() & status_b.keys())
-    differences += [f"{n}: status {status_a[n]} -> {status_b[n]}" for n in both if status_a[n] != status_b[n]]
     shared = sorted({*shared_a, *shared_b})
     left_out = [f"{n}: several runs of this name (ids that differ only in the hash)" for n in shared]
-    ok = {n for n in both if status_a[n] == status_b[n] == "ok"} - set(shared)
+    both = sorted((status_a.keys() & status_b.keys()) - set(shared))
+    timed = timed_runs(first) | timed_runs(second)
+    valid = {"ok", "invalid"}
+    validity = [n for n in both if status_a[n] != status_b[n] and n in timed and {status_a[n], status_b[n]} <= valid]
+    left_out += [f"{n}: status {status_a[n]} -> {status_b[n]} (a timed benchmark's)" for n in validity]
+    differences += [
+        f"{n}: status {status_a[n]} -> {status_b[n]}" for n in both if status_a[n] != status_b[n] and n not in validity
+    ]
+    compared_runs = {
+        n for n in both if status_a[n] == status_b[n] == "ok" or (n in timed and {status_a[n], status_b[n]} <= valid)
+    }
     keyed, timing = [], 0
     for table in (first, second):
-        rows = table[(table["status"] == "ok") & table["id"].astype(str).map(run_name).isin(ok)]
+        rows = table[table["id"].astype(str).map(run_name).isin(compared_runs)]
         is_timing = timing_rows(rows, ignore)
         timing += int(is_timing.sum())
         keyed.append(_keyed(rows[~is_timing]))
     a, b = keyed
-    differences += [f"row in the first table only: {_row_name(k)}" for k in a.index.difference(b.index)]
-    differences += [f"row in the second table only: {_row_name(k)}" for k in b.index.difference(a.index)]
     common = a.index.intersection(b.index)
+    found, cases = _unmatched(a.drop(common), b.drop(common), timed)
+    differences += found
+    left_out += cases
     x, y = a.loc[common], b.loc[common]
     same = (x["value"] == y["value"]) | (x["value"].isna() & y["value"].isna())
     for key in common[~(same & (x["unit"] == y["unit"])).to_numpy()]:
-        unit_a, unit_b = x.at[key, "unit"], y.at[key, "unit"]
-        units = f" (unit {unit_a!r} -> {unit_b!r})" if unit_a != unit_b else ""
-        differences.append(f"{_row_name(key)}: {float(x.at[key, 'value'])!r} -> {float(y.at[key, 'value'])!r}{units}")
+        differences.append(f"{_row_name(key)}: {_value_text(x.loc[key])} -> {_value_text(y.loc[key])}")
     left_out.append(f"{timing} timing row(s) (TIMING_METRICS, rows with a noise flag{', --ignore' if ignore else ''})")
     present = set(first["metric"].dropna()) | set(second["metric"].dropna())
     left_out += [f"--ignore {m}: in neither table" for m in ignore if m not in present]
-    compared = f"{len(common)} metric rows of {len(ok)} runs ok in both"
-    return Section("results", compared, tuple(differences), tuple(left_out))
+    by_metric = Counter(key[1] for key in common[~(same & (x["unit"] == y["unit"])).to_numpy()])
+    notes = (
+        [f"differing values by metric: {', '.join(f'{m} {n}' for m, n in by_metric.most_common())}"]
+        if by_metric
+        else []
+    )
+    compared = f"{len(common)} metric rows of {len(compared_runs)} runs ok in both"
+    return Section("results", compared, tuple(differences), tuple(left_out), tuple(notes))
 
 
 # ----------------------------------------------------------------------------------------------- claims
-def compare_claim_verdicts(first: pd.DataFrame, second: pd.DataFrame) -> Section:
+def compare_claim_verdicts(first: pd.DataFrame, second: pd.DataFrame, ignore: Sequence[str] = ()) -> Section:
     """The verdict of every claim part in two tidy tables (reference sets included): a part that reads no timing
-    and differs is a difference; one that reads a timing is listed as left out."""
+    and differs is a difference; one that reads a timing, or a metric of `ignore`, is listed as left out."""
     from tradeoffs.report.claims.against import compare_tables
     from tradeoffs.report.claims.spec import load_claims
 
     claims = load_claims()
-    found = compare_tables(first, second, claims)
-    differences = [" | ".join(d.lines()) for d in found if not d.timing]
-    left_out = [f"reads a timing: {d.lines()[0]}" for d in found if d.timing]
+    reads = {(c.id, p.id): {m for read in p.judged for m in read.metric} for c in claims for p in c.parts}
+    differences, left_out = [], []
+    for found in compare_tables(first, second, claims):
+        if found.timing:
+            left_out.append(f"reads a timing: {found.lines()[0]}")
+        elif ignored := sorted(reads[found.claim, found.part] & set(ignore)):
+            left_out.append(f"reads {', '.join(ignored)} (--ignore): {found.lines()[0]}")
+        else:
+            differences.append(" | ".join(found.lines()))
     parts = sum(len(claim.parts) for claim in claims)
     return Section("claims", f"verdicts of {parts} parts of {len(claims)} claims", tuple(differences), tuple(left_out))
 
@@ -365,17 +426,15 @@ def _compare_cells(
     return _Found(tuple(differences), left_out, notes)
 
 
-def _saved(source: _Source, kind: str, name: str) -> tuple[list[list[str]] | None, str]:
+def _saved(source: _Source, kind: str, name: str) -> tuple[list[list[str]] | None, bool]:
     """The product's saved cells, or for a figure drawn before figures saved their data, the cells this code
-    makes from the run's table (with a note)."""
+    makes from the run's table (and True)."""
     path = source.run.products(kind) / f"{name}.csv"
     if path.is_file():
-        return _cells(path.read_text()), ""
+        return _cells(path.read_text()), False
     if kind == "figure" and path.with_suffix(".png").is_file():
-        made = source.made(kind, name)
-        note = f"figure {name}: {source.run.root} saved no plotted data; made again from its table by this code"
-        return made, note
-    return None, ""
+        return source.made(kind, name), True
+    return None, False
 
 
 def _product_names(runs: Sequence[Run], kind: str) -> list[str]:
@@ -391,10 +450,11 @@ def compare_products(sources: tuple[_Source, _Source], kind: str) -> Section:
     if kind == "table" and any((s.run.products(kind) / f"{CLAIMS_TABLE}.csv").is_file() for s in sources):
         left_out.append(f"{CLAIMS_TABLE}.csv: the claims' verdicts, compared part by part under claims")
     names = _product_names([s.run for s in sources], kind)
-    compared = 0
+    compared, made = 0, [[], []]
     for name in names:
-        (first, note_a), (second, note_b) = (_saved(source, kind, name) for source in sources)
-        notes += [note for note in (note_a, note_b) if note]
+        (first, made_a), (second, made_b) = (_saved(source, kind, name) for source in sources)
+        for remade, was_made in zip(made, (made_a, made_b), strict=True):
+            remade += [name] if was_made else []
         if first is None or second is None:
             differences.append(f"{kind} {name}: none in the {'first' if first is None else 'second'} run")
             continue
@@ -403,6 +463,12 @@ def compare_products(sources: tuple[_Source, _Source], kind: str) -> Section:
         differences += found.differences
         left_out += found.left_out
         notes += found.notes
+    notes += [
+        f"{source.run.root} saved no plotted data of {len(remade)} figure(s) ({', '.join(remade)}): made again from "
+        "its table by this code"
+        for source, remade in zip(sources, made, strict=True)
+        if remade
+    ]
     what = "figures' plotted data" if kind == "figure" else "tables"
     return Section(f"{kind}s", f"{compared} {what}", tuple(differences), tuple(left_out), tuple(notes))
 
@@ -419,7 +485,7 @@ def compare_runs(first: Path, second: Path, ignore: Sequence[str] = ()) -> Compa
     sources = tuple(_Source(run, table, tuple(ignore)) for run, table in zip(runs, with_sets, strict=True))
     sections = (
         compare_results(*tables, ignore),
-        compare_claim_verdicts(*with_sets),
+        compare_claim_verdicts(*with_sets, ignore),
         compare_products(sources, "figure"),
         compare_products(sources, "table"),
     )
