@@ -2,8 +2,8 @@
 copy of the workflow, which earlier commands fill (a run by hand, a trained model), so that the commands that
 read a finished run's outputs find them. A long command runs with smaller sizes (RUN_AS: the same command
 with the overrides that shrink it); a command that launches a whole suite is skipped, with the reason
-(SKIPPED). A README command in neither table runs exactly as written; an entry of either table that the README
-no longer has fails the test."""
+(SKIPPED). A README command in neither table runs exactly as written; an entry of either table that is not a
+README command fails the test."""
 
 from __future__ import annotations
 
