@@ -57,6 +57,17 @@ TIMING_METRICS = frozenset(
         "step_time_median_s",
         "model_tflops_per_s",
         "mfu",
+        "hfu",
+        "mfu_ratio",
+        "hfu_ratio",
+        "time_ratio",
+        "time_slope",
+        "speedup",
+        "speedup_growth",
+        "prefill_tflops",
+        "decode_tflops",
+        "prefill_pct_of_peak",
+        "decode_pct_of_peak",
     }
 )
 
