@@ -42,7 +42,7 @@ dry-run: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/snakemake --lint
+	$(BIN)/snakemake --lint --config suite=$(SUITE)
 
 # Re-pin: regenerate requirements.lock from the current venv and environment.yml from the lock.
 lock: $(STAMP)
