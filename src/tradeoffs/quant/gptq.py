@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from tradeoffs.errors import ConfigError, check_choice, check_positive
 from tradeoffs.formats import FormatSpec, Scales, compute_scales, get_format, round_with_scales
 from tradeoffs.quant.api import QuantizeResult, register_quantize_handler
-from tradeoffs.quant.layers import make_quantized
+from tradeoffs.quant.layers import make_targets_quantized
 from tradeoffs.quant.rtn import round_weights
 from tradeoffs.quant.sequential import calibrated_model
 from tradeoffs.quant.spec import QuantSpec, get_spec, resolve_spec, spec_names
@@ -222,6 +222,5 @@ def _quantize(
     model: nn.Module, config: GPTQConfig, targets: dict[str, nn.Linear], batches: list[Tensor], result: QuantizeResult
 ) -> None:
     spec = config.spec
-    for linear in targets.values():
-        make_quantized(linear, spec.activation_format, spec.weight_format)
+    make_targets_quantized(targets, spec.activation_format, spec.weight_format)
     gptq_model(model, targets, spec.weight_format, config.gptq, batches)

@@ -4,6 +4,8 @@ Hadamard rotation of the inputs, and LLM.int8()'s mixed-precision decomposition.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -57,6 +59,14 @@ def make_quantized(
     linear.weight_format = weight_format
     linear.rotation = rotation
     return linear
+
+
+def make_targets_quantized(
+    targets: Mapping[str, nn.Linear], activation: FormatSpec | None, weight_format: FormatSpec | None
+) -> None:
+    """make_quantized on every target Linear of a method (their weights are quantized by the method)."""
+    for linear in targets.values():
+        make_quantized(linear, activation, weight_format)
 
 
 class LLMInt8Linear(nn.Linear):

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from tradeoffs.formats import FormatSpec, fake_quant
 from tradeoffs.quant.api import QuantizeResult, register_quantize_handler
-from tradeoffs.quant.layers import make_quantized
+from tradeoffs.quant.layers import make_targets_quantized
 from tradeoffs.quant.spec import QuantSpec, resolve_spec
 
 
@@ -36,6 +36,5 @@ def _quantize(
     model: nn.Module, config: RTNConfig, targets: dict[str, nn.Linear], batches: list[Tensor], result: QuantizeResult
 ) -> None:
     spec = config.spec
-    for linear in targets.values():
-        make_quantized(linear, spec.activation_format, spec.weight_format)
+    make_targets_quantized(targets, spec.activation_format, spec.weight_format)
     round_weights(targets, spec.weight_format)

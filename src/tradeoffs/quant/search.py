@@ -31,7 +31,7 @@ from tradeoffs.formats import (
     round_with_scales,
 )
 from tradeoffs.quant.api import QuantizeResult, register_quantize_handler
-from tradeoffs.quant.layers import make_quantized
+from tradeoffs.quant.layers import make_targets_quantized
 from tradeoffs.quant.sequential import calibrated_model
 from tradeoffs.quant.spec import QuantSpec, resolve_spec
 from tradeoffs.quant.structure import require_blocks
@@ -238,8 +238,7 @@ def _quantize(
 ) -> None:
     """Searched weights for every target (output objective: each layer's Hessian as GPTQ's driver collects it)."""
     spec = config.spec
-    for linear in targets.values():
-        make_quantized(linear, spec.activation_format, spec.weight_format)
+    make_targets_quantized(targets, spec.activation_format, spec.weight_format)
     fmt, names, found = spec.weight_format, {id(m): n for n, m in targets.items()}, {}
 
     def quantize(linear: nn.Linear, h: Tensor | None) -> Tensor:

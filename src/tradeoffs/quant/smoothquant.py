@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from tradeoffs.errors import ConfigError
 from tradeoffs.quant.api import QuantizeResult, register_quantize_handler
 from tradeoffs.quant.gptq import GPTQ, check_blocks, check_grid, quantize_weights
-from tradeoffs.quant.layers import make_quantized
+from tradeoffs.quant.layers import make_targets_quantized
 from tradeoffs.quant.spec import QuantSpec, get_spec, resolve_spec, spec_names
 from tradeoffs.quant.structure import has_blocks
 from tradeoffs.quant.transforms import check_pairs, norm_readers, smooth
@@ -77,6 +77,5 @@ def _quantize(
 ) -> None:
     spec = config.spec
     smooth(model, config.alpha, batches, config.layers, config.pairs)
-    for linear in targets.values():
-        make_quantized(linear, spec.activation_format, spec.weight_format)
+    make_targets_quantized(targets, spec.activation_format, spec.weight_format)
     quantize_weights(model, targets, spec.weight_format, config.gptq, batches)
