@@ -13,7 +13,7 @@ import pytest
 
 from tradeoffs.__main__ import main
 from tradeoffs.report import write_figure, write_table_file
-from tradeoffs.report.claims.stability import TIMING_METRICS
+from tradeoffs.report.claims.stability import VARYING_METRICS
 from tradeoffs.report.compare import compare_runs, run_name, timing_rows, without_hash
 from tradeoffs.results import write_table
 
@@ -68,7 +68,7 @@ def _rehashed(table: pd.DataFrame) -> pd.DataFrame:
 
 def test_a_rerun_that_changes_only_timings_hashes_and_provenance_compares_equal(table, first, tmp_path, capsys):
     second = _rehashed(table)
-    timing = second["metric"].isin(TIMING_METRICS) | second["label.noise"].notna()
+    timing = second["metric"].isin(VARYING_METRICS) | second["label.noise"].notna()
     assert timing.any() and not timing.all()
     second.loc[timing, "value"] *= 1.7
     second.loc[second["label.noise"].notna(), "label.noise"] = "suspect"
@@ -178,9 +178,11 @@ def test_the_figure_data_beside_a_figure_holds_the_values_it_plots(table, first)
 def test_ids_match_without_their_hash_and_timings_are_the_projects():
     assert run_name("numerics/mxfp4_gaussian_none-1a2b3c4d") == "numerics/mxfp4_gaussian_none"
     assert without_hash("read numerics/a-1a2b3c4d, train/b.c-0123abcd") == "read numerics/a, train/b.c"
-    frame = pd.DataFrame({"metric": ["tflops", "qsnr_db", "samples", None], "label.noise": [None, None, "warn", None]})
-    assert timing_rows(frame).tolist() == [True, False, True, False]
-    assert timing_rows(frame, ignore=["qsnr_db"]).tolist() == [True, True, True, False]
+    frame = pd.DataFrame(
+        {"metric": ["tflops", "qsnr_db", "samples", None, "peak_rss"], "label.noise": [None, None, "warn", None, None]}
+    )
+    assert timing_rows(frame).tolist() == [True, False, True, False, True]  # peak RSS: measured memory
+    assert timing_rows(frame, ignore=["qsnr_db"]).tolist() == [True, True, True, False, True]
 
 
 def test_a_run_that_is_not_a_project_directory_is_refused(first, tmp_path):

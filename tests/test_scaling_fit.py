@@ -25,10 +25,10 @@ from tradeoffs.report.claims import evaluate_claims, load_claims
 from tradeoffs.report.claims.criteria import Arm, identified_fit
 from tradeoffs.report.claims.verdicts import (
     CONFIRMED,
+    FIT_FAILED,
     INCONCLUSIVE,
     NOT_IN_SUITE,
     REFUTED,
-    RUNS_FAILED,
     TOO_FEW_RUNS,
     WITHIN_NOISE,
 )
@@ -161,7 +161,7 @@ def test_too_few_runs_gives_rows_saying_so_and_inconclusive_parts(workflow_dir):
     assert r2["value"].isna().all() and len(r2) == 3  # chinchilla fp32 and fp8, quartet over all
 
     decided = verdicts(table)
-    assert decided["law-fits"].verdict == INCONCLUSIVE and decided["law-fits"].reason == RUNS_FAILED
+    assert decided["law-fits"].verdict == INCONCLUSIVE and decided["law-fits"].reason == FIT_FAILED
     assert "fit_r2 is NaN" in decided["law-fits"].test
     assert "reference-precision runs" in decided["law-fits"].test  # the fit's own reason, quoted
 
@@ -246,7 +246,7 @@ def test_a_real_tiny_ladder_is_fitted_with_cannot_fit_rows_for_what_it_lacks(wor
     assert len(losses) == 4 and losses.between(1, 10).all()
     assert set(fit.loc[fit["metric"] == "fit_parameter", "label.fit_status"]) == {"too_few_runs"}
     assert (fit.loc[fit["metric"] == "fit_parameter", "label.n_runs"] == 4).all()
-    assert verdicts(table)["law-fits"].reason == RUNS_FAILED
+    assert verdicts(table)["law-fits"].reason == FIT_FAILED
 
 
 @pytest.mark.slow  # a real Snakemake run: four training jobs, the fit, its products and the claims (~1 min)

@@ -259,7 +259,7 @@ def test_schedule_warms_up_then_decays_to_the_floor():
 
 
 def test_training_benchmark_prints_its_ratios(capsys):
-    from tradeoffs.train.benchmark import main
+    from tradeoffs.train.loop_speed import main
 
     main(
         compose_train,

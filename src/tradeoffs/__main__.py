@@ -3,8 +3,8 @@
 <kind> [key=value ...]   run one experiment as a Hydra app (e.g. `numerics format=mxfp4`); writes
                          results/<kind>/<id>/result.json. Hydra's --cfg job, --help and -m work.
 bench gemm|qdq [...]     side-by-side ratio benchmarks in fresh processes (tradeoffs.bench.cli; --help)
-bench train [...]        training loop vs a minimal loop, recipes vs fp32 (tradeoffs.train.benchmark; --help)
-bench gptq [...]         GPTQ vs round-to-nearest and llmcompressor, CPU s per thread (tradeoffs.quant.benchmark)
+bench train [...]        training loop vs a minimal loop, recipes vs fp32 (tradeoffs.train.loop_speed; --help)
+bench gptq [...]         GPTQ vs round-to-nearest and llmcompressor, CPU s per thread (tradeoffs.quant.gptq_speed)
 bench suite [RESULTS]    where a finished run's time went: work, start-up, cold start per kind, critical path
 fit LAW RUNS.csv [...]   fit a scaling law to a table of runs; parameters with intervals (tradeoffs.fit.cli; --help)
 plan [--suite S]         validate a suite and print its experiment ids
@@ -229,12 +229,12 @@ def main(argv: list[str] | None = None) -> None:
         return
     if argv[:2] == ["bench", "train"]:
         from tradeoffs.pipeline.config import load_experiment
-        from tradeoffs.train.benchmark import main as train_benchmark
+        from tradeoffs.train.loop_speed import main as train_benchmark
 
         train_benchmark(lambda overrides: load_experiment("train", overrides), argv[2:])
         return
     if argv[:2] == ["bench", "gptq"]:
-        from tradeoffs.quant.benchmark import main as gptq_benchmark
+        from tradeoffs.quant.gptq_speed import main as gptq_benchmark
 
         sys.exit(gptq_benchmark(argv[2:]))
     if argv[:1] == ["fit"]:

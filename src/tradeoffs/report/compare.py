@@ -7,8 +7,8 @@ reference sets reports/reference/*.parquet. Three things are compared, and any d
 - results: every metric row of every run that ended `ok` in both, matched by the run's name without its config
   hash (`kind/study_axisvalues`, so a schema change that renames ids still matches), the metric and its labels;
   value and unit must be equal. Runs or rows in one table only, and runs whose status changed, are differences.
-  Timing rows are left out: a metric of the claims' list of timings
-  (tradeoffs.report.claims.stability.TIMING_METRICS) or a row carrying the timing engine's noise flag
+  Timing rows are left out: a metric of the claims' lists of timings and measured memory (peak RSS and the like,
+  tradeoffs.report.claims.stability.VARYING_METRICS) or a row carrying the timing engine's noise flag
   (`label.noise`, tradeoffs.bench.timing), and any metric named with `--ignore`. Provenance, config, message and
   run-time columns are not compared.
 - claims: the verdict of every part that reads no timing (tradeoffs.report.claims.against); parts that read a
@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from tradeoffs.errors import ConfigError
-from tradeoffs.report.claims.stability import TIMING_METRICS
+from tradeoffs.report.claims.stability import VARYING_METRICS
 
 HASHED_ID = re.compile(r"\b([a-z][a-z0-9_]*/[A-Za-z0-9.+_-]+?)-[0-9a-f]{8}\b")
 SHOWN = 8  # differences listed per section or product before "and N more"
@@ -124,9 +124,9 @@ class Comparison:
 
 # ----------------------------------------------------------------------------------------------- timings
 def timing_rows(results: pd.DataFrame, ignore: Iterable[str] = ()) -> pd.Series:
-    """Which rows of a tidy table hold a timing: a metric of TIMING_METRICS or of `ignore`, or a row the timing
-    engine flagged with its noise level."""
-    timing = results["metric"].isin(TIMING_METRICS | set(ignore))
+    """Which rows of a tidy table hold a timing (or measured memory): a metric of VARYING_METRICS or of `ignore`,
+    or a row the timing engine flagged with its noise level."""
+    timing = results["metric"].isin(VARYING_METRICS | set(ignore))
     if "label.noise" in results:
         noise = results["label.noise"]
         timing |= noise.notna() & (noise.astype(object).astype(str) != "")
@@ -281,7 +281,8 @@ def compare_results(first: pd.DataFrame, second: pd.DataFrame, ignore: Sequence[
     same = (x["value"] == y["value"]) | (x["value"].isna() & y["value"].isna())
     for key in common[~(same & (x["unit"] == y["unit"])).to_numpy()]:
         differences.append(f"{_row_name(key)}: {_value_text(x.loc[key])} -> {_value_text(y.loc[key])}")
-    left_out.append(f"{timing} timing row(s) (TIMING_METRICS, rows with a noise flag{', --ignore' if ignore else ''})")
+    flagged = f"VARYING_METRICS, rows with a noise flag{', --ignore' if ignore else ''}"
+    left_out.append(f"{timing} timing or measured-memory row(s) ({flagged})")
     present = set(first["metric"].dropna()) | set(second["metric"].dropna())
     left_out += [f"--ignore {m}: in neither table" for m in ignore if m not in present]
     by_metric = Counter(key[1] for key in common[~(same & (x["unit"] == y["unit"])).to_numpy()])
@@ -306,7 +307,7 @@ def compare_claim_verdicts(first: pd.DataFrame, second: pd.DataFrame, ignore: Se
     differences, left_out = [], []
     for found in compare_tables(first, second, claims):
         if found.timing:
-            left_out.append(f"reads a timing: {found.lines()[0]}")
+            left_out.append(f"reads a timing or measured memory: {found.lines()[0]}")
         elif ignored := sorted(reads[found.claim, found.part] & set(ignore)):
             left_out.append(f"reads {', '.join(ignored)} (--ignore): {found.lines()[0]}")
         else:

@@ -16,6 +16,7 @@ from tradeoffs.paths import conf_dir
 from tradeoffs.report.claims.power import power_lines
 from tradeoffs.report.claims.spec import Part
 from tradeoffs.report.claims.verdicts import (
+    FIT_FAILED,
     HARDWARE_ABSENT,
     INCONCLUSIVE,
     NOT_IN_SUITE,
@@ -122,6 +123,8 @@ def advice(part: Part, decision: Decision, rows: pd.DataFrame, current: Sequence
         lines.append("hardware with units for the dtype (a GPU run kept as a reference set, docs/benchmarks.md)")
     elif decision.reason == RUNS_FAILED:
         lines.append("runs that finish: the failures are named in the test")
+    elif decision.reason == FIT_FAILED:
+        lines.append("a fit that converges: its own reason is in the test (more runs or a wider range of the variable)")
     else:
         lines += power_lines(decision.bands, lever(rows))
         if decision.reason == UNSTABLE:

@@ -13,7 +13,7 @@ import pandas as pd
 from tradeoffs.report.claims.criteria import fmt
 from tradeoffs.report.claims.engine import evaluate_claims
 from tradeoffs.report.claims.spec import Claim
-from tradeoffs.report.claims.stability import timing_metrics
+from tradeoffs.report.claims.stability import VARYING_METRICS, timing_metrics
 from tradeoffs.report.claims.verdicts import UNSTABLE, Band, ClaimVerdict, Decision
 
 SHOWN = 4  # moved comparisons and reads listed per part
@@ -29,7 +29,8 @@ def verdict_label(decision: Decision) -> str:
 
 @dataclass(frozen=True)
 class Difference:
-    """One part whose verdict differs between the tables, the timing metrics it reads, and why."""
+    """One part whose verdict differs between the tables, the timing or measured-memory metrics it reads (which
+    move between identical runs), and why."""
 
     claim: str
     part: str
@@ -98,7 +99,7 @@ def differences(
     timing: dict[tuple[str, str], tuple[str, ...]] | None = None,
 ) -> list[Difference]:
     """Every part whose verdict (or unstable mark, or inconclusive reason) differs between two evaluations of
-    `claims`; `timing` names the timing metrics each (claim, part) reads."""
+    `claims`; `timing` names the timing and measured-memory metrics each (claim, part) reads."""
     by_id = [{v.claim: {p.part: p.decision for p in v.parts} for v in verdicts} for verdicts in (first, second)]
     out = []
     for claim in claims:
@@ -115,7 +116,9 @@ def differences(
 def compare_tables(first: pd.DataFrame, second: pd.DataFrame, claims: Sequence[Claim]) -> list[Difference]:
     """The parts whose verdict differs between two results tables."""
     timing = {
-        (c.id, p.id): tuple(dict.fromkeys([*timing_metrics(first, p), *timing_metrics(second, p)]))
+        (c.id, p.id): tuple(
+            dict.fromkeys([*timing_metrics(first, p, VARYING_METRICS), *timing_metrics(second, p, VARYING_METRICS)])
+        )
         for c in claims
         for p in c.parts
     }
@@ -128,6 +131,6 @@ def differences_text(found: Sequence[Difference], parts: int, first: str, second
     timing = sum(bool(d.timing) for d in found)
     summary = (
         f"{len(found)} of {parts} parts differ between {first} and {second}"
-        f" ({timing} read timings, {len(found) - timing} do not)"
+        f" ({timing} read timings or measured memory, {len(found) - timing} do not)"
     )
     return "\n".join([*lines, summary])

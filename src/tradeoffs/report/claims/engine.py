@@ -16,6 +16,7 @@ from tradeoffs.report.claims.select import select_rows, studies_present
 from tradeoffs.report.claims.spec import STATUSES, Claim, Part, Read
 from tradeoffs.report.claims.stability import checked_timing, timing_metrics
 from tradeoffs.report.claims.verdicts import (
+    FIT_FAILED,
     HARDWARE_ABSENT,
     NOT_IN_SUITE,
     RUNS_FAILED,
@@ -72,8 +73,9 @@ def select_arm(results: pd.DataFrame, read: Read, present: set[str], shared: dic
     if len(rows):
         arm = Arm.of(read.name, rows, _label(read, shared), read.paper, read.unit)
         if read.metric and len(read.metric) == 1 and not arm.runs:
-            test = f"{read.metric[0]} is NaN in every run{_stated_reasons(rows)}"
-            return inconclusive(RUNS_FAILED, test, run_ids=arm.run_ids)
+            stated = _stated_reasons(rows)
+            test = f"{read.metric[0]} is NaN in every run{stated}"
+            return inconclusive(FIT_FAILED if stated else RUNS_FAILED, test, run_ids=arm.run_ids)
         return arm
     config = {k: v for k, v in read.where.items() if k.startswith("cfg.")}
     others = [s for s in STATUSES if s not in read.statuses]

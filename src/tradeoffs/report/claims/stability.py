@@ -19,6 +19,7 @@ from tradeoffs.report.claims.criteria import fmt
 from tradeoffs.report.claims.select import select_rows
 from tradeoffs.report.claims.spec import Part
 from tradeoffs.report.claims.verdicts import (
+    FIT_FAILED,
     HARDWARE_ABSENT,
     NOT_IN_SUITE,
     RUNS_FAILED,
@@ -72,16 +73,38 @@ TIMING_METRICS = frozenset(
 )
 
 
-def timing_metrics(results: pd.DataFrame, part: Part) -> list[str]:
-    """The timing metrics a part's judged reads decide from (a read without `metric` reads every metric of its
-    rows), in the order met."""
+# The memory a process measured while it worked (peak and growth of its resident set, a tracked allocator peak,
+# and the copies of an input that peak implies): not timed, yet not reproducible to the byte either (allocator
+# caching, page reuse and the interpreter's own allocations move them between runs of one commit). Two runs are
+# compared apart from them, as from timings.
+MEASURED_METRICS = frozenset(
+    {
+        "peak_memory",
+        "peak_rss",
+        "peak_rss_max",
+        "rss_growth",
+        "rss_growth_max",
+        "peak_rss_growth_bytes",
+        "peak_bytes",
+        "peak_ratio",
+        "copies_of_input",
+    }
+)
+
+# Every metric whose value moves between identical runs: what a comparison of two runs sets apart.
+VARYING_METRICS = TIMING_METRICS | MEASURED_METRICS
+
+
+def timing_metrics(results: pd.DataFrame, part: Part, among: frozenset[str] = TIMING_METRICS) -> list[str]:
+    """The timing metrics (or the metrics of `among`) a part's judged reads decide from (a read without `metric`
+    reads every metric of its rows), in the order met."""
     found: list[str] = []
     for read in part.judged:
         metrics = read.metric
         if not metrics and len(results) and "metric" in results:
             rows = select_rows(results, read.study, (), read.where, read.statuses)
             metrics = tuple(rows["metric"].dropna().astype(str).unique())
-        found += [m for m in metrics if m in TIMING_METRICS and m not in found]
+        found += [m for m in metrics if m in among and m not in found]
     return found
 
 
@@ -110,7 +133,7 @@ def instability(bands: tuple[Band, ...]) -> str:
 def checked_timing(decision: Decision, metrics: list[str]) -> Decision:
     """The decision of a part that reads the timing `metrics`: unchanged when its bands are stable, else
     inconclusive (unstable) with the verdict it would have given and why."""
-    if not metrics or decision.reason in (NOT_IN_SUITE, HARDWARE_ABSENT, RUNS_FAILED, UNSTABLE):
+    if not metrics or decision.reason in (NOT_IN_SUITE, HARDWARE_ABSENT, RUNS_FAILED, FIT_FAILED, UNSTABLE):
         return decision
     if decision.reason == TOO_FEW_RUNS and not decision.bands:  # too few configurations (shapes, sizes), not repeats
         return decision

@@ -17,8 +17,9 @@ TOO_FEW_RUNS = "too few runs"
 WITHIN_NOISE = "within noise"
 HARDWARE_ABSENT = "hardware absent"
 RUNS_FAILED = "runs failed or diverged"
+FIT_FAILED = "fit failed"  # a derived value (a fit, an estimate) that its rows say could not be computed
 UNSTABLE = "unstable"  # a timing whose band is too wide, or has too few fresh-process repeats, to decide
-REASONS = (NOT_IN_SUITE, TOO_FEW_RUNS, WITHIN_NOISE, HARDWARE_ABSENT, RUNS_FAILED, UNSTABLE)
+REASONS = (NOT_IN_SUITE, TOO_FEW_RUNS, WITHIN_NOISE, HARDWARE_ABSENT, RUNS_FAILED, FIT_FAILED, UNSTABLE)
 
 
 @dataclass(frozen=True)
