@@ -2,8 +2,8 @@
 one layer, and imports only from the layers its layer may import (itself included): the library (formats,
 models, training, quantization, benchmarks, fits) calls nothing above it, so an outside user runs it from plain
 Python; the experiment kinds build on it; the report reads results; the pipeline (configs, planner, runner,
-workflow) drives them all; the command line calls on any of them. Anything not allowed fails, and units import
-each other without a cycle.
+workflow) drives them all; the command line calls on any of them. Anything not allowed fails, and neither units
+nor the modules inside them import each other in a cycle.
 
 An import is any `import` or `from ... import` (lazy ones inside functions, relative ones), an
 `importlib.import_module` of a literal or f-string name, or a module named in a string constant (what a table
@@ -201,6 +201,26 @@ def test_units_import_each_other_without_a_cycle():
     assert not cycle, "import cycle between units: " + " -> ".join(cycle)
 
 
+def module_graph(package: Path = PACKAGE) -> dict[str, set[str]]:
+    """module -> the other modules of the package it imports (a name that is an attribute counts as its module;
+    `from tradeoffs.x import y` reaches the package tradeoffs.x, whose __init__ runs first)."""
+    modules = {_module_name(path, package): path for path in _files(package)}
+    graph: dict[str, set[str]] = {}
+    for module, path in modules.items():
+        reached = set()
+        for name in imported_modules(path, package):
+            name = name.split(":")[0]
+            if name in modules or (name := name.rpartition(".")[0]) in modules:
+                reached.add(name)
+        graph[module] = reached - {module}
+    return graph
+
+
+def test_modules_import_each_other_without_a_cycle():
+    cycle = find_cycle(module_graph())
+    assert not cycle, "import cycle between modules: " + " -> ".join(cycle)
+
+
 def test_the_checks_see_every_form_of_import(tmp_path):
     package = tmp_path / "tradeoffs"
     for unit in ("alpha", "beta", "gamma", "delta", "epsilon", "zeta"):
@@ -227,6 +247,8 @@ def test_the_checks_see_every_form_of_import(tmp_path):
     assert units_of(names, units) == {"alpha", "beta", "gamma", "delta", "epsilon", "loose"}
     assert units_of(imported_modules(package / "zeta" / "__init__.py", package), units) == {"zeta"}
     assert import_graph(package)["alpha"] == {"beta", "gamma", "delta", "epsilon", "loose"}
+    reached = module_graph(package)["tradeoffs.alpha.sample"]
+    assert reached == {f"tradeoffs.{m}" for m in ("alpha", "beta", "gamma", "delta", "epsilon", "loose")}
 
 
 def test_the_cycle_check_finds_a_cycle_through_several_units():

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
-from tradeoffs.data import bpe
 from tradeoffs.data.batches import eval_batches, random_batch
+from tradeoffs.data.bpe import decode_text, encode, train_bpe
 from tradeoffs.data.sources import DataError, fetch, read_member, stdlib_corpus
 from tradeoffs.errors import ConfigError, check_choice, check_positive
 from tradeoffs.identity import descriptive
@@ -181,10 +181,10 @@ def _prepare(config: DataConfig, raw: dict[str, bytes] | bytes, digest: str, fac
     parts = {split: parts.get(split, b"") for split in SPLITS}
     meta: dict[str, Any] = {"name": config.name, "source": config.source, "source_sha256": digest, **facts}
     if config.tokenizer == "bpe":
-        texts = {split: bpe.decode_text(data) for split, data in parts.items()}
-        tokenizer = bpe.train_bpe(texts["train"][0], config.vocab_size)
+        texts = {split: decode_text(data) for split, data in parts.items()}
+        tokenizer = train_bpe(texts["train"][0], config.vocab_size)
         tokenizer.save(str(directory / "tokenizer.json"))
-        tokens = {split: bpe.encode(tokenizer, text) for split, (text, _) in texts.items()}
+        tokens = {split: encode(tokenizer, text) for split, (text, _) in texts.items()}
         vocab_size = tokenizer.get_vocab_size()
         meta["text_encoding"] = {split: encoding for split, (_, encoding) in texts.items()}
         meta["tokenizer_sha256"] = hashlib.sha256((directory / "tokenizer.json").read_bytes()).hexdigest()

@@ -8,6 +8,7 @@ is cached under .snakemake/tradeoffs/, keyed on the contents of conf/ and of the
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import itertools
 import json
@@ -213,10 +214,12 @@ def _reads_whole_study(kind: str) -> bool:
     return any(f.name == "source_ids" for f in fields(get_kind(kind).schema))
 
 
-def _set_sources(config: Any, batch: list[PlannedExperiment | None], studies_before: list[str]) -> None:
+def _set_sources(
+    config: Any, batch: list[PlannedExperiment | None], studies_before: list[str], typed: dict[str, Any]
+) -> None:
     """Fill the planner's keys of a config from the source experiments it reads: `source_ids` with all of them,
     or `source` (the resolved config) and `source_id` of the one; a kind that reads sources but got none is an
-    error."""
+    error. `typed` keeps each source's typed config for the next experiment that reads it."""
     from tradeoffs.pipeline.config import to_typed
 
     if batch == [None]:
@@ -230,7 +233,9 @@ def _set_sources(config: Any, batch: list[PlannedExperiment | None], studies_bef
         config.source_ids = [source.id for source in batch]
     else:
         (source,) = batch
-        config.source, config.source_id = to_typed(source.config), source.id
+        if source.id not in typed:
+            typed[source.id] = to_typed(source.config, source.kind)
+        config.source, config.source_id = copy.deepcopy(typed[source.id]), source.id
 
 
 def _plan_experiments(suite_name: str, suite: SuiteConfig) -> list[PlannedExperiment]:
@@ -246,6 +251,7 @@ def _plan_studies(suite_name: str, suite: SuiteConfig) -> list[PlannedExperiment
 
     experiments: list[PlannedExperiment] = []
     seen: dict[str, tuple[str, ...]] = {}
+    typed_sources: dict[str, Any] = {}
     results = project_root() / "results"
     for study, sweep in suite.experiments.items():
         kind = sweep.kind
@@ -268,7 +274,7 @@ def _plan_studies(suite_name: str, suite: SuiteConfig) -> list[PlannedExperiment
             for batch in batches:
                 try:
                     config = load_experiment(kind, overrides)
-                    _set_sources(config, batch, _studies_before(suite, study))
+                    _set_sources(config, batch, _studies_before(suite, study), typed_sources)
                 except ConfigError as error:
                     raise ConfigError(f"suite '{suite_name}', {study} with {' '.join(overrides)}: {error}") from None
                 resources = get_kind(kind).resources(config)

@@ -8,11 +8,12 @@ name is its module's (rtn, gptq, ...); `METHODS` maps the names to the config ty
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -23,8 +24,28 @@ from tradeoffs.quant.layers import head_dims, kv_cache_hooks
 from tradeoffs.quant.spec import QuantSpec
 from tradeoffs.quant.structure import as_linears, target_linears
 
-if TYPE_CHECKING:  # the method modules import this one to register
-    from tradeoffs.quant.search import SearchResult
+
+@dataclass
+class SearchResult:
+    """What a format search (tradeoffs.quant.search) chose for one Linear: the searched weight and, per output row,
+    the element and the clipping ratio."""
+
+    weight: Tensor
+    elements: list[str]  # the candidates, in order
+    element_index: Tensor  # (rows,) index into `elements`
+    clip_ratio: Tensor  # (rows,)
+    error: float  # the objective at the choice, summed over rows
+    element_per_row: bool = False  # search.element_per == "channel": each row records its element
+
+    @property
+    def selector_bits(self) -> float:
+        """Bits per row that record the element choice (a per-layer choice costs bits per tensor: 0 here)."""
+        return float(math.ceil(math.log2(len(self.elements)))) if self.element_per_row else 0.0
+
+    def element_shares(self) -> dict[str, float]:
+        """The fraction of rows that chose each candidate element."""
+        counts = torch.bincount(self.element_index, minlength=len(self.elements)).float()
+        return {name: float(c / counts.sum()) for name, c in zip(self.elements, counts, strict=True)}
 
 
 @dataclass

@@ -14,7 +14,6 @@ per row. SearchConfig and its handler make the search a method of quantize_.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -30,7 +29,7 @@ from tradeoffs.formats import (
     parse_element,
     round_with_scales,
 )
-from tradeoffs.quant.api import QuantizeResult, register_quantize_handler
+from tradeoffs.quant.api import QuantizeResult, SearchResult, register_quantize_handler
 from tradeoffs.quant.layers import make_targets_quantized
 from tradeoffs.quant.sequential import calibrated_model
 from tradeoffs.quant.spec import QuantSpec, resolve_spec
@@ -119,28 +118,6 @@ def check_search(fmt: FormatSpec | str, search: FormatSearch) -> list[str]:
             f"{', '.join(candidate_elements(bits))}"
         )
     return names
-
-
-@dataclass
-class SearchResult:
-    """The searched weight and what was chosen: per output row, the element and the clipping ratio."""
-
-    weight: Tensor
-    elements: list[str]  # the candidates, in order
-    element_index: Tensor  # (rows,) index into `elements`
-    clip_ratio: Tensor  # (rows,)
-    error: float  # the objective at the choice, summed over rows
-    element_per_row: bool = False  # search.element_per == "channel": each row records its element
-
-    @property
-    def selector_bits(self) -> float:
-        """Bits per row that record the element choice (a per-layer choice costs bits per tensor: 0 here)."""
-        return float(math.ceil(math.log2(len(self.elements)))) if self.element_per_row else 0.0
-
-    def element_shares(self) -> dict[str, float]:
-        """The fraction of rows that chose each candidate element."""
-        counts = torch.bincount(self.element_index, minlength=len(self.elements)).float()
-        return {name: float(c / counts.sum()) for name, c in zip(self.elements, counts, strict=True)}
 
 
 def _layout(fmt: FormatSpec, element: str) -> FormatSpec:

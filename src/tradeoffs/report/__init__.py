@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tradeoffs.errors import check_choice
-from tradeoffs.report.reads import Rows
+from tradeoffs.report.reads import SCORE_METRICS, STRATEGY_METRICS, Rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -78,8 +78,6 @@ LLM_FP4 = "LLM-FP4 (2023)"
 # The reads several products share. The metrics of `requires` must be in a study's runs.
 BENCH = ("ok", "invalid")  # a benchmark run whose timing is invalid is still drawn, flagged
 TRAINED = ("ok", "diverged")
-SCORE_METRICS = ("loss", "perplexity", "loss_change", "kl", "top1_agreement", "bits_per_weight", "memory_bytes")
-STRATEGY_METRICS = ("flops", "activations", "parameters", "flops_factor", "time_median_s")
 NUMERICS = {"numerics": Rows("numerics")}
 CREST = {"crossover": Rows("crossover"), "numerics": Rows("numerics")}
 GEMM = {"gemm": Rows("gemm", BENCH), "unsupported": Rows("gemm", ("unsupported",))}

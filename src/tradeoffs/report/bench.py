@@ -15,15 +15,15 @@ import pandas as pd
 import seaborn as sns
 
 from tradeoffs.hardware import GEMM_DTYPES
-from tradeoffs.report import frames
+from tradeoffs.report.frames import hardware_column
 
 DTYPE_ORDER = list(GEMM_DTYPES)
 NOISE_RANK = {"ok": 0, "warn": 1, "suspect": 2}
 
 
 def with_hardware(rows: pd.DataFrame) -> pd.DataFrame:
-    """Benchmark rows with a `hardware` column naming the machine of each (tradeoffs.report.frames.hardware)."""
-    return rows.assign(hardware=frames.hardware(rows))
+    """Benchmark rows with a `hardware` column naming the machine of each (tradeoffs.report.frames.hardware_column)."""
+    return rows.assign(hardware=hardware_column(rows))
 
 
 def _worst_noise(flags: pd.Series) -> str:

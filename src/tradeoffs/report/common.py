@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
 from tradeoffs.errors import ConfigError
 from tradeoffs.results import FAILED_STATUSES
-
-if TYPE_CHECKING:
-    from tradeoffs.report import Product
 
 FAILED_COLUMNS = ["id", "study", "status", "message"]
 NO_SUCCESS = "no successful runs"  # the status of a row that states a study has none
@@ -196,7 +193,20 @@ def _statements(results: pd.DataFrame, studies: Sequence[str]) -> pd.DataFrame:
     )
 
 
-def make_product(product: Product, results: pd.DataFrame, kind: str) -> Any:
+class Makeable(Protocol):
+    """What make_product needs of a product (tradeoffs.report.Product): its required and optional studies, and
+    the figure or table it makes from a tidy table."""
+
+    @property
+    def studies(self) -> tuple[str, ...]: ...
+
+    @property
+    def optional(self) -> tuple[str, ...]: ...
+
+    def make(self, results: pd.DataFrame) -> Any: ...
+
+
+def make_product(product: Makeable, results: pd.DataFrame, kind: str) -> Any:
     """A figure or table (`kind`) made by `product` from `results`, with its failed runs shown as failed: a note
     under a figure, a row per run in a table. When one of its studies has no successful (`ok`) run, nothing can
     be drawn from it: the product is the statement "no successful runs of study ..." with its runs. An optional

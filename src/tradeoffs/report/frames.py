@@ -12,7 +12,7 @@ from tradeoffs.numerics import qsnr_db
 MIN_BLOCKS_PER_BIN = 64  # Monte-Carlo crest bins with fewer blocks are too noisy to show or judge
 
 
-def hardware(rows: pd.DataFrame) -> pd.Series:
+def hardware_column(rows: pd.DataFrame) -> pd.Series:
     """A readable name of the machine of each row: the GPU, or the CPU model with its thread count; rows of a
     reference set (tradeoffs.report.reference) say so."""
     cpu_model = rows.get("prov.cpu_model", pd.Series("CPU", index=rows.index)).fillna("CPU")

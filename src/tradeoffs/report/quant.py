@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from tradeoffs.report import SCORE_METRICS
+from tradeoffs.report.reads import SCORE_METRICS
 
 METHOD_LABELS = {
     "rtn": "RTN",

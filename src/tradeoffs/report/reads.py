@@ -14,6 +14,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pandas as pd
 
+# The metrics every run of a study must have for the products that tabulate them: a quantized model's scores, and
+# a scaling strategy's counts and step time.
+SCORE_METRICS = ("loss", "perplexity", "loss_change", "kl", "top1_agreement", "bits_per_weight", "memory_bytes")
+STRATEGY_METRICS = ("flops", "activations", "parameters", "flops_factor", "time_median_s")
+
 
 @dataclass(frozen=True)
 class Rows:

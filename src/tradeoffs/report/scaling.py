@@ -40,7 +40,7 @@ from tradeoffs.fit import (
     runs_from_tidy,
 )
 from tradeoffs.fit.laws import QUARTET_ESTIMATES
-from tradeoffs.report import STRATEGY_METRICS
+from tradeoffs.report.reads import STRATEGY_METRICS
 
 BASE_NAMES = {"gpt": "GPT", "cnn": "CNN"}
 STRATEGY_ORDER = ["width", "depth", "context", "resolution", "compound"]

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from tradeoffs.errors import ConfigError, check_choice, check_finite, check_positive
+from tradeoffs.identity import plain
 from tradeoffs.kinds import get_kind, kind_names
 from tradeoffs.kinds.base import ExperimentConfig
 from tradeoffs.paths import conf_dir, suite_file, use_project
@@ -237,8 +238,8 @@ def load_experiment(kind: str, overrides: Sequence[str] = ()) -> ExperimentConfi
 
 
 def as_dict(config: Any) -> dict[str, Any]:
-    """A JSON-ready nested dict of a config dataclass."""
-    return OmegaConf.to_container(OmegaConf.structured(config), resolve=True)
+    """A JSON-ready nested dict of a config dataclass (every field, in declaration order)."""
+    return plain(config)
 
 
 def load_suite(name: str) -> SuiteConfig:

@@ -21,7 +21,6 @@ import pandas as pd
 from scipy import stats
 
 from tradeoffs.errors import ConfigError
-from tradeoffs.report import frames
 from tradeoffs.report.claims.verdicts import (
     CONFIRMED,
     HARDWARE_ABSENT,
@@ -36,6 +35,7 @@ from tradeoffs.report.claims.verdicts import (
     combine,
     inconclusive,
 )
+from tradeoffs.report.frames import crest_frame, hardware_column
 
 
 @dataclass(frozen=True)
@@ -370,7 +370,7 @@ def tracks_model(
     """For every INT/FP pair of the model's runs, the Monte-Carlo QSNR gap INT - FP per crest-factor bin
     (numerics runs pooled per format, bins with enough blocks) has the sign of the model's gap at the bin's
     centre in at least `min_agreement` of the bins where the model's gap exceeds `margin_db`."""
-    bins = frames.crest_frame(measured.rows)
+    bins = crest_frame(measured.rows)
     curves = model.rows[model.rows["metric"] == "qsnr_theory_db"]
     steps, names, unjudged = [], [], []
     for run_id, curve in curves.groupby("id"):
@@ -410,7 +410,7 @@ def with_unjudged(decision: Decision, unjudged: Sequence[str]) -> Decision:
 
 # ------------------------------------------------------------------------------------------- hardware
 def _with_hardware(rows: pd.DataFrame) -> pd.DataFrame:
-    return rows.assign(hardware=frames.hardware(rows)) if len(rows) else rows.assign(hardware=[])
+    return rows.assign(hardware=hardware_column(rows)) if len(rows) else rows.assign(hardware=[])
 
 
 def _numeric(rows: pd.DataFrame, column: str) -> pd.Series:
