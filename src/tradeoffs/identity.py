@@ -6,6 +6,7 @@ without importing the pipeline."""
 from __future__ import annotations
 
 import dataclasses
+import enum
 import hashlib
 import json
 import types
@@ -22,7 +23,10 @@ def descriptive(default: Any = "") -> Any:
 
 
 def plain(config: Any) -> Any:
-    """A JSON-ready nested value of a config dataclass (every field, descriptive ones included)."""
+    """A JSON-ready nested value of a config dataclass (every field, descriptive ones included; an enumeration
+    member as its value)."""
+    if isinstance(config, enum.Enum):
+        return config.value
     if dataclasses.is_dataclass(config) and not isinstance(config, type):
         return {f.name: plain(getattr(config, f.name)) for f in dataclasses.fields(config)}
     if isinstance(config, dict):
