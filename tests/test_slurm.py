@@ -5,9 +5,10 @@ The module installs the packages when they are missing (root and apt-get needed;
 it cannot), starts munged, slurmctld and slurmd by hand with their own key, socket, ports and state in a
 temporary directory, and stops exactly those processes at the end, also when a test fails. Clients find the
 cluster through a symlink /etc/slurm/slurm.conf -> that directory, made only where no configuration exists and
-removed afterwards. The node claims at least 8 CPUs whatever the machine has, so small jobs run side by side
-(the smoke suite's cluster run: 157 s with the machine's 2 CPUs, 105 s with 8): the plugin's job step drops SLURM_CONF before its nested srun, so a private path in the
-environment is not enough. The node declares one fake GPU (a placeholder file) so `--gpus` requests go through.
+removed afterwards: the plugin's job step drops SLURM_CONF before its nested srun, so a private path in the
+environment is not enough. The node declares one fake GPU (a placeholder file) so `--gpus` requests go through,
+and at least 8 CPUs whatever the machine has, so small jobs run side by side as on a real node (the smoke
+suite's cluster run: 157 s with a 2-core machine's 2 CPUs, 105 s with 8).
 
 Tests: the smoke suite on SLURM gives the same experiments and metric values as a local run, with small jobs
 grouped into one cluster job; a job killed with scancel mid-run is resubmitted (with twice the memory) and
