@@ -184,7 +184,8 @@ class GPT(nn.Module):
     def reset_parameters(self) -> None:
         """GPT-2 initialisation: N(0, init_std) for weights and embeddings, zero biases, unit norms, and the
         residual projections (attn.proj, mlp.down) scaled by 1/sqrt(2 n_layer). A weightless model (built on the
-        meta device to check shapes) has no values to set: skipped, as torch's meta kernels for it are slow."""
+        meta device to check shapes) has no values to set: skipped (a process's first normal_ on the meta device
+        loads torch's reference kernels, seconds of a plan's time)."""
         if self.wte.weight.is_meta:
             return
         std = self.config.init_std
