@@ -18,6 +18,7 @@ from tradeoffs.formats import (
     quantize_with_scales,
     round_with_scales,
 )
+from tradeoffs.numerics import qsnr_db
 
 
 def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -177,11 +178,12 @@ def test_a_scale_rule_is_the_enum_from_its_yaml_spelling_and_an_unknown_one_name
 
 
 def test_a_scale_rule_set_by_a_hydra_override_is_the_enum_and_a_plain_string_in_the_record():
-    from tradeoffs.pipeline.config import as_dict, config_hash, load_experiment
+    from tradeoffs.identity import plain
+    from tradeoffs.pipeline.config import config_hash, load_experiment
 
     config = load_experiment("numerics", ["format=mxfp4", "format.scale_rule=ceil"])
     assert config.format.scale_rule is ScaleRule.ceil
-    assert type(as_dict(config)["format"]["scale_rule"]) is str  # results and plans hold plain strings
+    assert type(plain(config)["format"]["scale_rule"]) is str  # results and plans hold plain strings
     assert config_hash(config) == config_hash(load_experiment("numerics", ["format=mxfp4_ceil", "format.name=mxfp4"]))
 
 
@@ -214,7 +216,7 @@ def test_under_the_floor_rule_smaller_mxfp4_blocks_lose_qsnr_on_gaussian_data():
                 element="fp4_e2m1", granularity="block", block_size=block_size, scale_format="e8m0", scale_rule=rule
             )
             ours = fake_quant(torch.from_numpy(x).float(), spec).double().numpy()
-            qsnr[rule, block_size] = 10 * np.log10((x**2).sum() / ((x - ours) ** 2).sum())
+            qsnr[rule, block_size] = qsnr_db((x**2).sum(), ((x - ours) ** 2).sum())
             assert qsnr[rule, block_size] == pytest.approx(_mxfp4_qsnr_by_hand(x, block_size, rule), abs=0.02)
     assert qsnr["floor", 64] - qsnr["floor", 8] > 0.3
     assert qsnr["ceil", 8] - qsnr["ceil", 64] > 0.3

@@ -21,7 +21,8 @@ import torch
 from conftest import ROOT
 from conftest import TRAIN_TINY as TINY
 from tradeoffs.__main__ import main
-from tradeoffs.pipeline.config import as_dict, load_experiment
+from tradeoffs.identity import plain
+from tradeoffs.pipeline.config import load_experiment
 from tradeoffs.pipeline.plan import build_plan
 from tradeoffs.pipeline.runner import run_experiment
 from tradeoffs.results import Metric, ResultRecord, read_result, write_json_atomic, write_result
@@ -147,7 +148,7 @@ def test_a_read_only_results_directory_is_a_clear_error(tmp_path, tiny_disk):
     out.parent.mkdir(parents=True)
     subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
     config = load_experiment("numerics", ["n_values=4096", "row_size=64"])
-    arguments = ["job", "--id", "numerics/ro", "--config", json.dumps(as_dict(config)), "--out", str(out)]
+    arguments = ["job", "--id", "numerics/ro", "--config", json.dumps(plain(config)), "--out", str(out)]
     with pytest.raises(SystemExit, match=f"error: cannot write {out}: .*[Rr]ead-only"):
         main(arguments)
 
@@ -176,7 +177,7 @@ def _failing_job(tmp_path: Path, *flags: str) -> tuple[list[str], Path]:
     """A real failure: the corpus has 256 token ids but the model only 64 embeddings."""
     config = load_experiment("train", [*TINY, "model.vocab_size=64", "steps=2", "eval_interval=2"])
     out = tmp_path / "train/vocab/result.json"
-    return ["job", "--id", "train/vocab", "--config", json.dumps(as_dict(config)), "--out", str(out), *flags], out
+    return ["job", "--id", "train/vocab", "--config", json.dumps(plain(config)), "--out", str(out), *flags], out
 
 
 def test_a_failed_job_run_by_hand_exits_non_zero_with_its_message(tmp_path):

@@ -9,9 +9,10 @@ import dataclasses
 import pytest
 import torch
 
-from tradeoffs.formats import FormatSpec, compute_scales, fake_quant, get_format
+from tradeoffs.formats import FormatSpec, fake_quant, get_format
 from tradeoffs.models import GPT, ModelConfig
 from tradeoffs.quant import GPTQ, GPTQConfig, RTNConfig, get_spec, gptq_quantize_weight, hessian, quantize_
+from tradeoffs.quant.gptq_speed import llmcompressor_gptq
 from tradeoffs.quant.structure import decoder_blocks
 
 INT4_G32 = FormatSpec(name="int4_asym_g32", element="int4", asymmetric=True, granularity="block", block_size=32)
@@ -29,35 +30,13 @@ def _layer(rows: int = 32, columns: int = 128, seed: int = 0) -> tuple[torch.Ten
 
 
 def _llmcompressor(weight, h, fmt: FormatSpec, settings: GPTQ) -> torch.Tensor:
-    """llmcompressor's GPTQ with our up-front scales, its quantization args describing the same grid."""
-    from compressed_tensors.quantization import QuantizationArgs
-    from llmcompressor.modifiers.gptq.gptq_quantize import quantize_weight
-
-    element = fmt.element_format
-    strategy = {"block": "group", "channel": "channel"}[fmt.granularity]
-    args = QuantizationArgs(
-        num_bits=element.bits,
-        type="int" if element.kind == "int" else "float",
-        symmetric=not fmt.asymmetric,
-        strategy=strategy,
-        group_size=fmt.block_size if strategy == "group" else None,
-        actorder="weight" if settings.act_order else None,
-    )
-    scales = compute_scales(weight, fmt, axis=-1)
-    # its integer codes are signed ([-8, 7] for 4 bits): our zero point shifted by half the range
-    zero = torch.zeros_like(scales.scale) if scales.zero_point is None else scales.zero_point - 2 ** (element.bits - 1)
-    quantized, _losses, fallback = quantize_weight(
-        weight[None].clone(),
-        h[None].clone(),
-        scales.scale[None],
-        zero.to(torch.int8)[None],
-        None,
-        args,
-        blocksize=settings.block_size,
-        percdamp=settings.damp,
-    )
+    """llmcompressor's GPTQ with our up-front scales (a test dependency), checked to have used its grid for every
+    column."""
+    run = llmcompressor_gptq(weight, h, fmt, settings)
+    assert run is not None, "llmcompressor is a test dependency (requirements.lock)"
+    quantized, _losses, fallback = run()
     assert not fallback.any()
-    return quantized[0]
+    return quantized
 
 
 @pytest.mark.parametrize(

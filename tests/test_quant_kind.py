@@ -15,11 +15,12 @@ from conftest import QUANT_SMALL, ROOT, TRAIN_ID, TRAIN_TINY, copy_workflow, tra
 from tradeoffs.data import load_dataset
 from tradeoffs.errors import ConfigError
 from tradeoffs.evaluate import bits_per_weight, compare, get_protocol
+from tradeoffs.identity import plain
 from tradeoffs.kinds import get_kind
 from tradeoffs.kinds.base import Job
 from tradeoffs.kinds.quant import build_method, check_source
 from tradeoffs.kinds.sources import load_trained_model
-from tradeoffs.pipeline.config import as_dict, config_hash, load_experiment, to_typed
+from tradeoffs.pipeline.config import config_hash, load_experiment, to_typed
 from tradeoffs.pipeline.runner import run_experiment
 from tradeoffs.quant import METHODS, get_spec, method_config, quantize_
 from tradeoffs.report import FIGURES, TABLES, write_figure, write_table_file
@@ -221,7 +222,7 @@ def test_every_method_option_is_its_library_config(path):
         assert method == method_config(path.stem)
     else:  # a preset over a method's file: its name and what it changes
         assert path.stem.startswith(config.method.name) and method != method_config(config.method.name)
-    read_back = to_typed(as_dict(config))  # as a job reads its resolved config
+    read_back = to_typed(plain(config))  # as a job reads its resolved config
     assert read_back.method == config.method and config_hash(read_back) == config_hash(config)
 
 
@@ -230,7 +231,7 @@ def test_every_registered_method_has_its_option():
 
 
 def test_a_resolved_config_read_back_names_a_bad_method_key():
-    resolved = as_dict(load_experiment("quant", ["method=gptq"]))
+    resolved = plain(load_experiment("quant", ["method=gptq"]))
     resolved["method"]["gptq"]["blocksize"] = 3
     with pytest.raises(ConfigError, match=r"method.gptq.blocksize: .*valid keys: block_size"):
         to_typed(resolved)

@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 
 from tradeoffs.__main__ import main
-from tradeoffs.pipeline.config import as_dict, load_experiment
+from tradeoffs.identity import plain
+from tradeoffs.pipeline.config import load_experiment
 from tradeoffs.pipeline.failures import collect_inputs, fallback_path, finishable, recorded_failure
 from tradeoffs.pipeline.failures import main as failures_main
 from tradeoffs.pipeline.plan import PlannedExperiment, load_plan
@@ -97,7 +98,7 @@ def _fill(disk: Path) -> None:
 def _job(experiment_id: str) -> list[str]:
     config = load_experiment("numerics", ["n_values=4096", "row_size=64"])
     out = f"results/{experiment_id}/result.json"
-    return ["job", "--id", experiment_id, "--config", json.dumps(as_dict(config)), "--out", out]
+    return ["job", "--id", experiment_id, "--config", json.dumps(plain(config)), "--out", out]
 
 
 # --- one job -----------------------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tradeoffs.pipeline.config import as_dict, load_experiment
+from tradeoffs.identity import plain
+from tradeoffs.pipeline.config import load_experiment
 from tradeoffs.worker import socket_path
 
 
@@ -34,7 +35,7 @@ def metrics(workflow_dir, name: str) -> list:
 
 
 def test_a_warm_job_matches_a_fresh_process_and_keeps_its_status(workflow_dir):
-    config = as_dict(load_experiment("numerics", ["n_values=65536", "format=mxfp4"]))
+    config = plain(load_experiment("numerics", ["n_values=65536", "format=mxfp4"]))
     warm = job(workflow_dir, "warm", config)
     assert warm.returncode == 0 and "numerics/warm: ok" in warm.stdout, warm.stderr
     server = socket_path(workflow_dir)
@@ -98,7 +99,7 @@ def listen_and_record(path: Path, record: Path, *, bind_first: bool = False):
 
 
 def run_numerics_job(workflow_dir, name: str) -> subprocess.CompletedProcess:
-    config = as_dict(load_experiment("numerics", ["n_values=4096", "format=int8"]))
+    config = plain(load_experiment("numerics", ["n_values=4096", "format=int8"]))
     return job(workflow_dir, name, config)
 
 
@@ -208,7 +209,7 @@ def test_a_child_whose_log_is_on_a_full_device_still_replies_and_ends(tmp_path):
 
     client, server = socket.socketpair()
     full = os.open("/dev/full", os.O_WRONLY)
-    config = json.dumps(as_dict(load_experiment("numerics", ["n_values=4096", "format=int8"])))
+    config = json.dumps(plain(load_experiment("numerics", ["n_values=4096", "format=int8"])))
     argv = ["job", "--id", "numerics/full", "--config", config, "--out", str(tmp_path / "r" / "result.json")]
     worker._send(client, {"argv": argv, "cwd": str(tmp_path), "env": dict(os.environ)})
     socket.send_fds(client, [b"fds"], [full, full])

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tradeoffs.errors import ConfigError
+from tradeoffs.identity import plain
 from tradeoffs.paths import conf_dir, project_root, suite_file
 from tradeoffs.resources import JobResources
 
@@ -247,7 +248,7 @@ def _plan_experiments(suite_name: str, suite: SuiteConfig) -> list[PlannedExperi
 
 def _plan_studies(suite_name: str, suite: SuiteConfig) -> list[PlannedExperiment]:
     from tradeoffs.kinds import get_kind
-    from tradeoffs.pipeline.config import as_dict, config_hash, load_experiment
+    from tradeoffs.pipeline.config import config_hash, load_experiment
 
     experiments: list[PlannedExperiment] = []
     seen: dict[str, tuple[str, ...]] = {}
@@ -294,9 +295,7 @@ def _plan_studies(suite_name: str, suite: SuiteConfig) -> list[PlannedExperiment
                     )
                 seen[experiment_id] = overrides
                 inputs = tuple(source.result_path for source in batch if source is not None)
-                experiments.append(
-                    PlannedExperiment(experiment_id, kind, overrides, as_dict(config), inputs, resources)
-                )
+                experiments.append(PlannedExperiment(experiment_id, kind, overrides, plain(config), inputs, resources))
         if len(experiments) == planned_before:
             cause = f"exclude: {sweep.exclude} removes every point" if sweep.exclude else "an empty axis: no point"
             raise ConfigError(

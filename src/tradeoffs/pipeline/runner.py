@@ -21,9 +21,9 @@ import torch
 
 from tradeoffs.atomic import FileWriteError, named_write_error
 from tradeoffs.errors import Diverged, InvalidResult, Unsupported
+from tradeoffs.identity import plain
 from tradeoffs.kinds import get_kind
 from tradeoffs.kinds.base import ExperimentConfig, Job
-from tradeoffs.pipeline.config import as_dict
 from tradeoffs.pipeline.failures import discard_failure, record_failure
 from tradeoffs.provenance import collect_provenance
 from tradeoffs.results import Outcome, ResultRecord, write_result
@@ -74,7 +74,7 @@ def run_experiment(
         kind=config.kind,
         status=outcome.status,
         message=outcome.message,
-        config=as_dict(config),
+        config=plain(config),
         metrics=outcome.metrics,
         timings={"wall_s": wall, **outcome.timings},
         provenance=collect_provenance(),

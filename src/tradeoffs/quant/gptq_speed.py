@@ -36,15 +36,19 @@ def cpu_seconds(function: Callable[[], object]) -> tuple[float, object]:
     return (time.process_time() - start) / torch.get_num_threads(), result
 
 
-def _registry(weight, h, fmt: FormatSpec, settings: GPTQ):
-    """llmcompressor's GPTQ on the same problem, or None when it is not installed."""
+def llmcompressor_gptq(
+    weight: torch.Tensor, h: torch.Tensor, fmt: FormatSpec, settings: GPTQ
+) -> Callable[[], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None:
+    """llmcompressor's GPTQ (quantize_weight) on one layer with our up-front scales, its quantization args
+    describing the same grid (block or channel): a call that runs it and returns its quantized weight, losses and
+    fallback mask; None when llmcompressor is not installed."""
     try:
         from compressed_tensors.quantization import QuantizationArgs
         from llmcompressor.modifiers.gptq.gptq_quantize import quantize_weight
     except ImportError:
         return None
     element = fmt.element_format
-    strategy = "group" if fmt.granularity == "block" else "channel"
+    strategy = {"block": "group", "channel": "channel"}[fmt.granularity]
     args = QuantizationArgs(
         num_bits=element.bits,
         type="int" if element.kind == "int" else "float",
@@ -54,10 +58,11 @@ def _registry(weight, h, fmt: FormatSpec, settings: GPTQ):
         actorder="weight" if settings.act_order else None,
     )
     scales = compute_scales(weight, fmt, axis=-1)
+    # its integer codes are signed ([-8, 7] for 4 bits): our zero point shifted by half the range
     zero = torch.zeros_like(scales.scale) if scales.zero_point is None else scales.zero_point - 2 ** (element.bits - 1)
 
-    def run():
-        return quantize_weight(
+    def run() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        quantized, losses, fallback = quantize_weight(
             weight[None].clone(),
             h[None].clone(),
             scales.scale[None],
@@ -66,7 +71,8 @@ def _registry(weight, h, fmt: FormatSpec, settings: GPTQ):
             args,
             blocksize=settings.block_size,
             percdamp=settings.damp,
-        )[0][0]
+        )
+        return quantized[0], losses, fallback
 
     return run
 
@@ -81,9 +87,9 @@ def layer_benchmark(size: int, settings: GPTQ) -> list[dict]:
         ours_s, ours = cpu_seconds(lambda fmt=fmt: gptq_quantize_weight(weight, h, fmt, dataclass_upfront(settings)))
         rtn_s, _ = cpu_seconds(lambda fmt=fmt: fake_quant(weight, fmt, axis=-1))
         row = {"format": name, "gptq_s": ours_s, "rtn_s": rtn_s}
-        registry = _registry(weight, h, fmt, settings)
+        registry = llmcompressor_gptq(weight, h, fmt, settings)
         if registry is not None:
-            theirs_s, theirs = cpu_seconds(registry)
+            theirs_s, (theirs, _losses, _fallback) = cpu_seconds(registry)
             differ = ours != theirs
             row |= {"registry_s": theirs_s, "rows_differing": int(differ.any(dim=1).sum()), "ratio": ours_s / theirs_s}
         rows.append(row)

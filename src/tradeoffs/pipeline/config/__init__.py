@@ -5,7 +5,6 @@ its run function (tradeoffs.kinds), and the identity hash in tradeoffs.identity.
 
 from tradeoffs.identity import config_hash
 from tradeoffs.pipeline.config.compose import (
-    as_dict,
     compose,
     explain,
     hydra_session,
@@ -20,7 +19,6 @@ from tradeoffs.pipeline.config.suite import SuiteConfig, SweepConfig
 __all__ = [
     "SuiteConfig",
     "SweepConfig",
-    "as_dict",
     "compose",
     "config_hash",
     "explain",

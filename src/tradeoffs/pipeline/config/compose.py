@@ -17,14 +17,12 @@ import functools
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import fields, is_dataclass
-from typing import Any
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from tradeoffs.errors import ConfigError, check_choice, check_finite, check_positive
-from tradeoffs.identity import plain
 from tradeoffs.kinds import get_kind, kind_names
 from tradeoffs.kinds.base import ExperimentConfig
 from tradeoffs.paths import conf_dir, suite_file, use_project
@@ -235,11 +233,6 @@ def to_typed(cfg: DictConfig | dict, kind: str | None = None) -> ExperimentConfi
 def load_experiment(kind: str, overrides: Sequence[str] = ()) -> ExperimentConfig:
     """Compose and validate one experiment config."""
     return to_typed(compose(kind, overrides), kind)
-
-
-def as_dict(config: Any) -> dict[str, Any]:
-    """A JSON-ready nested dict of a config dataclass (every field, in declaration order)."""
-    return plain(config)
 
 
 def load_suite(name: str) -> SuiteConfig:
