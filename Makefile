@@ -25,7 +25,7 @@ run: $(STAMP)
 
 # Tests in one worker process per core (`-n auto`), each module kept on one worker (its fixtures are
 # module-wide: a cluster, a composed plan); the slowest are listed at the end.
-PYTEST := $(BIN)/python -m pytest -n auto --dist loadfile --durations=25
+PYTEST := $(BIN)/python -m pytest -n auto --dist loadfile --no-loadscope-reorder --durations=25
 
 test: $(STAMP)
 	$(PYTEST)
