@@ -125,7 +125,7 @@ def test_the_kind_writes_the_rows_the_claim_reads_and_the_claim_gets_verdicts(wo
 
 def test_a_ladder_spanning_0_4_decades_of_n_leaves_law_fits_inconclusive_whatever_its_r2(workflow_dir):
     ids = write_ladder(workflow_dir, {"fp32": (1, 1)}, sizes=(1e5, 1.6e5, 2.5e5), ratios=(2, 5, 20, 50))
-    table = fit_ladder(workflow_dir, ids)
+    table = fit_ladder(workflow_dir, ids, "n_starts=2")
     alpha = parameter(table, "alpha", "fp32")
     assert alpha["label.identified"] is False or alpha["label.identified"] == 0
     assert "N spans 0.4 decades (needs 1)" in alpha["label.identification"]
@@ -277,7 +277,7 @@ def test_a_parameter_on_its_bound_is_named_and_not_identified_while_the_fit_keep
     loss = quartet_loss(n, d, **LAW) * np.exp(rng.normal(0, 0.01, 8))
     runs = pd.DataFrame({"run_id": [f"r{i}" for i in range(8)], "n_params": n, "tokens": d, "loss": loss})
     runs = pd.concat([runs.assign(precision="fp32"), runs.assign(precision="fp8", run_id=runs["run_id"] + "b")])
-    fits = ladder_fits(runs, FitOptions(n_bootstrap=20))
+    fits = ladder_fits(runs, FitOptions(n_bootstrap=4, n_starts=2))
     chinchilla = [r for r in fits if r.fit == "chinchilla"]
     (quartet,) = [r for r in fits if r.fit == "quartet"]
     assert [r.labels["precision"] for r in chinchilla] == ["fp32", "fp8"]
