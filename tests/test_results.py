@@ -68,6 +68,7 @@ def test_provenance_fields_present():
         "git_commit",
         "git_dirty",
         "torch_threads",
+        "torch_cpu_capability",
         "gpu",
     ):
         assert key in info, key

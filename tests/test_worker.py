@@ -52,6 +52,20 @@ def test_a_warm_job_matches_a_fresh_process_and_keeps_its_status(workflow_dir):
     assert job(workflow_dir, "after", config).returncode == 0  # the server outlives a failed job
 
 
+def test_a_job_under_other_torch_settings_gets_a_server_of_its_own(workflow_dir, monkeypatch):
+    """torch reads ATEN_CPU_CAPABILITY once, as the server loads it: a job that asks for AVX2 kernels gets a
+    server started under that setting and runs them (its provenance says so), not a running server's."""
+    config = plain(load_experiment("numerics", ["n_values=4096", "format=int8"]))
+    assert job(workflow_dir, "default", config).returncode == 0
+    default_server = socket_path(workflow_dir)
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    avx2 = job(workflow_dir, "avx2", config)
+    assert avx2.returncode == 0, avx2.stderr
+    assert socket_path(workflow_dir) != default_server and socket_path(workflow_dir).exists()
+    record = json.loads((workflow_dir / "results" / "numerics" / "avx2" / "result.json").read_text())
+    assert record["provenance"]["torch_cpu_capability"] == "AVX2"
+
+
 # ------------------------------------------------------------------ another local user at the rendezvous
 OTHER_UID = 65534  # nobody: the other local user of a shared login node
 

@@ -167,8 +167,9 @@ def collect_provenance() -> dict[str, Any]:
         import torch
 
         info["torch_threads"] = torch.get_num_threads()
+        info["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()  # the ISA of its CPU kernels
     except ImportError:
-        info["torch_threads"] = None
+        info["torch_threads"] = info["torch_cpu_capability"] = None
     info.update(_gpu_info())
     info["slurm_job_id"] = os.environ.get("SLURM_JOB_ID")
     return info

@@ -11,7 +11,9 @@ with the child's exit status. The child runs `python -m tradeoffs job ...` exact
 The server is started by the first client (a file lock keeps it to one) and exits after `IDLE_S` seconds
 without jobs. Its socket (in a private directory of the temporary directory) is keyed on the project and a
 digest of the package sources and the interpreter, so editing the code starts a fresh server instead of
-running stale code; a server that fails to start is not waited for (the job then runs in its own process).
+running stale code, and on the environment that torch reads as it loads (`TORCH_SETTINGS`: ATEN_CPU_CAPABILITY,
+ONEDNN_MAX_CPU_ISA, TORCHINDUCTOR_*, ...), so a job under other settings never runs in a server that loaded
+torch under these; a server that fails to start is not waited for (the job then runs in its own process).
 
 The rendezvous is trusted only when this user made it: the directory must be a real directory (not a link)
 owned by this uid with no access for group or others, the socket a socket owned by this uid, and the process
@@ -57,6 +59,9 @@ PRELOADED = (
     "tradeoffs.report.claims",
     "torch._dynamo",  # AdamW imports it on construction: 1.5 s a training job otherwise pays in its fork
 )
+# Environment variables that torch, oneDNN and inductor read once, as the server loads them (the kernels' ISA,
+# compiler configuration and cache): a fork inherits the server's reading whatever the client's environment says.
+TORCH_SETTINGS = ("ATEN_", "ONEDNN_", "DNNL_", "MKLDNN_", "TORCH", "PYTORCH_")
 
 
 def _digest() -> str:
@@ -68,13 +73,20 @@ def _digest() -> str:
     return digest.hexdigest()[:16]
 
 
+def torch_settings(environment: dict[str, str] | os._Environ = os.environ) -> dict[str, str]:
+    """The variables of `environment` that torch reads as it loads (TORCH_SETTINGS prefixes), sorted."""
+    return {name: environment[name] for name in sorted(environment) if name.startswith(TORCH_SETTINGS)}
+
+
 def socket_path(root: Path | None = None) -> Path:
-    """Where this code's server for this project listens: a short name (Unix socket paths are limited to about
-    100 bytes) in a private directory of the temporary directory, keyed on the project and the code digest."""
+    """Where this code's server for this project and these torch settings listens: a short name (Unix socket
+    paths are limited to about 100 bytes) in a private directory of the temporary directory, keyed on the
+    project, the code digest and `torch_settings()`."""
     from tradeoffs.paths import project_root
 
     project = str((root or project_root()).resolve())
-    key = hashlib.sha256(f"{project}\0{_digest()}".encode()).hexdigest()[:20]
+    settings = json.dumps(torch_settings())
+    key = hashlib.sha256(f"{project}\0{_digest()}\0{settings}".encode()).hexdigest()[:20]
     return Path(tempfile.gettempdir()) / f"tradeoffs-{os.getuid()}" / f"worker-{key}.sock"
 
 
