@@ -46,10 +46,11 @@ def result_mtimes(root: Path) -> dict[str, int]:
     return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in (root / "results").rglob("result.json")}
 
 
-def test_smoke_suite_end_to_end_report_lint_then_rerun_only_what_changed(smoke_run, monkeypatch):
-    """One real run of the smoke suite (every study, every report product, the claims' verdicts), its HTML
-    report and lint, then a one-value change in conf/ that reruns exactly the affected experiments (each
-    experiment is its own job, run through the warm worker), collect, the products and the claims."""
+def test_smoke_suite_end_to_end_report_then_rerun_only_what_changed(smoke_run, monkeypatch):
+    """One real run of the smoke suite (every study, every report product, the claims' verdicts) and its HTML
+    report, then a one-value change in conf/ that reruns exactly the affected experiments (each experiment is its
+    own job, run through the warm worker), collect, the products and the claims. Snakemake's lint is the README's
+    `make lint`, run by tests/test_readme_commands.py."""
     workflow_dir, _ = smoke_run
     monkeypatch.chdir(workflow_dir)
     monkeypatch.delenv("TRADEOFFS_ROOT", raising=False)
@@ -83,11 +84,6 @@ def test_smoke_suite_end_to_end_report_lint_then_rerun_only_what_changed(smoke_r
     html = (workflow_dir / "reports" / "report.html").read_text(errors="replace")
     assert "numerics_qsnr.png" in html and "Quantization signal-to-noise ratio" in html
     assert "Paper claims: verdicts of this run" in html  # the page opens on the verdicts
-    lint = subprocess.run(
-        [SNAKEMAKE, "--lint", "--config", "suite=smoke"], cwd=workflow_dir, capture_output=True, text=True
-    )
-    assert lint.returncode == 0, lint.stdout + lint.stderr
-    assert "Lints for" not in lint.stdout + lint.stderr
 
     # Nothing to do on a second run.
     assert "Nothing to be done" in snakemake("-n", cwd=workflow_dir).stdout
