@@ -11,16 +11,16 @@ ROOT = Path(__file__).resolve().parents[1]
 # A training config small enough for unit tests (gpt-tiny, 4 x 32 tokens per batch, eager quantizers).
 TRAIN_TINY = ["model=gpt-tiny", "model.context_length=32", "batch_size=4", "eval_windows=4", "compile_quant=false"]
 
-# The longest test files (seconds on a quiet 2-core machine), handed to the xdist workers first so that the
-# short ones fill in around them instead of one worker finishing a long file alone at the end; the Makefile
-# runs pytest with --no-loadscope-reorder so that xdist keeps this order.
+# The longest test files (seconds on a quiet 2-core machine, beside the other worker's tests), handed to the
+# xdist workers first so that the short ones fill in around them instead of one worker finishing a long file alone
+# at the end; the Makefile runs pytest with --no-loadscope-reorder so that xdist keeps this order.
 LONGEST_FILES_FIRST = (
-    "test_slurm.py",  # 140 s
-    "test_readme_commands.py",  # 115 s
-    "test_workflow.py",  # 100 s
-    "test_scaling_fit.py",  # 65 s
-    "test_plan.py",  # 50 s
-    "test_distributed_memory.py",  # 35 s
+    "test_slurm.py",  # 200 s
+    "test_readme_commands.py",  # 100 s
+    "test_workflow.py",  # 130 s
+    "test_scaling_fit.py",  # 55 s
+    "test_plan.py",  # 45 s
+    "test_distributed_memory.py",  # 30 s
 )
 
 TRAIN_ID = "train/tiny-00000000"  # the tiny trained model the quant tests quantize

@@ -43,6 +43,7 @@ import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
 
 IDLE_S = 60.0  # the server exits after this long without a job
@@ -73,7 +74,7 @@ def _digest() -> str:
     return digest.hexdigest()[:16]
 
 
-def torch_settings(environment: dict[str, str] | os._Environ = os.environ) -> dict[str, str]:
+def torch_settings(environment: Mapping[str, str] = os.environ) -> dict[str, str]:
     """The variables of `environment` that torch reads as it loads (TORCH_SETTINGS prefixes), sorted."""
     return {name: environment[name] for name in sorted(environment) if name.startswith(TORCH_SETTINGS)}
 
