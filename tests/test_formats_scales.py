@@ -201,7 +201,7 @@ def _mxfp4_qsnr_by_hand(x: np.ndarray, block_size: int, rule: str) -> float:
     scaled = np.clip(blocks / 2.0**exponent, -6, 6)
     nearest = grid[np.abs(np.abs(scaled)[..., None] - grid).argmin(-1)]
     error = blocks - np.sign(scaled) * nearest * 2.0**exponent
-    return float(10 * np.log10((blocks**2).sum() / (error**2).sum()))
+    return qsnr_db((blocks**2).sum(), (error**2).sum())
 
 
 def test_under_the_floor_rule_smaller_mxfp4_blocks_lose_qsnr_on_gaussian_data():
